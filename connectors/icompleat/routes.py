@@ -1,0 +1,207 @@
+"""The iCompleat contract as data: one table of routes read by the client and the sandbox.
+
+Each :class:`Route` names an operation, its HTTP method, its path template (every parameter is a
+path segment, V1 style), the payload names of its request and response bodies, its page size and
+which segments may be ``NULL``. Nothing else in the code spells a path or a payload name.
+
+A user overrides any entry from configuration (``[icompleat.routes."suppliers.list"]`` with
+``path = "..."`` and so on) through :func:`build_routes`, without touching code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import quote, unquote
+
+from sync.errors import ConfigError
+
+NULL = "NULL"
+REFERENCE_PAGE_SIZE = 100
+TRANSACTION_PAGE_SIZE = 20
+WRITE_CHUNK_SIZE = 100
+
+_SEGMENT = re.compile(r"\{([A-Za-z]+)\}")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One operation of the iCompleat API."""
+
+    name: str
+    method: str
+    path: str
+    response_payload: str | None = None
+    request_payload: str | None = None
+    page_size: int | None = None
+    nullable: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The path parameters in template order."""
+        return tuple(_SEGMENT.findall(self.path))
+
+    @property
+    def is_write(self) -> bool:
+        """True for calls that change remote data."""
+        return self.method != "GET"
+
+    def render(self, **params: str | int | None) -> str:
+        """The path with each parameter quoted as one segment; None becomes ``NULL``."""
+        missing = [p for p in self.params if p not in params and p not in self.nullable]
+        if missing:
+            raise ValueError(f"route {self.name}: missing path parameters {missing}")
+
+        def segment(match: re.Match[str]) -> str:
+            value = params.get(match.group(1))
+            return NULL if value is None else quote(str(value), safe="")
+
+        return _SEGMENT.sub(segment, self.path)
+
+    def pattern(self) -> re.Pattern[str]:
+        """A regex matching a RAW (still percent-encoded) request path for this route."""
+        parts = _SEGMENT.split(self.path.lstrip("/"))
+        # split() alternates literal text and parameter names: escape the one, capture the other.
+        body = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)"
+                       for i, p in enumerate(parts))
+        return re.compile("^/+" + body + "/?$")
+
+    def match(self, raw_path: str) -> dict[str, str | None] | None:
+        """Parameters of ``raw_path`` if it is this route (``NULL``/``null`` -> None), else None."""
+        found = self.pattern().match(raw_path)
+        if found is None:
+            return None
+        return {k: _segment_value(v) for k, v in found.groupdict().items()}
+
+
+def _segment_value(raw: str) -> str | None:
+    value = unquote(raw)
+    return None if value.casefold() == NULL.casefold() else value
+
+
+# The reference kinds that share the paged list / refresh / edit / delete shape:
+# (route prefix = API plural, API singular, list payload, singular payload).
+REFERENCE_APIS: tuple[tuple[str, str, str, str], ...] = (
+    ("suppliers", "supplier", "Suppliers", "Supplier"),
+    ("accountcodes", "accountcode", "AccountCodes", "AccountCode"),
+    ("taxcodes", "taxcode", "TaxCodes", "TaxCode"),
+    ("currencycodes", "currencycode", "CurrencyCodes", "CurrencyCode"),
+    ("deliverysites", "deliverysite", "DeliverySites", "DeliverySite"),
+)
+
+
+def _reference_routes(plural: str, singular: str, many: str, one: str) -> list[Route]:
+    company = "/{tenantId}/{companyId}"
+    return [
+        Route(f"{plural}.list", "GET", f"/api/{plural}{company}/{{pageNumber}}",
+              response_payload=many, page_size=REFERENCE_PAGE_SIZE),
+        Route(f"{plural}.post", "POST", f"/api/{plural}{company}",
+              request_payload=many, page_size=WRITE_CHUNK_SIZE),
+        Route(f"{plural}.edit", "PUT", f"/api/{singular}{company}/{{code}}",
+              request_payload=None, response_payload=one),
+        Route(f"{plural}.delete", "DELETE", f"/api/{singular}{company}/{{code}}"),
+    ]
+
+
+_TX_LIST_NULLABLE = frozenset({"userId", "status", "transactionType"})
+
+DEFAULT_ROUTES: tuple[Route, ...] = (
+    Route("tenant", "GET", "/api/tenant/{tenantId}"),
+    Route("companies", "GET", "/api/companies/{tenantId}", response_payload="Companies"),
+    *(r for api in REFERENCE_APIS for r in _reference_routes(*api)),
+    Route("customfields.list", "GET", "/api/customfields/{tenantId}/{companyId}",
+          response_payload="CustomFields"),
+    Route("customfields.create", "POST", "/api/customfields/{tenantId}/{companyId}",
+          request_payload="CustomFields", response_payload="CustomFields"),
+    Route("customfield.detail", "GET", "/api/customfield/{tenantId}/{companyId}/{customFieldId}",
+          response_payload="CustomField"),
+    Route("customfield.edit", "PUT", "/api/customfield/{tenantId}/{companyId}/{customFieldId}",
+          response_payload="CustomField"),
+    Route("customfield.delete", "DELETE",
+          "/api/customfield/{tenantId}/{companyId}/{customFieldId}"),
+    Route("customfield.values", "POST", "/api/customfield/{tenantId}/{companyId}/{customFieldId}",
+          request_payload="CustomFieldListItems", page_size=WRITE_CHUNK_SIZE),
+    Route("transactions.list", "GET",
+          "/api/transactions/{tenantId}/{pageNumber}/{companyId}/{userId}/{status}"
+          "/{transactionType}",
+          response_payload="Transactions", page_size=TRANSACTION_PAGE_SIZE,
+          nullable=_TX_LIST_NULLABLE),
+    Route("transaction.detail", "GET", "/api/transaction/{tenantId}/{transactionId}/{userId}",
+          response_payload="Transaction", nullable=frozenset({"userId"})),
+    Route("transaction.create", "POST", "/api/transaction/{tenantId}/{companyId}",
+          response_payload="Transaction"),
+    Route("transaction.edit", "PUT", "/api/transaction/{tenantId}/{transactionId}",
+          response_payload="Transaction"),
+)
+
+# Header names of the contract (overridable like routes, through RouteTable.headers).
+DEFAULT_HEADERS: Mapping[str, str] = {
+    "version": "x-api-version",
+    "key": "x-api-compleat-key",
+    "webhook_token": "x-compleat-secret-token",
+}
+API_VERSION = "1"
+
+_OVERRIDABLE = {"method", "path", "response_payload", "request_payload", "page_size", "nullable"}
+
+
+class RouteTable(Mapping[str, Route]):
+    """The routes by name, plus the header names; immutable once built."""
+
+    def __init__(self, routes: Mapping[str, Route], headers: Mapping[str, str]) -> None:
+        self._routes = dict(routes)
+        self.headers: Mapping[str, str] = dict(headers)
+
+    def __getitem__(self, name: str) -> Route:
+        return self._routes[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._routes)
+
+    def __len__(self) -> int:
+        return len(self._routes)
+
+    def resolve(self, method: str, raw_path: str) -> tuple[Route, dict[str, str | None]] | None:
+        """The route serving ``method raw_path`` and its parameters, or None.
+
+        When several templates match (``/api/customfield/t/c/x`` is both detail and values by
+        method), the method decides. Paths may start with ``//`` as the real client sent them.
+        """
+        for route in self._routes.values():
+            if route.method == method.upper():
+                params = route.match(raw_path)
+                if params is not None:
+                    return route, params
+        return None
+
+
+def build_routes(
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    header_overrides: Mapping[str, str] | None = None,
+) -> RouteTable:
+    """The default table with the user's overrides applied; an unknown name or key is an error."""
+    routes = {r.name: r for r in DEFAULT_ROUTES}
+    for name, changes in (overrides or {}).items():
+        if name not in routes:
+            raise ConfigError(f"unknown route {name!r}; known: {sorted(routes)}",
+                              key=f"icompleat.routes.{name}")
+        bad = set(changes) - _OVERRIDABLE
+        if bad:
+            raise ConfigError(f"cannot override {sorted(bad)}; allowed: {sorted(_OVERRIDABLE)}",
+                              key=f"icompleat.routes.{name}")
+        values = dict(changes)
+        if "nullable" in values:
+            values["nullable"] = frozenset(values["nullable"])
+        routes[name] = replace(routes[name], **values)
+    headers = dict(DEFAULT_HEADERS)
+    for key, value in (header_overrides or {}).items():
+        if key not in headers:
+            raise ConfigError(f"unknown header {key!r}; known: {sorted(headers)}",
+                              key=f"icompleat.headers.{key}")
+        headers[key] = value
+    return RouteTable(routes, headers)
+
+
+ROUTES = build_routes()
