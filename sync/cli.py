@@ -1,0 +1,84 @@
+"""The ``icsync`` command: one table of sub-commands, each in its own module.
+
+Every command module under ``sync.commands`` exposes ``add_arguments(parser)`` and
+``run(args) -> int``. Errors of the project's tree become their exit code and one clear line;
+anything else is exit 1 with the traceback in the log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Protocol, cast
+
+from sync.errors import ExitCode, IcsyncError
+from sync.secrets import REDACTOR
+
+# name -> (module under sync.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("demo", "guided tour: sandbox, sample ERP, sync, changes, guard, transactions"),
+    "sandbox": ("sandbox", "serve a local iCompleat sandbox of the API contract"),
+    "sync": ("sync", "sync reference data (plan with --dry-run; --full reads back first)"),
+    "poll": ("poll", "post approved transactions into the ERP, exactly once"),
+    "run": ("run", "run the daemon: schedules, webhook receiver, health and metrics"),
+    "status": ("status", "last runs, quarantine, ledger backlog and leases"),
+    "check": ("check", "validate configuration, state DB, sources and iCompleat access"),
+    "errors": ("errors", "list, retry or resolve quarantined records and transactions"),
+}
+
+
+class CommandModule(Protocol):
+    """What a module of sync.commands provides."""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Declare the command's options."""
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Run the command; return its exit code."""
+
+
+def _load(module: str) -> CommandModule | None:
+    try:
+        return cast(CommandModule, importlib.import_module(f"sync.commands.{module}"))
+    except ModuleNotFoundError as exc:
+        if exc.name == f"sync.commands.{module}":
+            return None
+        raise
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, CommandModule]]:
+    """The argument parser with every available sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="icsync", description="Keeps iCompleat in step with your ERP.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    loaded: dict[str, CommandModule] = {}
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = _load(module_name)
+        if module is None:
+            continue
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(sub)
+        loaded[name] = module
+    return parser, loaded
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``icsync`` console script."""
+    parser, commands = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return int(ExitCode.CONFIG)
+    try:
+        return commands[args.command].run(args)
+    except IcsyncError as exc:
+        print(f"icsync {args.command}: {REDACTOR(str(exc))}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
