@@ -37,7 +37,8 @@ def test_resolve_tells_routes_apart_by_method() -> None:
 def test_route_override_and_unknown_override() -> None:
     """A configured path replaces the default; an unknown route name is a config error."""
     table = build_routes({"suppliers.list": {"path": "/v1/s/{tenantId}/{companyId}/{pageNumber}"}})
-    assert table["suppliers.list"].render(tenantId="t", companyId="c", pageNumber=2) == "/v1/s/t/c/2"
+    rendered = table["suppliers.list"].render(tenantId="t", companyId="c", pageNumber=2)
+    assert rendered == "/v1/s/t/c/2"
     with pytest.raises(ConfigError, match=r"icompleat\.routes\.nope"):
         build_routes({"nope": {"path": "/x"}})
 
