@@ -144,6 +144,15 @@ DEFAULT_HEADERS: Mapping[str, str] = {
 }
 API_VERSION = "1"
 
+# Field names of the envelope around every body (Part A and B of the contract).
+METADATA = "MetaData"
+CONTINUATION_TOKEN = "ContinuationToken"  # noqa: S105 (a field name, not a secret)
+ERROR_CODE = "ErrorCode"
+ERROR_MESSAGE = "Message"
+# Transaction fields a partial edit sets: approve / deny (Status) and record a posting.
+TRANSACTION_STATUS = "Status"
+JOURNAL_NUMBER = "JournalNumber"
+
 _OVERRIDABLE = {"method", "path", "response_payload", "request_payload", "page_size", "nullable"}
 
 
