@@ -10,14 +10,18 @@ Every approved iCompleat transaction gets one ledger row, moved through::
 ``seen`` is committed BEFORE the ERP is touched and each later step right after it happens, so a
 process killed anywhere leaves a row that says what to do next (:func:`decide`). The IO that
 carries these decisions out lives in :mod:`sync.transactions`; nothing here touches a database.
+The value objects it reports with (:class:`TxOutcome`, :class:`PollResult`) live here too.
 """
 
 from __future__ import annotations
 
 import enum
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sync.errors import ExitCode
 
 SEEN = "seen"
 POSTING = "posting"
@@ -126,3 +130,76 @@ def journal_conflict(transaction_id: str, ours: str, theirs: str) -> str:
     return (f"transaction {transaction_id}: iCompleat already shows journal number {theirs!r} but "
             f"the ERP posted it as {ours!r}; not overwritten. Check both systems, correct the "
             f"wrong one, then resolve this entry with `icsync errors resolve`.")
+
+
+@dataclass(frozen=True)
+class TxOutcome:
+    """Where one transaction stands after a :class:`Poster` call (``status``: ledger status)."""
+
+    transaction_id: str
+    status: str
+    journal_number: str | None = None
+    posted: bool = False      # the ERP entry was made or found by this call
+    created: bool = False     # ... and made by it
+    wrote_back: bool = False  # the journal number was recorded in iCompleat by this call
+    failed: bool = False      # a passing problem (ERP or API down): the next pass retries
+    detail: str | None = None
+
+
+@dataclass
+class PollResult:
+    """One company's poll pass. ``quarantined`` counts every open quarantined transaction."""
+
+    company: str
+    outcome: str = "ok"
+    seen: int = 0
+    posted: int = 0
+    created: int = 0
+    written_back: int = 0
+    quarantined: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    problems: list[str] = field(default_factory=list)
+    fatal_code: ExitCode | None = None
+
+    MAX_PROBLEMS = 50
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """0 ok, 4 when something is quarantined or failed, else the fatal error's code."""
+        if self.fatal_code is not None:
+            return self.fatal_code
+        return ExitCode.PARTIAL if self.quarantined or self.failed else ExitCode.OK
+
+    def fail(self, outcome: str, code: ExitCode, error: str) -> None:
+        """Record the error that ended the pass early (``outcome``: "failed" or "auth")."""
+        self.outcome, self.fatal_code, self.error = outcome, code, error
+
+    def finish(self, quarantined: int, seconds: float) -> None:
+        """Close the pass: open quarantine size, duration, and "partial" if anything is left."""
+        self.quarantined, self.seconds = quarantined, round(seconds, 3)
+        if self.outcome == "ok" and (quarantined or self.failed):
+            self.outcome = "partial"
+
+    def problem(self, text: str) -> None:
+        """Note a problem for the operator (the first few are kept)."""
+        if len(self.problems) < self.MAX_PROBLEMS:
+            self.problems.append(text)
+
+    def count(self, outcome: TxOutcome) -> None:
+        """Add one transaction's outcome to the totals."""
+        self.seen += 1
+        self.posted += outcome.posted
+        self.created += outcome.created
+        self.written_back += outcome.wrote_back
+        self.failed += outcome.failed
+        if outcome.detail and (outcome.failed or outcome.status == QUARANTINED):
+            self.problem(outcome.detail)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary."""
+        names = ("company", "outcome", "seen", "posted", "created", "written_back",
+                 "quarantined", "failed", "skipped", "seconds", "error", "problems")
+        return {**{n: getattr(self, n) for n in names}, "exit_code": int(self.exit_code)}
