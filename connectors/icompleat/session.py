@@ -15,7 +15,7 @@ import asyncio
 import json
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -146,10 +146,6 @@ def _outcome(exc: ApiError) -> Outcome:
 
 def _subject(params: Mapping[str, object]) -> str:
     return ", ".join(f"{k} {v!r}" for k, v in params.items() if v is not None) or "tenant"
-
-
-def _chunks(items: Sequence[Mapping[str, Any]], size: int) -> list[Sequence[Mapping[str, Any]]]:
-    return [items[i:i + size] for i in range(0, len(items), size)] or [items[:0]]
 
 
 class ApiSession:
