@@ -81,6 +81,11 @@ def ok(payload: dict[str, Any] | None = None, status: int = 200,
     return httpx.Response(status, json={**(payload or {}), **META}, headers=headers)
 
 
+def fresh_tenant() -> str:
+    """A tenant id no other test uses, so its shared limiter starts empty."""
+    return f"T-{uuid.uuid4().hex[:8]}"
+
+
 def unique_key() -> str:
     return f"canary-{uuid.uuid4().hex}"
 
@@ -92,6 +97,6 @@ def make_client(
 ) -> IcompleatClient:
     """A client over a MockTransport with a fresh tenant (so a fresh shared limiter)."""
     return IcompleatClient(
-        base_url=BASE_URL, tenant_id=tenant or f"T-{uuid.uuid4().hex[:8]}",
+        base_url=BASE_URL, tenant_id=tenant or fresh_tenant(),
         api_key=Secret(key or unique_key(), origin=ORIGIN), limits=limits,
         transport=httpx.MockTransport(handler), clock=clock or FakeClock(), **kwargs)

@@ -10,7 +10,7 @@ import pytest
 
 from connectors.icompleat.client import CallRecord, IcompleatClient
 from sync import errors
-from tests.icompleat.support import FAST, ORIGIN, FakeClock, Script, make_client, ok
+from tests.icompleat.support import FAST, ORIGIN, FakeClock, Script, fresh_tenant, make_client, ok
 
 WRITE_CALLS = {
     "post_reference": lambda c: c.post_reference("suppliers", "C1", [{"Code": "A"}]),
@@ -54,12 +54,12 @@ async def test_429_waits_for_retry_after_before_the_next_request() -> None:
 
 async def test_retry_after_pauses_every_client_of_the_same_credentials() -> None:
     """A 429 seen by one client holds back another client sharing the key and tenant."""
-    clock = FakeClock()
+    clock, tenant = FakeClock(), fresh_tenant()
     script = Script(ok(status=429, headers={"Retry-After": "12"}), ok({"Companies": []}),
                     clock=clock)
-    first = make_client(script, clock=clock, key="shared-key-1", tenant="T-shared",
+    first = make_client(script, clock=clock, key="shared-key-1", tenant=tenant,
                         limits=replace(FAST, max_attempts=1))
-    second = make_client(script, clock=clock, key="shared-key-1", tenant="T-shared")
+    second = make_client(script, clock=clock, key="shared-key-1", tenant=tenant)
     assert first.limiter is second.limiter
     with pytest.raises(errors.Throttled):
         await first.companies()
