@@ -7,7 +7,8 @@ it to count missed runs without waiting for them).
 
 The time rules, which hold on every host whatever its local zone:
 
-- Intervals are elapsed time: "1h" means every 3600 seconds, across DST changes and zones.
+- Intervals are elapsed time: "1h" means every 3600 seconds, across DST changes and zones,
+  aligned on :data:`INTERVAL_ANCHOR` (2000-01-01T00:00Z), so "15m" fires at :00, :15, :30, :45.
 - Cron expressions are read in ``timezone`` (UTC unless one is given) on the wall clock there.
 - DST, for a cron expression in a zone with summer time:
   * a wall time that does not exist (the spring-forward gap, e.g. 01:30 in London on the last
@@ -36,6 +37,10 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _INTERVAL = re.compile(r"^(?:\d+[smhd])+$")
 _PART = re.compile(r"(\d+)([smhd])")
 _MAX_STEPS = 10_000  # bound on every walk through fire times
+# Intervals count from one fixed instant, so every instance and every restart agrees on the
+# slots ("15m" fires at :00, :15, :30, :45 UTC): a lease decides who runs a slot, and a slot
+# another instance already ran is recognised as done.
+INTERVAL_ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def parse_interval(text: str) -> timedelta | None:
@@ -103,8 +108,8 @@ def build_trigger(text: str, *, timezone: str = "UTC", key: str = "schedules",
     if interval is not None:
         if interval.total_seconds() < 1:
             raise ConfigError(f"interval {text!r} is shorter than one second", key=key)
-        return IntervalTrigger(seconds=interval.total_seconds(), timezone=UTC,
-                               jitter=_jitter(jitter))
+        return IntervalTrigger(seconds=interval.total_seconds(), start_date=INTERVAL_ANCHOR,
+                               timezone=UTC, jitter=_jitter(jitter))
     tz = zone(timezone, key=f"{key.rsplit('.', 1)[0]}.timezone")
     return _cron(text, tz, key=key, jitter=jitter)
 
