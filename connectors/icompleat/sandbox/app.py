@@ -1,0 +1,252 @@
+"""The sandbox as an ASGI application: the API of the routes table plus the admin API.
+
+Requests are matched with ``RouteTable.resolve`` on the RAW path (``scope["raw_path"]``), so a
+``%2F`` inside a code stays in its segment, and ``NULL``/``null`` and ``//api/...`` are accepted
+as the real service accepts them. For each API request, in order: match (404), credentials (401
+for an unknown tenant or a missing or wrong key), ``x-api-version`` (400, ErrorCode 1), the fault
+switches (latency, hang, throttling, error), the handler (400 with ErrorCode and Message), then
+commit-then-fail and the 'list changed while paged' switch. Paths under ``/_sandbox/`` go to the
+admin API. No header value (so no key) is ever logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import socket
+import struct
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from connectors.icompleat.routes import API_VERSION, ROUTES, Route, RouteTable
+from connectors.icompleat.sandbox.api import Call, handle, reference_list_api
+from connectors.icompleat.sandbox.faults import DROP, Decision
+from connectors.icompleat.sandbox.state import SandboxState
+from connectors.icompleat.sandbox.webhooks import Pusher
+from connectors.icompleat.sandbox.wire import (
+    BAD_REQUEST,
+    THROTTLE_MESSAGE_FIELD,
+    THROTTLE_STATUS_FIELD,
+    UNAUTHORISED_MESSAGE,
+    VALIDATION_FAILED,
+    Record,
+    envelope,
+    error_body,
+    reject,
+)
+from sync.errors import BadRequest
+
+ADMIN_PREFIX = "/_sandbox/"
+MAX_BODY_BYTES = 16 * 1024 * 1024
+HANG_POLL_SECONDS = 0.05
+
+
+class NoAnswer(Exception):
+    """Raised inside the app to close the connection without an answer."""
+
+
+def _retry_after(seconds: float) -> str:
+    return str(int(seconds)) if seconds == int(seconds) else f"{seconds:g}"
+
+
+async def drop_connection(send: Send) -> None:
+    """Reset the client's connection without an answer (RST where the server allows it).
+
+    uvicorn's ``send`` is a method of its request cycle, which holds the transport; aborting it
+    is what a crashed or unreachable server looks like to the client.
+    """
+    cycle = getattr(send, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is None:  # another server: start an answer and never finish it
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"100")]})
+        raise NoAnswer
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+    for _ in range(10):  # let connection_lost mark the cycle disconnected
+        if getattr(cycle, "disconnected", True):
+            break
+        await asyncio.sleep(0)
+
+
+class SandboxApp:
+    """The ASGI callable uvicorn serves."""
+
+    def __init__(self, state: SandboxState, pusher: Pusher, admin: ASGIApp,
+                 routes: RouteTable = ROUTES) -> None:
+        self.state = state
+        self.pusher = pusher
+        self.admin = admin
+        self.routes = routes
+        self.stopping = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+            if raw.startswith(ADMIN_PREFIX):
+                await self.admin(scope, receive, send)
+            else:
+                await self._api(scope, receive, send, raw)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.pusher.bind(asyncio.get_running_loop())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.pusher.bind(None)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _api(self, scope: Scope, receive: Receive, send: Send, raw: str) -> None:
+        request = Request(scope, receive)
+        found = self.routes.resolve(request.method, raw)
+        route_name = found[0].name if found else "?"
+        status, fault = 0, ""
+        try:
+            if found is None:
+                status = await self._not_found(request, raw, send)
+            else:
+                status, fault = await self._serve(request, send, *found)
+        except NoAnswer:
+            fault = fault or "drop"
+        finally:
+            self.state.log.add(self.state.now(), request.method, raw, route_name, status, fault)
+
+    async def _not_found(self, request: Request, raw: str, send: Send) -> int:
+        other = any(self.routes.resolve(m, raw) for m in ("GET", "POST", "PUT", "DELETE"))
+        status = 405 if other else 404
+        await self._json(request, send, {"Message": f"no API operation {request.method} {raw}"},
+                         status)
+        return status
+
+    async def _json(self, request: Request, send: Send, body: Record, status: int = 200,
+                    headers: dict[str, str] | None = None) -> None:
+        response = JSONResponse(body, status_code=status, headers=headers)
+        await response(request.scope, request.receive, send)
+
+    @staticmethod
+    def _url(request: Request) -> str:
+        """The request URL with the path as sent (a ``%2F`` in a code stays encoded)."""
+        raw = request.scope.get("raw_path") or request.url.path.encode()
+        return str(request.base_url).rstrip("/") + raw.decode("latin-1")
+
+    async def _serve(self, request: Request, send: Send, route: Route,
+                     params: dict[str, str | None]) -> tuple[int, str]:
+        for rotation in self.state.faults.arrive():
+            self.state.rotate_key(rotation.tenant_id, rotation.new_key)
+        tenant = self.state.tenant(params.get("tenantId"))
+        presented = request.headers.get(self.routes.headers["key"])
+        if tenant is None or not self.state.key_matches(tenant, presented):
+            await self._json(request, send, {"Message": UNAUTHORISED_MESSAGE}, 401)
+            return 401, ""
+        if (request.headers.get(self.routes.headers["version"]) or "").strip() != API_VERSION:
+            exc = reject(BAD_REQUEST, f"header {self.routes.headers['version']} must be "
+                                      f"{API_VERSION}")
+            return await self._bad_request(request, send, exc), ""
+        decision = self.state.faults.decide(route.name)
+        early = await self._before(request, send, route, decision)
+        if early is not None:
+            return early
+        return await self._handle(request, send, route, params, tenant.id, decision)
+
+    async def _before(self, request: Request, send: Send, route: Route,
+                      decision: Decision) -> tuple[int, str] | None:
+        """The faults that strike before the request is applied; None to go on."""
+        if decision.latency > 0:
+            await asyncio.sleep(decision.latency)
+        if decision.hang:
+            await self._hang(request, route)
+            await drop_connection(send)
+            return 0, "hang"
+        if decision.throttle:
+            return await self._throttle(request, send, decision), "throttle"
+        if decision.error_status == DROP:
+            await drop_connection(send)
+            return 0, "drop"
+        if decision.error_status is not None:
+            await self._json(request, send, {"Message": "An error has occurred."},
+                             decision.error_status)
+            return decision.error_status, "error"
+        return None
+
+    async def _hang(self, request: Request, route: Route) -> None:
+        """Wait while the hang is armed, the client is connected and the server runs."""
+        gone = asyncio.ensure_future(self._disconnected(request))
+        try:
+            while self.state.faults.still_hangs(route.name) and not self.stopping:
+                finished, _ = await asyncio.wait({gone}, timeout=HANG_POLL_SECONDS)
+                if finished:
+                    break
+        finally:
+            gone.cancel()
+
+    @staticmethod
+    async def _disconnected(request: Request) -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    async def _throttle(self, request: Request, send: Send, decision: Decision) -> int:
+        wait = decision.retry_after
+        text = "Rate limit is exceeded." + (
+            f" Try again in {math.ceil(wait)} seconds." if wait is not None else "")
+        if decision.throttle_body_status is not None:
+            body = {THROTTLE_STATUS_FIELD: 429, THROTTLE_MESSAGE_FIELD: text}
+            await self._json(request, send, body, decision.throttle_body_status)
+            return decision.throttle_body_status
+        headers = {"Retry-After": _retry_after(wait)} if wait is not None else None
+        await self._json(request, send, {THROTTLE_STATUS_FIELD: 429,
+                                         THROTTLE_MESSAGE_FIELD: text}, 429, headers)
+        return 429
+
+    async def _bad_request(self, request: Request, send: Send, exc: BadRequest) -> int:
+        body = error_body(exc.error_code or BAD_REQUEST, exc.api_message, self._url(request),
+                          self.state.now())
+        await self._json(request, send, body, 400)
+        return 400
+
+    async def _body(self, request: Request, route: Route) -> Any:
+        if not route.is_write or route.method == "DELETE":
+            return None
+        raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            raise reject(VALIDATION_FAILED, f"field body is {len(raw)} bytes; send at most "
+                                            f"{MAX_BODY_BYTES} bytes a call")
+        try:
+            return json.loads(raw) if raw.strip() else None
+        except ValueError:
+            raise reject(VALIDATION_FAILED, "field body is not valid JSON; send a JSON "
+                                            "object") from None
+
+    async def _handle(self, request: Request, send: Send, route: Route,
+                      params: dict[str, str | None], tenant_id: str,
+                      decision: Decision) -> tuple[int, str]:
+        try:
+            call = Call(route, params, await self._body(request, route), tenant_id)
+            payload = handle(self.state, call)
+        except BadRequest as exc:
+            return await self._bad_request(request, send, exc), ""
+        if decision.commit_then_fail == "drop":
+            await drop_connection(send)
+            return 0, "commit-then-drop"
+        if decision.commit_then_fail == "500":
+            await self._json(request, send, {"Message": "An error has occurred."}, 500)
+            return 500, "commit-then-500"
+        self._change_list(route, call)
+        await self._json(request, send, envelope(payload, self._url(request), self.state.now()))
+        return 200, ""
+
+    def _change_list(self, route: Route, call: Call) -> None:
+        api = reference_list_api(route)
+        change = self.state.faults.take_list_change(route.name, call.page()) if api else None
+        if api and change is not None:
+            self.state.change_list(call.tenant_id, call.company, api, change)
