@@ -1,0 +1,46 @@
+"""The few SQL pieces that differ between SQLite and PostgreSQL, and the host clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any, TypeVar
+
+from sqlalchemy import Float, cast, extract, func
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
+
+_UNIX_EPOCH_JULIAN = 2440587.5
+T = TypeVar("T")
+
+
+def db_epoch(dialect: str) -> ColumnElement[float]:
+    """Seconds since the epoch by the DATABASE's clock (on SQLite, that is the host's)."""
+    if dialect == "postgresql":
+        return cast(extract("epoch", func.clock_timestamp()), Float(precision=53))
+    return (func.julianday("now", type_=Float(precision=53)) - _UNIX_EPOCH_JULIAN) * 86400.0
+
+
+def upsert_insert(dialect: str, model: Any) -> Any:
+    """An INSERT with ``on_conflict_do_nothing`` / ``on_conflict_do_update`` for ``dialect``."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+
+
+def utcnow() -> datetime:
+    """The host's clock, aware UTC: for informational times (runs, journal, quarantine)."""
+    return datetime.now(UTC)
+
+
+def aware(value: datetime, name: str) -> datetime:
+    """``value`` if it carries a time zone; ValueError naming ``name`` otherwise."""
+    if value.tzinfo is None:
+        raise ValueError(f"{name}: naive datetime {value.isoformat()}; pass an aware UTC one")
+    return value
+
+
+def batched(items: Iterable[T], size: int = 1000) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``size`` (keeps IN lists under the drivers' limits)."""
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch

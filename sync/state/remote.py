@@ -1,0 +1,142 @@
+"""What iCompleat holds, as far as we know: the remote copy, refresh markers, append tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, select, update
+
+from sync.state.db import Database
+from sync.state.dialect import aware, batched, upsert_insert, utcnow
+from sync.state.models import AppendToken, RefreshMarker, RemoteRecord
+from sync.state.rows import Fence, RefreshRow
+
+RemoteRow = tuple[str, Mapping[str, Any], str]
+
+
+def _batches(rows: Iterable[RemoteRow], company: str, kind: str) -> Iterator[list[dict[str, Any]]]:
+    now = utcnow()
+    for batch in batched(rows):
+        yield [{"company": company, "kind": kind, "key": key, "record": dict(record),
+                "digest": digest, "synced_at": now} for key, record, digest in batch]
+
+
+def _upsert(conn: Connection, company: str, kind: str, rows: Iterable[RemoteRow]) -> None:
+    stmt = upsert_insert(conn.dialect.name, RemoteRecord)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["company", "kind", "key"],
+        set_={c: stmt.excluded[c] for c in ("record", "digest", "synced_at")})
+    for batch in _batches(rows, company, kind):
+        conn.execute(stmt, batch)
+
+
+def _where(model: Any, company: str, kind: str) -> tuple[Any, Any]:
+    return model.company == company, model.kind == kind
+
+
+class RemoteStore:
+    """The last known remote copy of each company's reference data, and refreshes under way."""
+
+    _db: Database
+
+    def remote_records(self, company: str, kind: str) -> dict[str, dict[str, Any]]:
+        """Every known remote record of ``kind``, by key, exactly as stored."""
+        with self._db.read("reading remote records") as conn:
+            rows = conn.execute(select(RemoteRecord.key, RemoteRecord.record)
+                                .where(*_where(RemoteRecord, company, kind)))
+            return {key: record for key, record in rows}
+
+    def remote_digests(self, company: str, kind: str) -> dict[str, str]:
+        """The digest of every known remote record of ``kind``, by key."""
+        with self._db.read("reading remote digests") as conn:
+            rows = conn.execute(select(RemoteRecord.key, RemoteRecord.digest)
+                                .where(*_where(RemoteRecord, company, kind)))
+            return {key: digest for key, digest in rows}
+
+    def remote_count(self, company: str, kind: str) -> int:
+        """How many remote records of ``kind`` are known."""
+        with self._db.read("counting remote records") as conn:
+            stmt = select(func.count()).where(*_where(RemoteRecord, company, kind))
+            return int(conn.execute(stmt).scalar_one())
+
+    def upsert_remote(self, company: str, kind: str, rows: Iterable[RemoteRow], *,
+                      fence: Fence | None = None) -> None:
+        """Insert or replace records given as ``(key, record, digest)``."""
+        with self._db.write(f"storing {company}/{kind} remote records", fence) as conn:
+            _upsert(conn, company, kind, rows)
+
+    def delete_remote(self, company: str, kind: str, keys: Iterable[str], *,
+                      fence: Fence | None = None) -> None:
+        """Forget the records with these keys (absent keys are ignored)."""
+        with self._db.write(f"deleting {company}/{kind} remote records", fence) as conn:
+            for batch in batched(keys):
+                conn.execute(delete(RemoteRecord).where(
+                    *_where(RemoteRecord, company, kind), RemoteRecord.key.in_(batch)))
+
+    def replace_remote(self, company: str, kind: str, rows: Iterable[RemoteRow], *,
+                       fence: Fence | None = None) -> None:
+        """Make ``rows`` the whole known set of ``kind``, in one transaction."""
+        with self._db.write(f"replacing {company}/{kind} remote records", fence) as conn:
+            conn.execute(delete(RemoteRecord).where(*_where(RemoteRecord, company, kind)))
+            _upsert(conn, company, kind, rows)
+
+    def begin_refresh(self, company: str, kind: str, *, total_chunks: int, plan_hash: str,
+                      fence: Fence | None = None) -> None:
+        """Mark a refresh of ``kind`` as started (replacing any earlier marker)."""
+        values = {"company": company, "kind": kind, "started_at": utcnow(), "last_token": None,
+                  "token_expires_at": None, "chunks_sent": 0, "total_chunks": total_chunks,
+                  "plan_hash": plan_hash}
+        with self._db.write(f"starting the {company}/{kind} refresh", fence) as conn:
+            stmt = upsert_insert(conn.dialect.name, RefreshMarker).values(**values)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["company", "kind"],
+                                                    set_=values))
+
+    def advance_refresh(self, company: str, kind: str, *, chunks_sent: int, token: str,
+                        token_expires_at: datetime, fence: Fence | None = None) -> None:
+        """Record that ``chunks_sent`` chunks landed and the token to continue with."""
+        values = {"chunks_sent": chunks_sent, "last_token": token,
+                  "token_expires_at": aware(token_expires_at, "token_expires_at")}
+        with self._db.write(f"advancing the {company}/{kind} refresh", fence) as conn:
+            done = conn.execute(update(RefreshMarker)
+                                .where(*_where(RefreshMarker, company, kind)).values(**values))
+            if done.rowcount != 1:
+                raise ValueError(f"no refresh of {company}/{kind} is in progress; "
+                                 "call begin_refresh first")
+
+    def end_refresh(self, company: str, kind: str, *, fence: Fence | None = None) -> None:
+        """Remove the refresh marker of ``kind`` (the refresh completed)."""
+        with self._db.write(f"ending the {company}/{kind} refresh", fence) as conn:
+            conn.execute(delete(RefreshMarker).where(*_where(RefreshMarker, company, kind)))
+
+    def open_refreshes(self, company: str | None = None) -> list[RefreshRow]:
+        """Refreshes started and not ended (all companies when ``company`` is None)."""
+        stmt = select(RefreshMarker.__table__).order_by(RefreshMarker.company, RefreshMarker.kind)
+        if company is not None:
+            stmt = stmt.where(RefreshMarker.company == company)
+        with self._db.read("reading refresh markers") as conn:
+            return [RefreshRow(**r._mapping) for r in conn.execute(stmt)]
+
+    def append_token(self, company: str, kind: str) -> tuple[str, datetime] | None:
+        """The stored continuation token of the live set of ``kind`` and its expiry."""
+        stmt = select(AppendToken.token, AppendToken.expires_at).where(
+            *_where(AppendToken, company, kind))
+        with self._db.read("reading an append token") as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else (row.token, row.expires_at)
+
+    def set_append_token(self, company: str, kind: str, token: str, expires_at: datetime, *,
+                         fence: Fence | None = None) -> None:
+        """Store the continuation token of the live set of ``kind``."""
+        values = {"company": company, "kind": kind, "token": token,
+                  "expires_at": aware(expires_at, "expires_at")}
+        with self._db.write(f"storing the {company}/{kind} append token", fence) as conn:
+            stmt = upsert_insert(conn.dialect.name, AppendToken).values(**values)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["company", "kind"],
+                                                    set_=values))
+
+    def clear_append_token(self, company: str, kind: str, *, fence: Fence | None = None) -> None:
+        """Forget the append token of ``kind`` (expired, or the set was refreshed)."""
+        with self._db.write(f"clearing the {company}/{kind} append token", fence) as conn:
+            conn.execute(delete(AppendToken).where(*_where(AppendToken, company, kind)))
