@@ -16,6 +16,7 @@ import json
 import math
 import socket
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -45,8 +46,18 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 HANG_POLL_SECONDS = 0.05
 
 
-class NoAnswer(Exception):
-    """Raised inside the app to close the connection without an answer."""
+NO_ANSWER = 0  # a Reply status: close the connection without an answer
+SERVER_ERROR: Record = {"Message": "An error has occurred."}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the API answers to one request (status NO_ANSWER: drop the connection)."""
+
+    status: int
+    body: Record | None = None
+    headers: dict[str, str] | None = None
+    fault: str = ""
 
 
 def _retry_after(seconds: float) -> str:
@@ -64,7 +75,7 @@ async def drop_connection(send: Send) -> None:
     if transport is None:  # another server: start an answer and never finish it
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", b"100")]})
-        raise NoAnswer
+        return
     sock = transport.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -110,29 +121,20 @@ class SandboxApp:
     async def _api(self, scope: Scope, receive: Receive, send: Send, raw: str) -> None:
         request = Request(scope, receive)
         found = self.routes.resolve(request.method, raw)
-        route_name = found[0].name if found else "?"
-        status, fault = 0, ""
-        try:
-            if found is None:
-                status = await self._not_found(request, raw, send)
-            else:
-                status, fault = await self._serve(request, send, *found)
-        except NoAnswer:
-            fault = fault or "drop"
-        finally:
-            self.state.log.add(self.state.now(), request.method, raw, route_name, status, fault)
+        reply = await self._serve(request, *found) if found else self._not_found(request, raw)
+        # Logged BEFORE the answer leaves: whoever has an answer finds its request in the log.
+        self.state.log.add(self.state.now(), request.method, raw,
+                           found[0].name if found else "?", reply.status, reply.fault)
+        if reply.status == NO_ANSWER:
+            await drop_connection(send)
+        else:
+            response = JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+            await response(scope, receive, send)
 
-    async def _not_found(self, request: Request, raw: str, send: Send) -> int:
+    def _not_found(self, request: Request, raw: str) -> Reply:
         other = any(self.routes.resolve(m, raw) for m in ("GET", "POST", "PUT", "DELETE"))
-        status = 405 if other else 404
-        await self._json(request, send, {"Message": f"no API operation {request.method} {raw}"},
-                         status)
-        return status
-
-    async def _json(self, request: Request, send: Send, body: Record, status: int = 200,
-                    headers: dict[str, str] | None = None) -> None:
-        response = JSONResponse(body, status_code=status, headers=headers)
-        await response(request.scope, request.receive, send)
+        return Reply(405 if other else 404, {"Message": f"no API operation {request.method} "
+                                                        f"{raw}"})
 
     @staticmethod
     def _url(request: Request) -> str:
@@ -140,43 +142,36 @@ class SandboxApp:
         raw = request.scope.get("raw_path") or request.url.path.encode()
         return str(request.base_url).rstrip("/") + raw.decode("latin-1")
 
-    async def _serve(self, request: Request, send: Send, route: Route,
-                     params: dict[str, str | None]) -> tuple[int, str]:
+    async def _serve(self, request: Request, route: Route,
+                     params: dict[str, str | None]) -> Reply:
         for rotation in self.state.faults.arrive():
             self.state.rotate_key(rotation.tenant_id, rotation.new_key)
         tenant = self.state.tenant(params.get("tenantId"))
         presented = request.headers.get(self.routes.headers["key"])
         if tenant is None or not self.state.key_matches(tenant, presented):
-            await self._json(request, send, {"Message": UNAUTHORISED_MESSAGE}, 401)
-            return 401, ""
+            return Reply(401, {"Message": UNAUTHORISED_MESSAGE})
         if (request.headers.get(self.routes.headers["version"]) or "").strip() != API_VERSION:
-            exc = reject(BAD_REQUEST, f"header {self.routes.headers['version']} must be "
-                                      f"{API_VERSION}")
-            return await self._bad_request(request, send, exc), ""
+            return self._bad_request(request, reject(
+                BAD_REQUEST, f"header {self.routes.headers['version']} must be {API_VERSION}"))
         decision = self.state.faults.decide(route.name)
-        early = await self._before(request, send, route, decision)
+        early = await self._before(request, route, decision)
         if early is not None:
             return early
-        return await self._handle(request, send, route, params, tenant.id, decision)
+        return await self._handle(request, route, params, tenant.id, decision)
 
-    async def _before(self, request: Request, send: Send, route: Route,
-                      decision: Decision) -> tuple[int, str] | None:
+    async def _before(self, request: Request, route: Route, decision: Decision) -> Reply | None:
         """The faults that strike before the request is applied; None to go on."""
         if decision.latency > 0:
             await asyncio.sleep(decision.latency)
         if decision.hang:
             await self._hang(request, route)
-            await drop_connection(send)
-            return 0, "hang"
+            return Reply(NO_ANSWER, fault="hang")
         if decision.throttle:
-            return await self._throttle(request, send, decision), "throttle"
+            return self._throttle(decision)
         if decision.error_status == DROP:
-            await drop_connection(send)
-            return 0, "drop"
+            return Reply(NO_ANSWER, fault="drop")
         if decision.error_status is not None:
-            await self._json(request, send, {"Message": "An error has occurred."},
-                             decision.error_status)
-            return decision.error_status, "error"
+            return Reply(decision.error_status, SERVER_ERROR, fault="error")
         return None
 
     async def _hang(self, request: Request, route: Route) -> None:
@@ -195,24 +190,20 @@ class SandboxApp:
         while (await request.receive())["type"] != "http.disconnect":
             pass
 
-    async def _throttle(self, request: Request, send: Send, decision: Decision) -> int:
+    @staticmethod
+    def _throttle(decision: Decision) -> Reply:
         wait = decision.retry_after
         text = "Rate limit is exceeded." + (
             f" Try again in {math.ceil(wait)} seconds." if wait is not None else "")
+        body = {THROTTLE_STATUS_FIELD: 429, THROTTLE_MESSAGE_FIELD: text}
         if decision.throttle_body_status is not None:
-            body = {THROTTLE_STATUS_FIELD: 429, THROTTLE_MESSAGE_FIELD: text}
-            await self._json(request, send, body, decision.throttle_body_status)
-            return decision.throttle_body_status
+            return Reply(decision.throttle_body_status, body, fault="throttle")
         headers = {"Retry-After": _retry_after(wait)} if wait is not None else None
-        await self._json(request, send, {THROTTLE_STATUS_FIELD: 429,
-                                         THROTTLE_MESSAGE_FIELD: text}, 429, headers)
-        return 429
+        return Reply(429, body, headers, fault="throttle")
 
-    async def _bad_request(self, request: Request, send: Send, exc: BadRequest) -> int:
-        body = error_body(exc.error_code or BAD_REQUEST, exc.api_message, self._url(request),
-                          self.state.now())
-        await self._json(request, send, body, 400)
-        return 400
+    def _bad_request(self, request: Request, exc: BadRequest) -> Reply:
+        return Reply(400, error_body(exc.error_code or BAD_REQUEST, exc.api_message,
+                                     self._url(request), self.state.now()))
 
     async def _body(self, request: Request, route: Route) -> Any:
         if not route.is_write or route.method == "DELETE":
@@ -227,23 +218,19 @@ class SandboxApp:
             raise reject(VALIDATION_FAILED, "field body is not valid JSON; send a JSON "
                                             "object") from None
 
-    async def _handle(self, request: Request, send: Send, route: Route,
-                      params: dict[str, str | None], tenant_id: str,
-                      decision: Decision) -> tuple[int, str]:
+    async def _handle(self, request: Request, route: Route, params: dict[str, str | None],
+                      tenant_id: str, decision: Decision) -> Reply:
         try:
             call = Call(route, params, await self._body(request, route), tenant_id)
             payload = handle(self.state, call)
         except BadRequest as exc:
-            return await self._bad_request(request, send, exc), ""
+            return self._bad_request(request, exc)
         if decision.commit_then_fail == "drop":
-            await drop_connection(send)
-            return 0, "commit-then-drop"
+            return Reply(NO_ANSWER, fault="commit-then-drop")
         if decision.commit_then_fail == "500":
-            await self._json(request, send, {"Message": "An error has occurred."}, 500)
-            return 500, "commit-then-500"
+            return Reply(500, SERVER_ERROR, fault="commit-then-500")
         self._change_list(route, call)
-        await self._json(request, send, envelope(payload, self._url(request), self.state.now()))
-        return 200, ""
+        return Reply(200, envelope(payload, self._url(request), self.state.now()))
 
     def _change_list(self, route: Route, call: Call) -> None:
         api = reference_list_api(route)
