@@ -5,9 +5,11 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import text
 
 from sync.errors import LeaseLost
 from sync.state import Fence, QuarantineEntry, StateStore
@@ -171,3 +173,20 @@ def test_lease_time_must_be_positive(store: StateStore) -> None:
         with pytest.raises(ValueError, match="positive"):
             store.acquire_lease("job", "a", bad)
     assert store.leases() == []
+
+
+def test_take_over_waits_for_a_fenced_write_in_flight(open_store: OpenStore) -> None:
+    """A write that passed its fence check commits before another holder can take over."""
+    a, b = open_store(), open_store()
+    fence = a.acquire_lease("job", "a", SHORT)
+    assert fence is not None
+    with ThreadPoolExecutor(1) as pool:
+        with a._db.write("fenced write in flight", fence) as conn:
+            conn.execute(text("INSERT INTO leases (name, holder, token, expires_at) "
+                              "VALUES ('marker', 'a', 1, 0)"))
+            time.sleep(SHORT + 0.1)
+            taking = pool.submit(b.acquire_lease, "job", "b", LONG)
+            time.sleep(0.3)
+            assert not taking.done()
+        assert taking.result(timeout=20) == Fence("job", "b", fence.token + 1)
+    assert "marker" in [lease.name for lease in b.leases()]
