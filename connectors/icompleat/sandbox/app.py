@@ -115,6 +115,7 @@ class SandboxApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.pusher.bind(None)
+                await self.pusher.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -65,6 +65,7 @@ class Pusher:
         self.concurrency = 1
         self.deliveries: list[Delivery] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: httpx.AsyncClient | None = None
         self._pending: set[concurrent.futures.Future[Any]] = set()
         self._lock = threading.Lock()
         state.on_approved = self.schedule
@@ -72,6 +73,18 @@ class Pusher:
     def bind(self, loop: asyncio.AbstractEventLoop | None) -> None:
         """Run pushes on ``loop`` (None: the server stopped; pushes are refused)."""
         self._loop = loop
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (on the server's loop, at shutdown)."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    def _http(self) -> httpx.AsyncClient:
+        # One client for every push: building one per push costs an SSL context each time.
+        if self._client is None:
+            self._client = httpx.AsyncClient(trust_env=False)
+        return self._client
 
     def reset(self) -> None:
         """Default switches, no delivery history, pending pushes cancelled."""
@@ -136,9 +149,8 @@ class Pusher:
             return self._failed(tenant_id, tx, "", None, f"no webhook endpoint is configured "
                                                          f"for {tx.get('Type')} transactions")
         try:
-            async with httpx.AsyncClient(timeout=self.timeout, trust_env=False) as client:
-                response = await client.post(endpoint.url, json=tx, headers={
-                    self.header: endpoint.token.reveal()})
+            response = await self._http().post(endpoint.url, json=tx, timeout=self.timeout,
+                                               headers={self.header: endpoint.token.reveal()})
         except httpx.TimeoutException:
             return self._failed(tenant_id, tx, endpoint.url, None,
                                 f"no answer within {self.timeout:g} s")
