@@ -174,8 +174,10 @@ class ApiSession:
             max_concurrency=limits.max_concurrency, clock=self._clock)
         timeout = httpx.Timeout(limits.timeout_seconds, connect=limits.timeout_seconds / 2,
                                 pool=limits.timeout_seconds / 2)
+        # A loopback sandbox is never reached through a proxy from the environment.
         self._http = httpx.AsyncClient(base_url=self.base_url, transport=transport,
-                                       timeout=timeout, follow_redirects=False)
+                                       timeout=timeout, follow_redirects=False,
+                                       trust_env=not is_loopback_url(self.base_url))
 
     @classmethod
     def from_config(
