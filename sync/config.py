@@ -137,6 +137,15 @@ class SqlSinkConfig(_Model):
     journal_sql: str | None = None
     journal_prefix: str = "J"
     timeout_seconds: float = Field(60.0, gt=0)
+    # Added for connectors.sql; see that module's docstring for each one's meaning.
+    journal_digits: int = Field(8, ge=1, le=30)
+    unique_index: bool = True
+    serialise: bool = True
+    header_columns: dict[str, str] = Field(default_factory=dict)
+    line_columns: dict[str, str] = Field(default_factory=dict)
+    required_supplier_table: str | None = None
+    required_supplier_column: str = "code"
+    required_fields: list[str] = Field(default_factory=list)
 
 
 class FilesSinkConfig(_Model):
@@ -146,6 +155,8 @@ class FilesSinkConfig(_Model):
     directory: Path
     format: Literal["json", "csv"] = "json"
     journal_prefix: str = "IC"
+    processed_dir: str | None = "processed"
+    required_fields: list[str] = Field(default_factory=list)
 
 
 class MemorySinkConfig(_Model):
@@ -153,6 +164,7 @@ class MemorySinkConfig(_Model):
 
     type: Literal["memory"]
     journal_prefix: str = "M"
+    required_fields: list[str] = Field(default_factory=list)
 
 
 SinkConfig = Annotated[

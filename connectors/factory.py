@@ -1,0 +1,72 @@
+"""Build sources and sinks from their configuration tables.
+
+``build_source`` / ``build_sink`` connect to nothing: engines and files are opened on first use,
+so a bad configuration fails here (ConfigError naming the key) and an unreachable ERP fails
+later, on the read or post that needs it (SourceError / SinkError). A database password comes
+from the caller, else from ``password_file``; it is registered with the log redactor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from connectors.base import Source, TransactionSink
+from connectors.files import FilesSink, FilesSource
+from connectors.memory import MemorySink, MemorySource
+from connectors.sql import SqlSink, SqlSource
+from sync.config import (
+    FilesSinkConfig,
+    FilesSourceConfig,
+    MemorySinkConfig,
+    MemorySourceConfig,
+    Settings,
+    SinkConfig,
+    SourceConfig,
+    SqlSinkConfig,
+    SqlSourceConfig,
+)
+from sync.errors import ConfigError
+from sync.secrets import REDACTOR, Secret, read_secret_file
+
+
+def build_source(name: str, cfg: SourceConfig, *, password: Secret | None = None) -> Source:
+    """The source configured as ``[sources.<name>]``."""
+    if isinstance(cfg, SqlSourceConfig):
+        secret = password or _password(cfg.password_file, f"sources.{name}.password_file")
+        return SqlSource(name, cfg, password=secret)
+    if isinstance(cfg, FilesSourceConfig):
+        return FilesSource(name, cfg)
+    if isinstance(cfg, MemorySourceConfig):
+        return MemorySource.from_config(name, cfg)
+    raise ConfigError(f"unknown source type {type(cfg).__name__}", key=f"sources.{name}.type")
+
+
+def build_sink(name: str, cfg: SinkConfig, *, password: Secret | None = None) -> TransactionSink:
+    """The sink configured as ``[sinks.<name>]``."""
+    if isinstance(cfg, SqlSinkConfig):
+        secret = password or _password(cfg.password_file, f"sinks.{name}.password_file")
+        return SqlSink(name, cfg, password=secret)
+    if isinstance(cfg, FilesSinkConfig):
+        return FilesSink(name, cfg)
+    if isinstance(cfg, MemorySinkConfig):
+        return MemorySink(name, journal_prefix=cfg.journal_prefix,
+                          required_fields=cfg.required_fields)
+    raise ConfigError(f"unknown sink type {type(cfg).__name__}", key=f"sinks.{name}.type")
+
+
+def build_sources(settings: Settings) -> dict[str, Source]:
+    """Every configured source by name (ConfigError on the first bad one)."""
+    return {name: build_source(name, cfg) for name, cfg in settings.sources.items()}
+
+
+def build_sinks(settings: Settings) -> dict[str, TransactionSink]:
+    """Every configured sink by name (ConfigError on the first bad one)."""
+    return {name: build_sink(name, cfg) for name, cfg in settings.sinks.items()}
+
+
+def _password(path: Path | None, key: str) -> Secret | None:
+    if path is None:
+        return None
+    value = read_secret_file(path, key=key)
+    REDACTOR.add(value)
+    return Secret(value, origin=f"file {path}")

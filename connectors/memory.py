@@ -1,0 +1,291 @@
+"""In-memory source and sink (tests, the demo), and the pieces every connector shares.
+
+Shared pieces: :func:`kind_config` (the per-kind configuration or a ConfigError naming the key),
+:func:`frame_from_records` (rows as an all-object frame, columns in first-seen order), and the
+posting record of a transaction as flat data (:func:`header_record`, :func:`line_records`) with
+the ``required_fields`` check (:func:`check_required`) that every sink applies before writing.
+
+Sources here return the source's OWN columns. Mapping, ``defaults`` and trimming are applied by
+normalisation (``sync.normalise``), never by a source, so that every source behaves the same.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+import pandas as pd
+
+from connectors.base import CompanyRef, Posting, SourceRead
+from connectors.icompleat.models import Transaction
+from sync.config import KindSourceConfig, MemorySourceConfig
+from sync.entities import get_kind
+from sync.errors import ConfigError, SinkError, SinkRejected, SourceError
+
+TRANSACTION_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Transaction))
+_TAX_CODE_NAMES = ("tax code", "taxcode", "vat code", "vatcode")
+
+
+def kind_config(source: str, kinds: Mapping[str, KindSourceConfig], kind: str) -> KindSourceConfig:
+    """The configuration of ``kind`` in source ``source``; ConfigError naming the key if absent."""
+    if kind not in kinds:
+        raise unconfigured(source, kind)
+    return kinds[kind]
+
+
+def unconfigured(source: str, kind: str) -> ConfigError:
+    """The error for reading a kind that source ``source`` has no configuration for."""
+    key = f"sources.{source}.kinds.{kind}"
+    try:
+        get_kind(kind)
+    except ValueError as exc:
+        return ConfigError(str(exc), key=key)
+    return ConfigError(f"source {source!r} is not configured for {kind}; add a [{key}] table "
+                       f"or remove {kind!r} from the company's kinds", key=key)
+
+
+def frame_from_records(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """``rows`` as a frame of object columns (first-seen order); a missing key becomes None."""
+    columns = list(dict.fromkeys(str(k) for row in rows for k in row))
+    data = {c: pd.Series([row.get(c) for row in rows], dtype=object) for c in columns}
+    return pd.DataFrame(data, columns=columns)
+
+
+def describe(tx: Transaction) -> str:
+    """How errors name a transaction: its id, plus its document number when it has one."""
+    return f"transaction {tx.id}" + (f" ({tx.identifier})" if tx.identifier else "")
+
+
+def validate_required_fields(sink: str, names: Iterable[str]) -> None:
+    """ConfigError naming ``sinks.<sink>.required_fields`` for a name that is not a field."""
+    unknown = [n for n in names if n not in TRANSACTION_FIELDS]
+    if unknown:
+        raise ConfigError(f"unknown transaction fields {unknown}; "
+                          f"known: {list(TRANSACTION_FIELDS)}", key=f"sinks.{sink}.required_fields")
+
+
+def check_required(tx: Transaction, names: Iterable[str], sink: str) -> None:
+    """SinkRejected when ``tx`` lacks a field the ERP needs (None, empty text or no lines)."""
+    for name in names:
+        if getattr(tx, name) in (None, "", ()):
+            raise SinkRejected(
+                f"{describe(tx)}: {name} is missing and the ERP sink {sink!r} requires it "
+                f"(sinks.{sink}.required_fields); complete it in iCompleat, then retry",
+                transaction_id=tx.id, reason=f"missing_{name}")
+
+
+def header_record(tx: Transaction, company: CompanyRef) -> dict[str, Any]:
+    """The header of an ERP posting as flat canonical fields (see ``connectors.sql``)."""
+    return {
+        "transaction_id": tx.id, "company": company.name,
+        "company_id": company.company_id or tx.company_id, "type": tx.type,
+        "identifier": tx.identifier, "purchase_order": tx.purchase_order,
+        "supplier_code": tx.supplier_code, "supplier_name": tx.supplier_name, "title": tx.title,
+        "created": tx.created, "invoice_date": tx.invoice_date, "payment_due": tx.payment_due,
+        "delivery_date": tx.delivery_date, "currency": tx.currency,
+        "net_base": tx.net.base, "vat_base": tx.vat.base, "gross_base": tx.gross.base,
+        "net_local": tx.net.local, "vat_local": tx.vat.local, "gross_local": tx.gross.local,
+        "status": tx.status, "raw_json": to_json(tx.raw),
+    }
+
+
+def line_records(tx: Transaction) -> list[dict[str, Any]]:
+    """One flat record per line; amounts in the document currency, analysis as JSON."""
+    return [{
+        "transaction_id": tx.id, "line_number": line.number if line.number is not None else i,
+        "account_code": line.code, "tax_code": tax_code(line.analysis, line.id, tx),
+        "description": line.description, "quantity": line.quantity,
+        "unit_cost": line.unit_cost.local, "net": line.net.local, "vat": line.vat.local,
+        "gross": line.gross.local, "analysis_json": to_json(dict(line.analysis)),
+    } for i, line in enumerate(tx.lines, start=1)]
+
+
+def tax_code(analysis: Mapping[str, str], line_id: str | None, tx: Transaction) -> str | None:
+    """A line's tax code: its "Tax Code" analysis value, else the raw line's ``TaxCode``."""
+    for name, value in analysis.items():
+        if name.casefold() in _TAX_CODE_NAMES:
+            return value
+    for raw in tx.raw.get("Lines") or ():
+        if isinstance(raw, Mapping) and raw.get("Id") == line_id and raw.get("TaxCode"):
+            return str(raw["TaxCode"])
+    return None
+
+
+def to_json(value: Any) -> str:
+    """Stable JSON text (sorted keys, unicode kept; Decimal and dates as strings)."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=json_default)
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps`` fallback: Decimal and dates as text, anything else by ``str``."""
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return str(value) if isinstance(value, Decimal) else repr(value)
+
+
+class MemorySource:
+    """Reference rows held in Python; mutable, with switches that simulate failures.
+
+    Rows set for a company (by name) win over rows set for every company. A kind with rows for
+    some company but none for this one reads as empty; a kind never set is not configured.
+    """
+
+    def __init__(self, name: str = "memory",
+                 rows: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._rows: dict[str, dict[str | None, list[dict[str, Any]]]] = {}
+        self._fail: dict[str, list[str]] = {}
+        self._partial: set[str] = set()
+        self.reads: list[tuple[str, str]] = []
+        for kind, kind_rows in (rows or {}).items():
+            self.set_rows(kind, kind_rows)
+
+    @classmethod
+    def from_config(cls, name: str, config: MemorySourceConfig) -> MemorySource:
+        """A memory source with the configured rows (and empty kinds for bare kind tables)."""
+        source = cls(name, config.rows)
+        for kind in config.kinds:
+            source._rows.setdefault(kind, {None: []})
+        return source
+
+    def set_rows(self, kind: str, rows: Sequence[Mapping[str, Any]], *,
+                 company: str | None = None) -> None:
+        """Replace the rows of ``kind`` (for one company name, or for all when None)."""
+        get_kind(kind)
+        with self._lock:
+            self._rows.setdefault(kind, {})[company] = [dict(r) for r in rows]
+
+    def fail_next(self, kind: str, message: str = "simulated read failure") -> None:
+        """Make the next read of ``kind`` raise SourceError."""
+        with self._lock:
+            self._fail.setdefault(kind, []).append(message)
+
+    def partial(self, kind: str, partial: bool = True) -> None:
+        """Make reads of ``kind`` report ``complete=False`` (until called with False)."""
+        with self._lock:
+            (self._partial.add if partial else self._partial.discard)(kind)
+
+    def kinds(self) -> tuple[str, ...]:
+        """The kinds that have rows (possibly none) in this source."""
+        with self._lock:
+            return tuple(self._rows)
+
+    def read(self, kind: str, company: CompanyRef) -> SourceRead:
+        """A copy of the rows of ``kind`` for ``company``."""
+        with self._lock:
+            by_company = self._rows.get(kind)
+            if by_company is None:
+                raise unconfigured(self.name, kind)
+            self.reads.append((kind, company.name))
+            if self._fail.get(kind):
+                raise SourceError(f"source {self.name!r}: reading {kind} for company "
+                                  f"{company.name!r} failed: {self._fail[kind].pop(0)}")
+            rows = by_company.get(company.name, by_company.get(None, []))
+            complete = kind not in self._partial
+        detail = "" if complete else "the memory source was told to report a partial read"
+        return SourceRead(frame_from_records(rows), complete=complete, detail=detail)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+@dataclass(frozen=True)
+class MemoryEntry:
+    """One ERP entry made by :class:`MemorySink`."""
+
+    transaction_id: str
+    journal_number: str
+    company: CompanyRef
+    header: Mapping[str, Any]
+    lines: tuple[Mapping[str, Any], ...]
+    posted_at: datetime
+
+
+Outcome = Literal["created", "found", "rejected", "failed"]
+
+
+class MemorySink:
+    """An in-memory ERP: thread-safe, recording every call so checkers can count entries.
+
+    ``entries`` lists every entry ever made in order (a duplicate would show twice); ``calls``
+    lists ``(transaction_id, outcome)`` for every ``post``. Journal numbers are
+    ``journal_prefix`` plus a zero-padded sequence, like a database key.
+    """
+
+    def __init__(self, name: str = "memory", *, journal_prefix: str = "M",
+                 required_fields: Sequence[str] = ()) -> None:
+        validate_required_fields(name, required_fields)
+        self.name = name
+        self.journal_prefix = journal_prefix
+        self.required_fields = tuple(required_fields)
+        self.entries: list[MemoryEntry] = []
+        self.calls: list[tuple[str, Outcome]] = []
+        self._lock = threading.Lock()
+        self._by_id: dict[str, MemoryEntry] = {}
+        self._rejects: dict[str, str] = {}
+        self._failures: list[bool] = []
+
+    def reject(self, transaction_id: str, reason: str = "rejected") -> None:
+        """Make every post of ``transaction_id`` raise SinkRejected with ``reason``."""
+        with self._lock:
+            self._rejects[transaction_id] = reason
+
+    def fail_next(self, *, after_commit: bool = False) -> None:
+        """Make the next post raise SinkError, before making the entry or after it."""
+        with self._lock:
+            self._failures.append(after_commit)
+
+    def entry_counts(self) -> Counter[str]:
+        """How many entries exist per transaction id (a checker expects 1 each)."""
+        with self._lock:
+            return Counter(e.transaction_id for e in self.entries)
+
+    def find(self, transaction_id: str) -> Posting | None:
+        """The entry made for ``transaction_id``, if any."""
+        with self._lock:
+            entry = self._by_id.get(transaction_id)
+        return Posting(transaction_id, entry.journal_number, False) if entry else None
+
+    def post(self, transaction: Transaction, company: CompanyRef) -> Posting:
+        """Find-or-create the entry for ``transaction`` (atomic under the sink's lock)."""
+        with self._lock:
+            try:
+                posting = self._post_locked(transaction, company)
+            except SinkRejected:
+                self.calls.append((transaction.id, "rejected"))
+                raise
+            except SinkError:
+                self.calls.append((transaction.id, "failed"))
+                raise
+            self.calls.append((transaction.id, "created" if posting.created else "found"))
+            return posting
+
+    def _post_locked(self, tx: Transaction, company: CompanyRef) -> Posting:
+        after_commit = self._failures.pop(0) if self._failures else None
+        if after_commit is False:
+            raise SinkError(f"sink {self.name!r}: simulated outage posting {describe(tx)}")
+        if tx.id in self._by_id:
+            return Posting(tx.id, self._by_id[tx.id].journal_number, False)
+        if tx.id in self._rejects:
+            raise SinkRejected(f"{describe(tx)}: the ERP refused it: {self._rejects[tx.id]}",
+                               transaction_id=tx.id, reason=self._rejects[tx.id])
+        check_required(tx, self.required_fields, self.name)
+        journal = f"{self.journal_prefix}{len(self.entries) + 1:08d}"
+        entry = MemoryEntry(tx.id, journal, company, header_record(tx, company),
+                            tuple(line_records(tx)), datetime.now(UTC))
+        self.entries.append(entry)
+        self._by_id[tx.id] = entry
+        if after_commit:
+            raise SinkError(f"sink {self.name!r}: simulated failure after committing "
+                            f"{describe(tx)}; find() returns the entry")
+        return Posting(tx.id, journal, True)
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,1 @@
+"""Contract and unit tests of the ERP connectors (sources and transaction sinks)."""
