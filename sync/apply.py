@@ -1,0 +1,403 @@
+"""Run one kind's plan against iCompleat, journaling every call in the state database.
+
+Each write goes: intent recorded -> call -> remote copy updated -> outcome recorded, with a named
+crash point at every boundary (``after_intent``, ``after_remote_call``, ``before_state_update``),
+so a process killed anywhere is resumed by the next run without a duplicate or a loss: an open
+intent is settled by a read (:mod:`sync.settle`), never re-sent blindly.
+
+Outcomes of one call: acknowledged (state updated), unknown (journal ``unknown``; settled by
+a read later in the run), rejected with 400 (the rows are quarantined with iCompleat's code and
+message; a rejected chunk is bisected so its good rows still land), or failed (not applied:
+throttled, refused connection; the kind ends ``partial``). A 401 propagates: the run stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import pandas as pd
+
+from connectors.icompleat.routes import WRITE_CHUNK_SIZE
+from sync.config import CompanyConfig
+from sync.crashpoints import crash_point
+from sync.entities import Kind
+from sync.errors import (
+    ApiError,
+    AuthRejected,
+    BadContinuationToken,
+    BadRequest,
+    OutcomeUnknown,
+    UnknownRecord,
+)
+from sync.normalise import canonical_records
+from sync.runtime import Runtime
+from sync.state.rows import Fence, QuarantineEntry, RefreshRow
+
+T = TypeVar("T")
+
+# How long a continuation token is trusted after its last use. iCompleat does not say; the
+# sandbox keeps them an hour, so stay well inside that. An expired token costs one 400 (code 20).
+TOKEN_TTL = timedelta(minutes=50)
+# Consecutive not-applied failures (throttled, refused) after which a kind stops for this run.
+MAX_CONSECUTIVE_FAILURES = 3
+
+Records = dict[str, dict[str, Any]]
+
+
+@dataclass
+class KindResult:
+    """What one run did for one kind (``calls`` counts reads and writes)."""
+
+    kind: str
+    created: int = 0
+    edited: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    failed: int = 0
+    calls: int = 0
+    seconds: float = 0.0
+    strategy: str = "none"
+    writes: int = 0
+    reads: int = 0
+    unknown: int = 0
+    settle_reads: int = 0
+    drift: int = 0
+    partial_window_seconds: float | None = None
+    outcome: str = "ok"
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, for JSON and the runs table."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class ApplyOutcome:
+    """How an apply round ended: ``replan`` when a token was refused or missing, ``stopped``
+    when calls kept failing; unknown outcomes are counted in ``KindResult.unknown``."""
+
+    replan: bool = False
+    stopped: bool = False
+    completed: bool = True
+
+
+def now_utc() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def aware(moment: datetime) -> datetime:
+    """``moment`` as an aware datetime (naive values from a database are UTC)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def canonical(kind: Kind, records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """:func:`sync.normalise.canonical_records`, with an empty list giving an empty frame."""
+    if not records:
+        columns = [*kind.field_names, "_digest"]
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns},
+                            index=pd.Index([], dtype=object, name="key"), dtype=object)
+    # A trailing record without a key is skipped by canonical_records; its missing values make
+    # every column a fresh (writable) array, whatever pandas returns for an all-present column.
+    return canonical_records(kind, [*records, {}])
+
+
+def frame_records(kind: Kind, frame: pd.DataFrame) -> tuple[Records, dict[str, str]]:
+    """(key -> API record without None values, key -> digest) from a canonical frame."""
+    sent = [f for f in kind.sent_fields if f in frame.columns]
+    rows = frame[sent].to_dict("index") if len(frame) else {}
+    records = {str(k): {str(f): v for f, v in r.items() if v is not None and not _is_nan(v)}
+               for k, r in rows.items()}
+    digests = {str(k): str(v) for k, v in frame["_digest"].items()} if len(frame) else {}
+    return records, digests
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and value != value
+
+
+@dataclass
+class KindRun:
+    """One kind of one company in one run: the journal, the counters and the progress."""
+
+    rt: Runtime
+    company: CompanyConfig
+    kind: Kind
+    run_id: int | None
+    fence: Fence | None
+    result: KindResult
+    on_progress: Callable[[int], None] | None = None
+    failures_in_row: int = 0
+    rejected_keys: set[str] = field(default_factory=set)
+
+    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call a blocking state-store method off the event loop."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def journaled(self, op: str, keys: Sequence[str], digest: str,
+                        send: Callable[[], Awaitable[T]]) -> tuple[int, T]:
+        """Record intent, send, and mark the operation unknown/failed if it did not succeed."""
+        store = self.rt.store
+        op_id = await self.db(store.record_intent, self.run_id, self.company.name, self.kind.name,
+                              op, list(keys), digest, fence=self.fence)
+        crash_point("after_intent")
+        self.result.calls += 1
+        self.result.writes += 1
+        try:
+            value = await send()
+        except OutcomeUnknown as exc:
+            self.result.unknown += 1
+            await self.db(store.record_outcome, op_id, "unknown", str(exc)[:500],
+                          fence=self.fence)
+            raise
+        except ApiError as exc:
+            await self.db(store.record_outcome, op_id, "failed", str(exc)[:500],
+                          fence=self.fence)
+            raise
+        finally:
+            if self.on_progress is not None:
+                self.on_progress(1)
+        crash_point("after_remote_call")
+        return op_id, value
+
+    async def acknowledged(self, op_id: int, update: Callable[[], None]) -> None:
+        """Bring the remote copy in line with an acknowledged call, then close the operation."""
+        crash_point("before_state_update")
+        await self.db(update)
+        await self.db(self.rt.store.record_outcome, op_id, "done", fence=self.fence)
+        self.failures_in_row = 0
+
+    def not_applied(self, exc: ApiError, count: int = 1) -> bool:
+        """Count a call that was not applied; True when the kind should stop for this run."""
+        self.result.failed += count
+        self.result.error = str(exc)
+        self.failures_in_row += 1
+        return self.failures_in_row >= MAX_CONSECUTIVE_FAILURES
+
+    async def quarantine(self, rows: Sequence[tuple[str, str]], exc: BadRequest) -> None:
+        """Set (key, source digest) rows aside with iCompleat's error code and message."""
+        self.result.rejected += len(rows)
+        self.rejected_keys.update(key for key, _ in rows)
+        entries = [QuarantineEntry(
+            key=key, reason="remote_rejected", field=getattr(exc, "field", None),
+            origin="remote", source_digest=digest,
+            message=(f"iCompleat refused {self.kind.label.lower()} {display_key(key)!r} "
+                     f"(error {exc.error_code}: {exc.api_message or exc}). Fix the row in the "
+                     "ERP; it is not sent again until it changes or an operator retries it "
+                     "(icsync errors)")) for key, digest in rows]
+        await self.db(self.rt.store.quarantine, self.company.name, self.kind.name, entries,
+                      fence=self.fence)
+
+
+def display_key(key: str) -> str:
+    """A key as people read it (custom field keys are ``Field / Code``)."""
+    return key.replace("\x1f", " / ")
+
+
+async def edit_one(run: KindRun, key: str, record: Mapping[str, Any], digest: str,
+                   missing: list[str]) -> None:
+    """PUT one record; a record gone from iCompleat (11) is re-created by append instead."""
+    api, cid = run.kind.api, run.company.company_id
+    store, name = run.rt.store, run.company.name
+    try:
+        op_id, _ = await run.journaled("edit", [key], digest, lambda: run.rt.client.edit_reference(
+            api, cid, key, record))
+    except UnknownRecord:
+        await run.db(store.delete_remote, name, run.kind.name, [key], fence=run.fence)
+        missing.append(key)
+        return
+    except BadRequest as exc:
+        await run.quarantine([(key, digest)], exc)
+        return
+    await run.acknowledged(op_id, lambda: store.upsert_remote(
+        name, run.kind.name, [(key, dict(record), digest)], fence=run.fence))
+    run.result.edited += 1
+
+
+async def delete_one(run: KindRun, key: str) -> None:
+    """DELETE one record; "unknown record" (11) means it is already gone: done."""
+    store, name = run.rt.store, run.company.name
+    try:
+        op_id, _ = await run.journaled("delete", [key], "", lambda: run.rt.client.delete_reference(
+            run.kind.api, run.company.company_id, key))
+    except UnknownRecord:
+        await run.db(store.delete_remote, name, run.kind.name, [key], fence=run.fence)
+        run.result.deleted += 1
+        return
+    await run.acknowledged(op_id, lambda: store.delete_remote(
+        name, run.kind.name, [key], fence=run.fence))
+    run.result.deleted += 1
+
+
+async def apply_targeted(run: KindRun, edits: Sequence[str], creates: Sequence[str],
+                         deletes: Sequence[str], records: Records, digests: Mapping[str, str],
+                         token: str | None) -> ApplyOutcome:
+    """Edits one by one, then the creates appended with ``token``, then the deletes."""
+    out, missing = ApplyOutcome(), list[str]()
+    for key in edits:
+        if not await _step(run, out, edit_one(run, key, records[key], digests[key], missing)):
+            return out
+    pending = [*creates, *missing]
+    if pending and token is None:
+        out.replan = True  # no valid token (any more): the next round plans a refresh
+    elif pending and token is not None and not await _step(
+            run, out, append(run, pending, records, digests, token, out)):
+        return out
+    for key in deletes:
+        if not await _step(run, out, delete_one(run, key)):
+            return out
+    return out
+
+
+async def _step(run: KindRun, out: ApplyOutcome, call: Awaitable[None]) -> bool:
+    """Run one journaled step; False when the kind must stop for this run."""
+    try:
+        await call
+    except AuthRejected:
+        raise
+    except OutcomeUnknown:
+        return True  # recorded as unknown; settled by a read at the end of the round
+    except BadContinuationToken:
+        await run.db(run.rt.store.clear_append_token, run.company.name, run.kind.name,
+                     fence=run.fence)
+        out.replan = True
+    except ApiError as exc:
+        out.completed = False
+        out.stopped = run.not_applied(exc)
+        return not out.stopped
+    return True
+
+
+async def append(run: KindRun, keys: Sequence[str], records: Records,
+                 digests: Mapping[str, str], token: str, out: ApplyOutcome) -> None:
+    """Append new records to the live set in chunks, bisecting any chunk iCompleat rejects."""
+    for start in range(0, len(keys), _chunk_size(run)):
+        chunk = list(keys[start:start + _chunk_size(run)])
+        token = await send_rows(run, chunk, records, digests, token, op="append")
+        await run.db(run.rt.store.set_append_token, run.company.name, run.kind.name, token,
+                     now_utc() + TOKEN_TTL, fence=run.fence)
+
+
+def _chunk_size(run: KindRun) -> int:
+    route = run.rt.client.routes.get(run.kind.route("post"))
+    return (route.page_size if route else None) or WRITE_CHUNK_SIZE
+
+
+Post = Callable[[list[dict[str, Any]], str], Awaitable[str]]
+
+
+async def send_rows(run: KindRun, keys: list[str], records: Records, digests: Mapping[str, str],
+                    token: str, *, op: str, post: Post | None = None) -> str:
+    """POST ``keys`` with ``token``; on a 400 split the rows in halves until the bad ones are
+    isolated and quarantined. Returns the token to continue with ("" while nothing landed).
+    Appends update the remote copy per chunk; other ops (refresh, values) do it at the end."""
+    store, name, kind = run.rt.store, run.company.name, run.kind.name
+    post = post or _post_reference(run)
+    body = [records[k] for k in keys]
+    try:
+        op_id, new_token = await run.journaled(op, keys, keys_digest(keys, digests),
+                                               lambda: post(body, token))
+    except BadContinuationToken:
+        raise
+    except BadRequest as exc:
+        if len(keys) == 1:
+            await run.quarantine([(keys[0], digests[keys[0]])], exc)
+            return token
+        half = len(keys) // 2
+        token = await send_rows(run, keys[:half], records, digests, token, op=op, post=post)
+        return await send_rows(run, keys[half:], records, digests, token, op=op, post=post)
+    rows = [(k, records[k], digests[k]) for k in keys]
+    if op == "append":
+        run.result.created += len(keys)
+        await run.acknowledged(op_id, lambda: store.upsert_remote(name, kind, rows,
+                                                                 fence=run.fence))
+    else:
+        await run.acknowledged(op_id, lambda: None)
+    return new_token
+
+
+def _post_reference(run: KindRun) -> Post:
+    async def post(body: list[dict[str, Any]], token: str) -> str:
+        return await run.rt.client.post_reference(run.kind.api, run.company.company_id, body,
+                                                  token)
+    return post
+
+
+def keys_digest(keys: Sequence[str], digests: Mapping[str, str]) -> str:
+    """A stable digest of a set of records (keys in order with their digests)."""
+    text = "\n".join(f"{k}\t{digests[k]}" for k in keys)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def chunked(keys: Sequence[str], size: int) -> list[list[str]]:
+    """``keys`` in chunks of ``size``; one empty chunk for an empty set (it empties the list)."""
+    return [list(keys[i:i + size]) for i in range(0, len(keys), size)] or [[]]
+
+
+def resume_point(marker: RefreshRow | None, set_hash: str, total: int) -> tuple[int, str]:
+    """(chunks already sent, token) to continue an open refresh of the SAME set with a token
+    still inside its lifetime; (0, "") means start the complete set again."""
+    if marker is None or marker.plan_hash != set_hash or marker.total_chunks != total:
+        return 0, ""
+    if marker.chunks_sent == 0 or not marker.last_token or marker.token_expires_at is None:
+        return 0, ""
+    if aware(marker.token_expires_at) <= now_utc() + timedelta(minutes=1):
+        return 0, ""
+    return marker.chunks_sent, marker.last_token
+
+
+async def apply_refresh(run: KindRun, keys: Sequence[str], records: Records,
+                        digests: Mapping[str, str], marker: RefreshRow | None,
+                        *, restarted: bool = False) -> ApplyOutcome:
+    """Send the complete set (``keys`` in order) in chunks chained by continuation tokens.
+
+    A refresh marker is open from before the first chunk until the remote copy holds the new
+    set, so a run that dies half way is finished by the next one (resumed from the stored token
+    when the set is unchanged and the token still valid, else sent again from the start).
+    """
+    store, name, kind = run.rt.store, run.company.name, run.kind.name
+    chunks = chunked(keys, _chunk_size(run))
+    set_hash = keys_digest(keys, digests)
+    start, token = resume_point(marker, set_hash, len(chunks))
+    if start == 0:
+        await run.db(store.begin_refresh, name, kind, total_chunks=len(chunks),
+                     plan_hash=set_hash, fence=run.fence)
+    for index in range(start, len(chunks)):
+        try:
+            token = await send_rows(run, chunks[index], records, digests, token, op="refresh")
+        except BadContinuationToken:
+            if restarted:
+                raise
+            return await apply_refresh(run, keys, records, digests, None, restarted=True)
+        except OutcomeUnknown:
+            return ApplyOutcome(completed=False)
+        except AuthRejected:
+            raise
+        except ApiError as exc:
+            run.not_applied(exc, count=0)
+            return ApplyOutcome(stopped=True, completed=False)
+        await run.db(store.advance_refresh, name, kind, chunks_sent=index + 1, token=token,
+                     token_expires_at=now_utc() + TOKEN_TTL, fence=run.fence)
+        crash_point("mid_refresh")
+    await finish_refresh(run, keys, records, digests, token)
+    return ApplyOutcome()
+
+
+async def finish_refresh(run: KindRun, keys: Sequence[str], records: Records,
+                         digests: Mapping[str, str], token: str) -> None:
+    """The new set is live: make it the remote copy, keep its token for appends, close the
+    marker."""
+    store, name, kind = run.rt.store, run.company.name, run.kind.name
+    rows = [(k, records[k], digests[k]) for k in keys if k not in run.rejected_keys]
+    if token or not keys:  # "" after a non-empty set: every row was refused, nothing landed
+        await run.db(store.replace_remote, name, kind, rows, fence=run.fence)
+    if token:
+        await run.db(store.set_append_token, name, kind, token, now_utc() + TOKEN_TTL,
+                     fence=run.fence)
+    await run.db(store.end_refresh, name, kind, fence=run.fence)
