@@ -241,6 +241,9 @@ class ServiceConfig(_Model):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     failing_runs_unready: int = Field(3, ge=1)
     shutdown_seconds: float = Field(30.0, gt=0)
+    # A random delay (0..this) before each job's first run, so instances started together
+    # (a fleet restart, several companies) do not all call iCompleat in the same second.
+    startup_jitter_seconds: float = Field(10.0, ge=0)
 
 
 class Settings(_Model):

@@ -33,11 +33,16 @@ _CURRENT: ContextVar[LeaseKeeper | None] = ContextVar("icsync_lease", default=No
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def check_lease() -> None:
-    """LeaseLost if the job this code runs in has lost (or may have lost) its lease."""
+def check_lease(*, write: bool = True) -> None:
+    """LeaseLost if the job this code runs in may not send this call.
+
+    A write is refused once the lease is lost or its local deadline has passed; any call is
+    refused once the daemon is stopping (the call in flight finishes, the next one is not made).
+    Outside a job (the webhook, one-shot commands) nothing is checked.
+    """
     keeper = _CURRENT.get()
     if keeper is not None:
-        keeper.check()
+        keeper.check(write=write)
 
 
 class LeaseKeeper:
@@ -49,9 +54,15 @@ class LeaseKeeper:
         self.margin = min(ttl * 0.2, 5.0)
         self.deadline = clock() + ttl - self.margin
         self.lost: str | None = None
+        self.draining = False
 
-    def check(self) -> None:
-        """LeaseLost when the lease is known lost or its local deadline has passed."""
+    def check(self, *, write: bool = True) -> None:
+        """LeaseLost when stopping, or (for a write) when the lease is lost or past deadline."""
+        if self.draining:
+            raise LeaseLost(f"lease {self.fence.name!r}: this instance is stopping; the call in "
+                            "flight finished and nothing more is sent; the next run carries on")
+        if not write:
+            return
         if self.lost is None and self.clock() >= self.deadline:
             self.lost = "the lease time ran out before it could be renewed (paused or stalled)"
         if self.lost is not None:
@@ -128,9 +139,8 @@ class LeaseGuardTransport(httpx.AsyncBaseTransport):
         self.inner = inner or httpx.AsyncHTTPTransport(trust_env=True)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Check the lease before any non-read request, then send it."""
-        if request.method not in _SAFE_METHODS:
-            check_lease()
+        """Check the lease (see :func:`check_lease`), then send the request."""
+        check_lease(write=request.method not in _SAFE_METHODS)
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:

@@ -121,10 +121,20 @@ class ScheduledJob:
         self.failures = 0
         self.last: JobReport | None = None
         self.task: asyncio.Task[Any] | None = None
+        self.keeper: LeaseKeeper | None = None
         self.running = False
+        self.stopping = False
+
+    def drain(self) -> None:
+        """Stop starting runs; a running one finishes its call in flight, then stops."""
+        self.stopping = True
+        if self.keeper is not None:
+            self.keeper.draining = True
 
     async def __call__(self) -> JobReport:
         """One scheduled run (APScheduler calls this)."""
+        if self.stopping:
+            return self._skip("stopping", "the daemon is stopping")
         if self.running:
             return self._skip("running", "the previous run is still going")
         self.running, self.task = True, asyncio.current_task()
@@ -170,7 +180,8 @@ class ScheduledJob:
         return JobReport(self.company, self.job, "skipped", error=why, holder=self.holder)
 
     async def _run_fenced(self, fence: Fence, report: JobReport) -> None:
-        keeper = LeaseKeeper(self.store, fence, self.lease_seconds)
+        keeper = self.keeper = LeaseKeeper(self.store, fence, self.lease_seconds)
+        keeper.draining = self.stopping
         started = time.monotonic()
         self.metrics.running.labels(self.company, self.job).set(1)
         log.info("job_started", holder=self.holder, token=fence.token, slots=report.slots,
@@ -182,7 +193,10 @@ class ScheduledJob:
             result = await keeper.run(self.action(fence))
             _fill(report, result)
         except LeaseLost as exc:
-            keeper.lost = keeper.lost or str(exc)
+            if keeper.draining and keeper.lost is None:
+                report.outcome, report.error = "stopped", str(exc)
+            else:
+                keeper.lost = keeper.lost or str(exc)
         except IcsyncError as exc:
             report.outcome, report.exit_code, report.error = "failed", exit_code_for(exc), str(exc)
         except Exception as exc:
@@ -196,6 +210,8 @@ class ScheduledJob:
             report.seconds = round(time.monotonic() - started, 3)
             if keeper.lost is not None:
                 report.outcome, report.error = "lease_lost", keeper.lost
+            elif keeper.draining and report.outcome in FAILING:
+                report.outcome = "stopped"
             await asyncio.shield(self._close(keeper, fence, run_row, report))
 
     async def _close(self, keeper: LeaseKeeper, fence: Fence, run_row: int | None,

@@ -35,10 +35,17 @@ _API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 class CallLike(Protocol):
     """What the client reports for each call (connectors.icompleat.client.CallRecord)."""
 
-    route: str
-    status: int | None
-    seconds: float
-    outcome: str
+    @property
+    def route(self) -> str: ...
+
+    @property
+    def status(self) -> int | None: ...
+
+    @property
+    def seconds(self) -> float: ...
+
+    @property
+    def outcome(self) -> str: ...
 
 
 class _SinceLastSuccess:

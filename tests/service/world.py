@@ -1,0 +1,187 @@
+"""The daemon's test world: a config on the sandbox, and the daemon in-process or as processes.
+
+Used by tests/service and the daemon scenarios (S06, S15-S18).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sync.config import Config, load_config
+from sync.service import Daemon
+from tests.fixtures.sandbox import CANARY_KEY, COMPANY_ID, TENANT_ID
+
+ROOT = Path(__file__).resolve().parents[2]
+WEBHOOK_TOKEN = "icsync-canary-webhook-4c1d9e27b83a"
+TAX_CODES = [{"Code": "T1", "Name": "Standard", "Rate": 20}, {"Code": "T0", "Name": "Zero",
+                                                              "Rate": 0}]
+ACCOUNTS = [{"Code": "4000", "Name": "Sales"}, {"Code": "5000", "Name": "Purchases"}]
+
+
+def toml_value(value: Any) -> str:
+    """A TOML literal for a str, number, bool, list or inline table."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(type(value))
+
+
+def free_port() -> int:
+    """A free loopback TCP port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_config(root: Path, sandbox_url: str, *, state_url: str | None = None,
+                 api_key: str = CANARY_KEY, schedules: dict[str, str] | None = None,
+                 service: dict[str, Any] | None = None, source: str | None = None,
+                 sink: str | None = None, lease_seconds: float = 5.0,
+                 icompleat: dict[str, Any] | None = None, kinds: Iterable[str] = (
+                     "tax_codes", "account_codes")) -> Path:
+    """Write an icsync.toml for one company on the sandbox; its path."""
+    ic = {"base_url": sandbox_url, "tenant_id": TENANT_ID, "api_key": api_key,
+          "requests_per_minute": 0, "max_attempts": 2, "backoff_seconds": 0.05,
+          "max_backoff_seconds": 0.2, "timeout_seconds": 5, **(icompleat or {})}
+    svc = {"listen": "127.0.0.1:0", "log_format": "json", "startup_jitter_seconds": 0,
+           "shutdown_seconds": 5, **(service or {})}
+    plan = {"reference": "1h", "transactions": "1h", "readback": "0 3 * * *",
+            **(schedules or {})}
+    lines = [
+        "[state]", f"url = {toml_value(state_url or _sqlite(root / 'state.db'))}",
+        f"lease_seconds = {lease_seconds}", "", "[icompleat]",
+        *(f"{k} = {toml_value(v)}" for k, v in ic.items()), "",
+        "[sources.erp]", source or _memory_source(), "",
+        "[sinks.erp]", sink or 'type = "memory"', "",
+        "[webhook]", f"tokens = [{toml_value(WEBHOOK_TOKEN)}]", "",
+        "[service]", *(f"{k} = {toml_value(v)}" for k, v in svc.items()), "",
+        "[[companies]]", 'name = "acme"', f"company_id = {toml_value(COMPANY_ID)}",
+        'source = "erp"', 'sink = "erp"', f"kinds = {toml_value(list(kinds))}",
+        'transaction_types = ["INV"]', f"schedules = {toml_value(plan)}", "",
+    ]
+    path = root / "icsync.toml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def _sqlite(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def _memory_source() -> str:
+    rows = {"tax_codes": TAX_CODES, "account_codes": ACCOUNTS}
+    return 'type = "memory"\n' + "\n".join(
+        f"rows.{kind} = {toml_value(value)}" for kind, value in rows.items())
+
+
+async def wait_for(predicate: Callable[[], Any], seconds: float, what: str) -> Any:
+    """Poll ``predicate`` until truthy (its value) or fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+@asynccontextmanager
+async def running_daemon(config: Config, **kw: Any) -> AsyncIterator[tuple[Daemon, str]]:
+    """The daemon serving in this event loop; (daemon, base URL). Stopped on the way out."""
+    daemon = Daemon(config, **kw)
+    task = asyncio.create_task(daemon.serve())
+    started = asyncio.create_task(daemon.started.wait())
+    await asyncio.wait({task, started}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        started.cancel()
+        task.result()
+    assert daemon.started.is_set(), "the daemon did not start"
+    try:
+        yield daemon, f"http://127.0.0.1:{daemon.port}"
+    finally:
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, 15) == 0
+
+
+def load(path: Path) -> Config:
+    """Load a written config."""
+    return load_config(path)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for an icsync child process: no inherited icsync or systemd settings."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ICSYNC_", "NOTIFY_SOCKET", "WATCHDOG_", "CREDENTIALS_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def start_daemon(config_path: Path, log_path: Path, *, listen: str | None = None,
+                 **env: str) -> subprocess.Popen[bytes]:
+    """A real ``icsync run`` process, its output (stdout and stderr) into ``log_path``."""
+    args = [sys.executable, "-m", "sync.cli", "run", "--config", str(config_path)]
+    if listen:
+        args += ["--listen", listen]
+    out = log_path.open("ab")
+    try:
+        return subprocess.Popen(args, cwd=ROOT, env=child_env(**env), stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        out.close()
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    """Block until ``url`` answers (any status)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1, trust_env=False)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 20) -> int:
+    """SIGTERM a daemon and wait for it; SIGKILL if it does not stop in time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+        raise
+
+
+def json_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON log lines of a daemon's output (other lines skipped)."""
+    found = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                found.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return found
