@@ -55,9 +55,9 @@ def test_old_database_is_migrated_not_recreated(state_url: str) -> None:
         assert again.remote_count("uk", "currencies") == 1
 
 
-def test_newer_revision_is_refused(store: StateStore, state_url: str) -> None:
+def test_newer_revision_is_refused(state_url: str) -> None:
     """A database written by a newer icsync is refused with what to do."""
-    with store._db.write("faking a newer version") as conn:
+    with StateStore.open(state_url) as store, store._db.write("faking a newer version") as conn:
         conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
     for migrate in (True, False):
         with pytest.raises(StateError, match=r"9999.*newer version.*Upgrade icsync"):
