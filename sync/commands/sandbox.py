@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from connectors.icompleat.routes import API_VERSION, ROUTES
@@ -99,5 +100,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"# set the key in your shell first: export {KEY_ENV}=... (it is not printed)")
     print(curl_example(url, args.tenant_id, key, args), flush=True)
     server.serve_forever()
-    sys.stdout.flush()
+    print("iCompleat sandbox stopped", flush=True)
     return int(ExitCode.OK)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sync.commands.sandbox``: the same command without loading the others."""
+    parser = argparse.ArgumentParser(prog="icsync sandbox", description=__doc__)
+    add_arguments(parser)
+    try:
+        return run(parser.parse_args(argv))
+    except ConfigError as exc:
+        print(f"icsync sandbox: {REDACTOR(str(exc))}", file=sys.stderr)
+        return int(exc.exit_code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,13 +1,15 @@
-"""Serving the sandbox: in a background thread for tests, or in the foreground for the CLI.
+"""Serving the sandbox: uvicorn in a background thread, for tests and for the CLI alike.
 
 :class:`BackgroundServer` runs any ASGI app under uvicorn on a free loopback port in a daemon
 thread (tests also use it for webhook receivers). :class:`SandboxServer` assembles the sandbox
-(state, pusher, API and admin apps) and serves it either way. Clients that die mid-request (a
+(state, pusher, API and admin apps); the CLI's ``serve_forever`` waits in the main thread for
+SIGINT or SIGTERM and then stops the server cleanly (exit status 0). Clients that die mid-request (a
 SIGKILLed test process) only close their own connection; the server carries on.
 """
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
@@ -53,13 +55,18 @@ class BackgroundServer:
         return f"http://{self.host}:{self.port}"
 
     def bind(self) -> str:
-        """Open the listening socket now (so the port is known); the URL."""
+        """Listen now (the port is known and clients may connect at once); the URL."""
         if self._socket is None:
             # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and
             # without it every answer (headers, then body) waits ~40 ms for a delayed ACK.
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self.port))
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((self.host, self.port))
+                sock.listen(128)  # connections queue from now on, before uvicorn accepts
+            except OSError:
+                sock.close()
+                raise
             self._socket = sock
             self.port = sock.getsockname()[1]
         return self.url
@@ -70,12 +77,6 @@ class BackgroundServer:
                                 timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)
         return self._server
-
-    def run(self) -> None:
-        """Serve in this thread until SIGINT / SIGTERM (the CLI)."""
-        self.bind()
-        assert self._socket is not None
-        self._uvicorn().run(sockets=[self._socket])
 
     def start(self, timeout: float = 10.0) -> BackgroundServer:
         """Serve in a daemon thread; returns once the server accepts connections."""
@@ -158,12 +159,18 @@ class SandboxServer:
         return self
 
     def serve_forever(self) -> None:
-        """Serve in this thread until SIGINT or SIGTERM, then release the database."""
+        """Serve until SIGINT or SIGTERM (call from the main thread), then stop cleanly."""
+        stop = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            self._server.run()
+            self.start()
+            while not stop.wait(1.0):
+                pass
         finally:
-            self._stopping()
-            self.state.store.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.stop()
 
     def stop(self) -> None:
         """Stop serving and close the database."""
