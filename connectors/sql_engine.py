@@ -132,5 +132,5 @@ def failed_column(exc: DBAPIError) -> str | None:
     name = getattr(diag, "column_name", None) or getattr(diag, "constraint_name", None)
     if name:
         return str(name)
-    match = re.search(r"constraint failed: (?:[\w\"]+\.)?([\w\"]+)", str(exc.orig))
-    return match.group(1).strip('"') if match else None
+    match = re.search(r"constraint failed: ([^,\n]+)", str(exc.orig))  # SQLite: "T.col, ..."
+    return match.group(1).rsplit(".", 1)[-1].strip().strip('"') if match else None

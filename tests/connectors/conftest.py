@@ -30,12 +30,11 @@ PG_ENV = "ICSYNC_TEST_PG_URL"
 
 @pytest.fixture
 def pg_test_url(request: pytest.FixtureRequest) -> str:
-    """A PostgreSQL URL: a fresh database when the shared fixtures exist, else the env URL."""
-    for name in ("pg_database_url", "pg_url"):
-        try:
-            return str(request.getfixturevalue(name))
-        except pytest.FixtureLookupError:
-            continue
+    """The shared PostgreSQL server (tests use unique table names and drop them), else $ENV."""
+    try:
+        return str(request.getfixturevalue("pg_url"))
+    except pytest.FixtureLookupError:
+        pass
     if os.environ.get(PG_ENV):
         return os.environ[PG_ENV]
     pytest.skip(f"no PostgreSQL: no pg_url fixture and ${PG_ENV} is unset")
@@ -63,6 +62,7 @@ class SourceCase:
 
     source: Source
     break_read: Callable[[str], None]
+    cleanup: Callable[[], object] = lambda: None
 
 
 def _columns(kind: str) -> list[str]:
@@ -89,7 +89,9 @@ def _sql_case(url: str, kinds: Iterable[str], prefix: str) -> SourceCase:
             + f" FROM {prefix}{k} WHERE company = :company"}
         for k in kinds}}
     source = build_source("erp", TypeAdapter(SourceConfig).validate_python(config))
-    return SourceCase(source, lambda kind: run_sql(url, f"DROP TABLE {prefix}{kind}"))
+    return SourceCase(source, lambda kind: run_sql(url, f"DROP TABLE {prefix}{kind}"),
+                      lambda: run_sql(url, *(f"DROP TABLE IF EXISTS {prefix}{k}"
+                                             for k in KIND_NAMES)))
 
 
 def _write_file(fmt: str, path: Path, kind: str) -> None:
@@ -151,7 +153,7 @@ SourceFactory = Callable[[Iterable[str]], SourceCase]
 def make_source(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SourceFactory]:
     """Builds the dataset in one kind of source, configured for the kinds asked for."""
     variant: str = request.param
-    built: list[Source] = []
+    built: list[SourceCase] = []
 
     def make(kinds: Iterable[str] = KIND_NAMES) -> SourceCase:
         if variant == "sqlite":
@@ -163,12 +165,13 @@ def make_source(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sour
             case = _memory_case(kinds)
         else:
             case = _files_case(tmp_path / uuid.uuid4().hex[:6], variant, kinds)
-        built.append(case.source)
+        built.append(case)
         return case
 
     yield make
-    for source in built:
-        source.close()
+    for case in built:
+        case.source.close()
+        case.cleanup()
 
 
 # ---------------------------------------------------------------- sinks
