@@ -35,7 +35,7 @@ async def ledger(config: Config) -> dict[str, tuple[str, str | None]]:
 
 def writes(world: TxWorld) -> int:
     """How many journal-number writes iCompleat has received."""
-    return world.state.log.count(route="transaction.edit")
+    return int(world.state.log.count(route="transaction.edit"))
 
 
 async def test_poll_posts_each_approved_transaction_once_and_writes_back(world: TxWorld) -> None:

@@ -6,21 +6,31 @@ Shared by tests/transactions and the transaction scenarios (S02, S20, S21).
 from __future__ import annotations
 
 import contextlib
+import io
+import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import structlog
 from starlette.applications import Starlette
 
 from connectors.icompleat.sandbox.server import BackgroundServer
 from sync.config import Config, load_config
+from sync.logs import configure
 from sync.runtime import Runtime, open_runtime
 from sync.webhook import create_webhook_routes
 from tests.fixtures.sandbox import CANARY_KEY, COMPANY_ID, TENANT_ID
 
+ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_TOKEN = "whk-canary-7f3e9a1c55d04b2e"
 SUPPLIERS = ("SUP-001", "SUP-002", "SUP-003")
 
@@ -173,6 +183,36 @@ transaction_types = {list(types)!r}
         return {k: v[0] for k, v in entries.items()}
 
 
+@dataclass
+class PollRun:
+    """One ``icsync poll`` subprocess and how it ended."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def killed(self) -> bool:
+        """True when the process died of SIGKILL (a crash point fired)."""
+        return self.returncode == -signal.SIGKILL
+
+    def summary(self) -> dict[str, Any]:
+        """The ``--json`` document it printed."""
+        return dict(json.loads(self.stdout))
+
+
+def run_poll(config_path: Path, *, crash_at: str | None = None, timeout: float = 120,
+             extra: tuple[str, ...] = ("--json",)) -> PollRun:
+    """Run ``python -m sync.cli poll --config FILE`` with ``ICSYNC_CRASH_AT`` armed or not."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ICSYNC_")}
+    if crash_at:
+        env["ICSYNC_CRASH_AT"] = crash_at
+    done = subprocess.run([sys.executable, "-m", "sync.cli", "poll", "--config",
+                           str(config_path), *extra], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT, check=False)
+    return PollRun(done.returncode, done.stdout, done.stderr)
+
+
 class WebhookServer:
     """sync.webhook's routes under uvicorn on loopback, on a runtime (and loop) of their own,
     as the daemon would serve them."""
@@ -204,3 +244,14 @@ class WebhookServer:
 
     def __exit__(self, *exc: object) -> None:
         self.server.stop()
+
+
+@contextlib.contextmanager
+def captured_logs() -> Iterator[io.StringIO]:
+    """Every structured log line (JSON, debug and up, from every thread) into a buffer."""
+    buffer = io.StringIO()
+    configure("json", "debug", stream=buffer)
+    try:
+        yield buffer
+    finally:
+        structlog.reset_defaults()
