@@ -12,6 +12,7 @@ admin API. No header value (so no key) is ever logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import socket
@@ -19,7 +20,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -76,10 +77,12 @@ async def drop_connection(send: Send) -> None:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", b"100")]})
         return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
+    if not transport.is_closing():  # else the client is gone already
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
     for _ in range(10):  # let connection_lost mark the cycle disconnected
         if getattr(cycle, "disconnected", True):
             break
@@ -226,6 +229,8 @@ class SandboxApp:
             payload = handle(self.state, call)
         except BadRequest as exc:
             return self._bad_request(request, exc)
+        except ClientDisconnect:  # the client died before its body arrived: nothing applied
+            return Reply(NO_ANSWER, fault="client-gone")
         if decision.commit_then_fail == "drop":
             return Reply(NO_ANSWER, fault="commit-then-drop")
         if decision.commit_then_fail == "500":

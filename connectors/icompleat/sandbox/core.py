@@ -77,6 +77,7 @@ class Tenant:
     companies: dict[str, Company] = field(default_factory=dict)
     users: dict[str, Record] = field(default_factory=dict)
     transactions: dict[str, Record] = field(default_factory=dict)
+    tx_order: dict[str, int] = field(default_factory=dict)  # creation order, for lists
 
 
 def fold(value: str) -> str:

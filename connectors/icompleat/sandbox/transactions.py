@@ -86,13 +86,13 @@ class TransactionOps(StateCore):
                       key=lambda d: int(d["seq"]))
         for doc in docs:
             tenant.transactions[fold(doc["tx"]["Id"])] = doc["tx"]
+            tenant.tx_order[fold(doc["tx"]["Id"])] = int(doc["seq"])
 
-    def _save_tx(self, tenant: Tenant, tx: Record, seq: int) -> None:
-        tenant.transactions[fold(tx["Id"])] = tx
-        self.store.put(tx_scope(tenant.id), fold(tx["Id"]), {"seq": seq, "tx": tx})
-
-    def _seq_of(self, tenant: Tenant, tx_id: str) -> int:
-        return list(tenant.transactions).index(fold(tx_id))
+    def _save_tx(self, tenant: Tenant, tx: Record) -> None:
+        key = fold(tx["Id"])
+        seq = tenant.tx_order.setdefault(key, len(tenant.tx_order))
+        tenant.transactions[key] = tx
+        self.store.put(tx_scope(tenant.id), key, {"seq": seq, "tx": tx})
 
     def _tx(self, tenant: Tenant, tx_id: str | None) -> Record:
         found = tenant.transactions.get(fold(tx_id or ""))
@@ -114,7 +114,7 @@ class TransactionOps(StateCore):
                       LastUpdatedGuid=new_id(), References=raw.get("References") or {},
                       Dates={"Created": iso_now(self.now()), **(raw.get("Dates") or {})},
                       Lines=_lines(raw.get("Lines")))
-            self._save_tx(tenant, tx, len(tenant.transactions))
+            self._save_tx(tenant, tx)
             return dict(tx)
 
     def list_transactions(self, tenant_id: str, company_id: str | None, page: int, *,
@@ -153,7 +153,7 @@ class TransactionOps(StateCore):
             new = _edited(old, _check_edit(body), iso_now(self.now()))
             if new != old:
                 new["LastUpdatedGuid"] = new_id()
-                self._save_tx(tenant, new, self._seq_of(tenant, old["Id"]))
+                self._save_tx(tenant, new)
         if new["Status"] == APPROVED and old["Status"] != APPROVED and self.on_approved:
             self.on_approved(tenant.id, new["Id"])
         return dict(new)
