@@ -150,7 +150,12 @@ class MemorySource:
     @classmethod
     def from_config(cls, name: str, config: MemorySourceConfig) -> MemorySource:
         """A memory source with the configured rows (and empty kinds for bare kind tables)."""
-        source = cls(name, config.rows)
+        source = cls(name)
+        for kind, rows in config.rows.items():
+            try:
+                source.set_rows(kind, rows)
+            except ValueError as exc:
+                raise ConfigError(str(exc), key=f"sources.{name}.rows.{kind}") from None
         for kind in config.kinds:
             source._rows.setdefault(kind, {None: []})
         return source

@@ -1,4 +1,4 @@
-"""Connections to any SQLAlchemy database, shared by the SQL source and the SQL sink.
+"""Connections to any SQLAlchemy database and the sink's table shapes, shared by connectors.sql.
 
 A password (from ``password_file`` or the caller) is set on the URL object, never formatted into
 text, and masked in every message. Timeouts: SQLite gets a busy timeout plus a per-statement
@@ -7,6 +7,9 @@ PostgreSQL (psycopg) a connect timeout and ``statement_timeout``; MySQL (PyMySQL
 connect and read timeouts; other dialects keep their driver's defaults. SQLite transactions are
 begun explicitly: ``BEGIN IMMEDIATE`` on a connection with the :data:`WRITE` execution option,
 so a writer holds the database's write lock from its first statement.
+
+Table shapes: the canonical columns of the sink's header and line tables with their types, how
+a configured mapping renames them, and how a table is defined when the sink creates it.
 """
 
 from __future__ import annotations
@@ -17,9 +20,23 @@ import re
 import time
 from typing import Any
 
-from sqlalchemy import Column, MetaData, String, Table, create_engine, event
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError, NoSuchModuleError
+from sqlalchemy.types import TypeEngine
 
 from connectors.memory import json_default
 from sync.errors import ConfigError
@@ -28,6 +45,24 @@ from sync.secrets import REDACTOR, Secret
 WRITE = "icsync_write"
 _DEADLINE = "icsync_deadline"
 _REJECTED_SQLSTATES = ("22", "23", "P0")
+_KEY: TypeEngine[Any] = BigInteger().with_variant(Integer(), "sqlite")
+_AMOUNT = Numeric(18, 4)
+HEADER_TYPES: dict[str, TypeEngine[Any]] = {
+    "id": _KEY, "transaction_id": String(64), "company": String(100), "company_id": String(64),
+    "type": String(3), "identifier": String(100), "purchase_order": String(100),
+    "supplier_code": String(50), "supplier_name": String(255), "title": Text(),
+    "created": DateTime(timezone=True), "invoice_date": Date(), "payment_due": Date(),
+    "delivery_date": Date(), "currency": String(3),
+    **{f"{m}_{c}": _AMOUNT for c in ("base", "local") for m in ("net", "vat", "gross")},
+    "status": String(10), "raw_json": Text(), "journal_number": String(64),
+    "posted_at": DateTime(timezone=True),
+}
+LINE_TYPES: dict[str, TypeEngine[Any]] = {
+    "id": _KEY, "transaction_id": String(64), "line_number": Integer(),
+    "account_code": String(50), "tax_code": String(20), "description": Text(),
+    "quantity": Numeric(18, 6), "unit_cost": Numeric(18, 6), "net": _AMOUNT, "vat": _AMOUNT,
+    "gross": _AMOUNT, "analysis_json": Text(),
+}
 
 
 def make_engine(url: str, *, password: Secret | None, timeout: float, key: str) -> Engine:
@@ -134,3 +169,24 @@ def failed_column(exc: DBAPIError) -> str | None:
         return str(name)
     match = re.search(r"constraint failed: ([^,\n]+)", str(exc.orig))  # SQLite: "T.col, ..."
     return match.group(1).rsplit(".", 1)[-1].strip().strip('"') if match else None
+
+
+def mapped_names(sink: str, key: str, types: dict[str, TypeEngine[Any]],
+                 mapping: dict[str, str]) -> dict[str, str]:
+    """Canonical name -> column name for every written column; ConfigError for unknown keys."""
+    for canonical in mapping:
+        if canonical not in types:
+            raise ConfigError(f"unknown column {canonical!r}; known: {list(types)}",
+                              key=f"sinks.{sink}.{key}.{canonical}")
+    return {c: mapping.get(c, c) for c in types if mapping.get(c, c) != ""}
+
+
+def define_table(metadata: MetaData, name: str, types: dict[str, TypeEngine[Any]],
+            names: dict[str, str], *, unique: bool) -> Table:
+    """The table to create: ``id`` the key, ``transaction_id`` NOT NULL and indexed."""
+    schema, table = split_name(name)
+    columns = [Column(db, types[c], primary_key=c == "id", nullable=c != "transaction_id",
+                      unique=unique and c == "transaction_id",
+                      index=not unique and c == "transaction_id")
+               for c, db in names.items()]
+    return Table(table, metadata, *columns, schema=schema)

@@ -1,13 +1,16 @@
 """Any SQLAlchemy database as the ERP sink for approved transactions, exactly once.
 
-A header row in ``header_table`` and one row per line in ``lines_table`` (created when
-absent if ``create_tables``), with the canonical columns of :data:`HEADER_TYPES` and
-:data:`LINE_TYPES`. ``header_columns`` / ``line_columns`` map a canonical name to the ERP's own
-column (``""`` leaves it out; ``lines_table = ""`` writes no lines). One post is ONE database
-transaction: lock, find, supplier check, header insert, lines, journal number, header update.
-The journal number is the value of ``journal_sql`` (one statement returning one value, e.g. a
-call of the ERP's posting procedure; every header field is a bound parameter, plus ``:row_id``)
-or ``journal_prefix`` + the header's generated key padded to ``journal_digits``.
+A header row in ``header_table`` and one row per line in ``lines_table`` (created when absent
+if ``create_tables``), with the canonical columns of ``HEADER_TYPES`` and ``LINE_TYPES`` (in
+:mod:`connectors.sql_engine`). To write into the ERP's own tables, ``header_columns`` /
+``line_columns`` map a canonical name to the ERP's column (``""`` leaves it out): a mapped column
+must exist, an unmapped canonical column is written only where the table has a column of that
+name, and ``lines_table = ""`` writes no lines. One post is ONE database transaction: lock,
+find, supplier check, header insert, lines, journal number, header update (the header is
+inserted with a NULL journal number, set before commit). The journal number is the value of
+``journal_sql`` (one statement returning one value, e.g. a call of the ERP's posting procedure;
+every header field is a bound parameter, plus ``:row_id``) or ``journal_prefix`` + the
+header's generated key (``header_columns.id``, the primary key) padded to ``journal_digits``.
 
 Exactly once: find-then-insert is serialised per transaction id (SQLite: ``BEGIN IMMEDIATE``;
 PostgreSQL: ``pg_advisory_xact_lock`` on a hash of the id). Other dialects take no lock and rely
@@ -29,29 +32,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Date,
-    DateTime,
-    Integer,
-    MetaData,
-    Numeric,
-    String,
-    Table,
-    Text,
-    bindparam,
-    literal,
-    select,
-    text,
-    update,
-)
-from sqlalchemy import column as sql_column
-from sqlalchemy import table as sql_table
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, NoSuchTableError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnClause, TextClause
-from sqlalchemy.types import TypeEngine
 
 from connectors.base import CompanyRef, Posting
 from connectors.icompleat.models import Transaction
@@ -63,13 +47,17 @@ from connectors.memory import (
     validate_required_fields,
 )
 from connectors.sql_engine import (
+    HEADER_TYPES,
+    LINE_TYPES,
     WRITE,
     as_column_value,
+    define_table,
     explain,
     failed_column,
     is_rejection,
     lock_key,
     make_engine,
+    mapped_names,
     reflect,
     split_name,
 )
@@ -78,24 +66,6 @@ from sync.errors import ConfigError, SinkError, SinkRejected
 from sync.logs import get_logger
 from sync.secrets import Secret
 
-_KEY: TypeEngine[Any] = BigInteger().with_variant(Integer(), "sqlite")
-_AMOUNT = Numeric(18, 4)
-HEADER_TYPES: dict[str, TypeEngine[Any]] = {
-    "id": _KEY, "transaction_id": String(64), "company": String(100), "company_id": String(64),
-    "type": String(3), "identifier": String(100), "purchase_order": String(100),
-    "supplier_code": String(50), "supplier_name": String(255), "title": Text(),
-    "created": DateTime(timezone=True), "invoice_date": Date(), "payment_due": Date(),
-    "delivery_date": Date(), "currency": String(3),
-    **{f"{m}_{c}": _AMOUNT for c in ("base", "local") for m in ("net", "vat", "gross")},
-    "status": String(10), "raw_json": Text(), "journal_number": String(64),
-    "posted_at": DateTime(timezone=True),
-}
-LINE_TYPES: dict[str, TypeEngine[Any]] = {
-    "id": _KEY, "transaction_id": String(64), "line_number": Integer(),
-    "account_code": String(50), "tax_code": String(20), "description": Text(),
-    "quantity": Numeric(18, 6), "unit_cost": Numeric(18, 6), "net": _AMOUNT, "vat": _AMOUNT,
-    "gross": _AMOUNT, "analysis_json": Text(),
-}
 _LOG = get_logger("connectors.sql_sink")
 
 
@@ -103,36 +73,15 @@ _LOG = get_logger("connectors.sql_sink")
 class _Tables:
     """The sink's tables as the database has them, and canonical -> column names."""
 
-    header: Table
+    header: sa.Table
     header_names: dict[str, str]
-    lines: Table | None
+    lines: sa.Table | None
     line_names: dict[str, str]
 
     def column(self, db_name: str) -> str:
         """The canonical name of a database column (itself when not mapped)."""
         names = {**self.line_names, **self.header_names}
         return next((c for c, d in names.items() if d == db_name), db_name)
-
-
-def mapped_names(sink: str, key: str, types: dict[str, TypeEngine[Any]],
-                 mapping: dict[str, str]) -> dict[str, str]:
-    """Canonical name -> column name for every written column; ConfigError for unknown keys."""
-    for canonical in mapping:
-        if canonical not in types:
-            raise ConfigError(f"unknown column {canonical!r}; known: {list(types)}",
-                              key=f"sinks.{sink}.{key}.{canonical}")
-    return {c: mapping.get(c, c) for c in types if mapping.get(c, c) != ""}
-
-
-def _define(metadata: MetaData, name: str, types: dict[str, TypeEngine[Any]],
-            names: dict[str, str], *, unique: bool) -> Table:
-    """The table to create: ``id`` the key, ``transaction_id`` NOT NULL and indexed."""
-    schema, table = split_name(name)
-    columns = [Column(db, types[c], primary_key=c == "id", nullable=c != "transaction_id",
-                      unique=unique and c == "transaction_id",
-                      index=not unique and c == "transaction_id")
-               for c, db in names.items()]
-    return Table(table, metadata, *columns, schema=schema)
 
 
 class SqlSink:
@@ -167,14 +116,14 @@ class SqlSink:
         """``journal_sql`` with typed parameters; ConfigError naming an unknown one."""
         if not self._config.journal_sql:
             return None
-        stmt = text(self._config.journal_sql)
-        types = {**HEADER_TYPES, "row_id": Integer()}
+        stmt = sa.text(self._config.journal_sql)
+        types = {**HEADER_TYPES, "row_id": sa.Integer()}
         names = set(stmt.compile().params)
         unknown = sorted(names - set(types))
         if unknown:
             raise ConfigError(f"unknown parameters {unknown}; known: {sorted(types)}",
                               key=f"sinks.{self.name}.journal_sql")
-        return stmt.bindparams(*(bindparam(n, type_=types[n]) for n in sorted(names)))
+        return stmt.bindparams(*(sa.bindparam(n, type_=types[n]) for n in sorted(names)))
 
     def _ready(self) -> _Tables:
         """The tables, created (once, under a lock) and checked against the mapping."""
@@ -189,11 +138,11 @@ class SqlSink:
             if cfg.create_tables:
                 with self._write_connection() as conn, conn.begin():
                     self._lock(conn, f"ddl:{cfg.header_table}")
-                    metadata = MetaData()
-                    _define(metadata, cfg.header_table, HEADER_TYPES, self._header_names,
+                    metadata = sa.MetaData()
+                    define_table(metadata, cfg.header_table, HEADER_TYPES, self._header_names,
                             unique=cfg.unique_index)
                     if cfg.lines_table:
-                        _define(metadata, cfg.lines_table, LINE_TYPES, self._line_names,
+                        define_table(metadata, cfg.lines_table, LINE_TYPES, self._line_names,
                                 unique=False)
                     metadata.create_all(conn, checkfirst=True)
             with self._engine.connect() as conn:
@@ -208,14 +157,14 @@ class SqlSink:
         self._check_keys(header, header_names, line_names if lines is not None else None)
         return _Tables(header, header_names, lines, line_names)
 
-    def _reflected(self, conn: Connection, name: str, key: str) -> Table:
+    def _reflected(self, conn: Connection, name: str, key: str) -> sa.Table:
         try:
             return reflect(conn, name)
         except NoSuchTableError:
             raise ConfigError(f"the table {name!r} does not exist; create it or set "
                               f"create_tables = true", key=f"sinks.{self.name}.{key}") from None
 
-    def _columns(self, table: Table, names: dict[str, str], key: str) -> dict[str, str]:
+    def _columns(self, table: sa.Table, names: dict[str, str], key: str) -> dict[str, str]:
         """The written columns: a mapped one must exist; an unmapped one is written if present."""
         explicit = getattr(self._config, key)
         for canonical, db in names.items():
@@ -226,7 +175,7 @@ class SqlSink:
                     key=f"sinks.{self.name}.{key}.{canonical}")
         return {c: db for c, db in names.items() if db in table.c}
 
-    def _check_keys(self, header: Table, names: dict[str, str],
+    def _check_keys(self, header: sa.Table, names: dict[str, str],
                     line_names: dict[str, str] | None) -> None:
         """The id and journal columns exist; the journal has a source; lines can be linked."""
         key = f"sinks.{self.name}"
@@ -250,7 +199,7 @@ class SqlSink:
     def _lock(self, conn: Connection, key: str) -> None:
         """Serialise writers of ``key`` until commit (SQLite: BEGIN IMMEDIATE already does)."""
         if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(key)})
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(key)})
 
     def find(self, transaction_id: str) -> Posting | None:
         """The posting for ``transaction_id`` (the earliest row if there are several)."""
@@ -263,7 +212,7 @@ class SqlSink:
 
     def _find(self, conn: Connection, t: _Tables, transaction_id: str) -> Posting | None:
         h, names = t.header, t.header_names
-        stmt = select(h.c[names["journal_number"]]).where(
+        stmt = sa.select(h.c[names["journal_number"]]).where(
             h.c[names["transaction_id"]] == transaction_id).limit(1)
         if "id" in names:
             stmt = stmt.order_by(h.c[names["id"]])
@@ -315,7 +264,7 @@ class SqlSink:
             h, names = t.header, t.header_names
             where = (h.c[names["id"]] == row_id if row_id is not None
                      else h.c[names["transaction_id"]] == tx.id)
-            conn.execute(update(h).where(where).values({names["journal_number"]: journal}))
+            conn.execute(sa.update(h).where(where).values({names["journal_number"]: journal}))
         return Posting(tx.id, journal, created=True)
 
     def _check_supplier(self, conn: Connection, tx: Transaction) -> None:
@@ -323,8 +272,8 @@ class SqlSink:
         if not table_name:
             return
         schema, name = split_name(table_name)
-        code: ColumnClause[Any] = sql_column(self._config.required_supplier_column)
-        stmt = select(literal(1)).select_from(sql_table(name, code, schema=schema)).where(
+        code: ColumnClause[Any] = sa.column(self._config.required_supplier_column)
+        stmt = sa.select(sa.literal(1)).select_from(sa.table(name, code, schema=schema)).where(
             code == tx.supplier_code).limit(1)
         if tx.supplier_code is None or conn.execute(stmt).first() is None:
             raise SinkRejected(
@@ -332,7 +281,7 @@ class SqlSink:
                 f"({table_name}.{self._config.required_supplier_column}); add the supplier to "
                 f"the ERP, then retry", transaction_id=tx.id, reason="unknown_supplier")
 
-    def _row(self, table: Table, names: dict[str, str], record: dict[str, Any],
+    def _row(self, table: sa.Table, names: dict[str, str], record: dict[str, Any],
              tx: Transaction, where: str) -> dict[str, Any]:
         """``record`` under the table's column names; SinkRejected for a value too long."""
         row: dict[str, Any] = {}

@@ -61,3 +61,12 @@ def test_unreadable_password_file_names_its_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         build_sinks(settings)
     assert caught.value.key == "sinks.erp.password_file"
+
+
+def test_memory_rows_for_an_unknown_kind_name_the_key() -> None:
+    """Configured memory rows under a misspelt kind fail the build, naming the key."""
+    settings = parse_settings({"sources": {"m": {"type": "memory",
+                                                 "rows": {"supplier": [{"Code": "A"}]}}}})
+    with pytest.raises(ConfigError) as caught:
+        build_sources(settings)
+    assert caught.value.key == "sources.m.rows.supplier"
