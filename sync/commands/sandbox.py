@@ -14,7 +14,7 @@ from pathlib import Path
 
 from connectors.icompleat.routes import API_VERSION, ROUTES
 from connectors.icompleat.sandbox.core import DEFAULT_TOKEN_TTL
-from connectors.icompleat.sandbox.server import SandboxServer
+from connectors.icompleat.sandbox.server import serve
 from connectors.icompleat.sandbox.webhooks import DEFAULT_TIMEOUT
 from sync.errors import ConfigError, ExitCode
 from sync.secrets import REDACTOR, Secret, load_secret
@@ -83,23 +83,23 @@ def curl_example(url: str, tenant_id: str, key: Secret, args: argparse.Namespace
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM."""
     key = _api_key(args)
-    server = SandboxServer(
-        tenant_id=args.tenant_id, company_ids=args.company_ids, api_key=key, db=args.db,
-        host=args.host, port=args.port, token_ttl=args.token_ttl,
-        webhook_url=args.webhook_url, webhook_token=_webhook_token(args),
-        webhook_timeout=args.webhook_timeout, tenant_name=args.tenant_name)
+    where = f"data in {args.db}" if args.db else "data in memory"
+
+    def announce(url: str) -> None:
+        print(f"iCompleat sandbox on {url} (tenant {args.tenant_id}, companies "
+              f"{', '.join(args.company_ids)}; {where}; admin API under {url}/_sandbox/)")
+        if key.origin.startswith("configuration"):
+            print(f"# set the key in your shell first: export {KEY_ENV}=... (it is not printed)")
+        print(curl_example(url, args.tenant_id, key, args), flush=True)
+
     try:
-        url = server.bind()
+        serve(announce, tenant_id=args.tenant_id, company_ids=args.company_ids, api_key=key,
+              db=args.db, host=args.host, port=args.port, token_ttl=args.token_ttl,
+              webhook_url=args.webhook_url, webhook_token=_webhook_token(args),
+              webhook_timeout=args.webhook_timeout, tenant_name=args.tenant_name)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}",
                           key="--port") from None
-    where = f"data in {args.db}" if args.db else "data in memory"
-    print(f"iCompleat sandbox on {url} (tenant {args.tenant_id}, companies "
-          f"{', '.join(args.company_ids)}; {where}; admin API under {url}/_sandbox/)")
-    if key.origin.startswith("configuration"):
-        print(f"# set the key in your shell first: export {KEY_ENV}=... (it is not printed)")
-    print(curl_example(url, args.tenant_id, key, args), flush=True)
-    server.serve_forever()
     print("iCompleat sandbox stopped", flush=True)
     return int(ExitCode.OK)
 

@@ -22,7 +22,7 @@ Where Part B leaves a choice open, the sandbox does this:
 """
 
 from connectors.icompleat.sandbox.faults import Fault, FaultBoard, RequestLog
-from connectors.icompleat.sandbox.server import BackgroundServer, SandboxServer
+from connectors.icompleat.sandbox.server import BackgroundServer, SandboxServer, serve
 from connectors.icompleat.sandbox.state import SandboxState, TenantSpec, WebhookSpec
 from connectors.icompleat.sandbox.webhooks import Delivery, Pusher
 
@@ -37,4 +37,5 @@ __all__ = [
     "SandboxState",
     "TenantSpec",
     "WebhookSpec",
+    "serve",
 ]

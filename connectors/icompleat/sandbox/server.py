@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -195,3 +196,14 @@ class SandboxServer:
 
     def __repr__(self) -> str:
         return f"SandboxServer(url={self.url!r}, db={self.db})"
+
+
+def serve(announce: Callable[[str], None] | None = None, **options: Any) -> None:
+    """Build a :class:`SandboxServer` from ``options``, listen, call ``announce(url)``, then
+    serve until SIGINT or SIGTERM (the blocking entry of ``icsync sandbox``). OSError when the
+    address cannot be bound."""
+    server = SandboxServer(**options)
+    url = server.bind()
+    if announce is not None:
+        announce(url)
+    server.serve_forever()
