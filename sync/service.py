@@ -240,9 +240,12 @@ class Daemon:
         budget = self.settings.service.shutdown_seconds
         deadline = time.monotonic() + budget
         self.request_stop()
+        # Pause first: APScheduler's shutdown cancels the jobs it runs, so it comes after.
+        if scheduler.running:
+            scheduler.pause()
+        await self._drain(deadline - min(5.0, budget * 0.25))
         if scheduler.running:
             scheduler.shutdown(wait=False)
-        await self._drain(deadline - min(5.0, budget * 0.25))
         server.should_exit = True
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(server_task, max(0.5, deadline - time.monotonic()))
@@ -280,11 +283,14 @@ def bridge_stdlib_logging(level: str = "info") -> None:
             method = getattr(logger, record.levelname.lower(), logger.info)
             method(record.getMessage())
 
-    for name in ("apscheduler", "uvicorn", "uvicorn.error"):
+    floor = logging.getLevelNamesMapping()[level.upper()]
+    # APScheduler reports every run at INFO; the daemon logs runs itself (job_started/finished).
+    for name, quietest in (("apscheduler", logging.WARNING), ("uvicorn", logging.INFO),
+                           ("uvicorn.error", logging.INFO)):
         std = logging.getLogger(name)
         std.handlers = [_ToStructlog()]
         std.propagate = False
-        std.setLevel(max(logging.getLevelNamesMapping()[level.upper()], logging.INFO))
+        std.setLevel(max(floor, quietest))
 
 
 def run_daemon(config: Config) -> int:
