@@ -109,13 +109,15 @@ def file_format(source: str, kind: str, spec: KindSourceConfig) -> str:
 
 
 def expand(template: str, company: CompanyRef) -> str:
-    """``template`` with ``{company}`` and ``{company_id}`` replaced; no path tricks allowed."""
-    for value in (company.name, company.company_id):
-        if ("{company" in template and
-                (value in ("", ".", "..") or "/" in value or "\\" in value or "\0" in value)):
-            raise ConfigError(f"company {company.name!r} cannot be used in a file name",
-                              key="companies.name")
-    return template.replace("{company_id}", company.company_id).replace("{company}", company.name)
+    """``template`` with ``{company}`` / ``{company_id}`` replaced; no path tricks allowed."""
+    for placeholder, value in (("{company_id}", company.company_id), ("{company}", company.name)):
+        if placeholder not in template:
+            continue
+        if value in ("", ".", "..") or any(c in value for c in "/\\\0"):
+            raise ConfigError(f"company {company.name!r}: {value!r} cannot be part of a file "
+                              f"name; remove {placeholder} from the file setting", key="companies")
+        template = template.replace(placeholder, value)
+    return template
 
 
 def read_csv(path: Path, spec: KindSourceConfig) -> pd.DataFrame:

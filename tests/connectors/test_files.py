@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from connectors.base import Posting
+from connectors.base import CompanyRef, Posting
 from connectors.files import FilesSink, FilesSource, file_stem, hashed_journal
 from sync.config import FilesSinkConfig, FilesSourceConfig
 from sync.errors import ConfigError, SinkError, SourceError
@@ -171,3 +171,13 @@ def test_missing_drop_folder_is_a_sink_error(tmp_path: Path) -> None:
     with pytest.raises(SinkError, match="does not exist"):
         sink.post(transaction(1), COMPANY)
     assert not (tmp_path / "gone").exists()
+
+
+def test_company_placeholders_pick_the_file(tmp_path: Path) -> None:
+    """{company_id} in the file name selects that company's export; path tricks are refused."""
+    (tmp_path / f"{COMPANY.company_id}-suppliers.csv").write_text("Code\nA\n", encoding="utf-8")
+    src = source(tmp_path, suppliers={"file": "{company_id}-suppliers.csv"})
+    assert list(src.read("suppliers", COMPANY).frame["Code"]) == ["A"]
+    sneaky = CompanyRef("x", "../../etc")
+    with pytest.raises(ConfigError, match="cannot be part of a file name"):
+        src.read("suppliers", sneaky)
