@@ -124,7 +124,10 @@ def test_clearing_a_hang_releases_the_waiting_client(sandbox: SandboxServer) -> 
 
     worker = threading.Thread(target=call)
     worker.start()
-    time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while sandbox.state.faults.snapshot()["tenant"]["seen"] == 0:  # the request is hanging
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     sandbox.state.faults.clear("tenant")
     worker.join(5)
     assert not worker.is_alive()
