@@ -48,27 +48,37 @@ def _load(module: str) -> CommandModule | None:
         raise
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, CommandModule]]:
-    """The argument parser with every available sub-command."""
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The sub-command named in ``argv`` (the first word that is a command), if any."""
+    return next((word for word in argv if word in COMMANDS), None)
+
+
+def build_parser(
+    argv: Sequence[str] = (),
+) -> tuple[argparse.ArgumentParser, dict[str, CommandModule]]:
+    """The argument parser; only the command named in ``argv`` is imported (a fast start)."""
     parser = argparse.ArgumentParser(
         prog="icsync", description="Keeps iCompleat in step with your ERP.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = _chosen(argv)
     loaded: dict[str, CommandModule] = {}
     for name, (module_name, help_text) in COMMANDS.items():
-        module = _load(module_name)
-        if module is None:
+        module = _load(module_name) if name == chosen else None
+        if name == chosen and module is None:
             continue
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(sub)
-        loaded[name] = module
+        if module is not None:
+            module.add_arguments(sub)
+            loaded[name] = module
     return parser, loaded
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``icsync`` console script."""
-    parser, commands = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser, commands = build_parser(words)
+    args = parser.parse_args(words)
+    if args.command is None or args.command not in commands:
         parser.print_help()
         return int(ExitCode.CONFIG)
     try:
