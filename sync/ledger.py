@@ -125,6 +125,15 @@ def is_due(next_at: datetime | None, now: datetime) -> bool:
     return next_at is not None and as_utc(next_at) <= as_utc(now)
 
 
+# How ``icsync errors resolve`` marks a quarantined row an operator has dealt with (last_error).
+RESOLVED_PREFIX = "resolved by an operator"
+
+
+def is_open_quarantine(status: str, last_error: str | None) -> bool:
+    """True for a quarantined row nobody has resolved yet (it keeps a poll's exit code at 4)."""
+    return status == QUARANTINED and not (last_error or "").startswith(RESOLVED_PREFIX)
+
+
 def journal_conflict(transaction_id: str, ours: str, theirs: str) -> str:
     """The alarm text when iCompleat shows another journal number than the ERP gave."""
     return (f"transaction {transaction_id}: iCompleat already shows journal number {theirs!r} but "

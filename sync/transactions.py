@@ -10,9 +10,10 @@ and retried later; it never holds up the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 from connectors.icompleat.models import STATUS_APPROVED, Transaction, parse_transaction
@@ -35,6 +36,7 @@ from sync.ledger import (
     TxOutcome,
     decide,
     is_due,
+    is_open_quarantine,
 )
 from sync.logs import get_logger
 from sync.posting import Poster, post_one, utcnow
@@ -44,6 +46,27 @@ from sync.state.store import Fence, LedgerRow
 __all__ = ["PollResult", "poll_company", "post_one"]
 
 log = get_logger("icsync.transactions")
+
+
+async def _aiter(items: Iterable[Any] | AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
+    if isinstance(items, AsyncIterator):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+async def _flatten(pages: AsyncIterator[list[dict[str, Any]]]
+                   ) -> AsyncGenerator[dict[str, Any], None]:
+    try:
+        async for page in pages:
+            for item in page:
+                yield item
+    finally:  # stopped early: close the page reader too
+        aclose = getattr(pages, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 class _PollJob:
@@ -67,21 +90,46 @@ class _PollJob:
         # Due rows the listing did not show (no longer listed as approved): finish them too.
         await self._each([r for r in due if r.transaction_id not in self.handled], self._recover)
 
-    async def _each(self, items: list[Any], work: Callable[[Any], Awaitable[None]]) -> None:
-        async def gated(item: Any) -> None:
-            async with self.gate:
+    async def _each(self, items: Iterable[Any] | AsyncIterator[Any],
+                    work: Callable[[Any], Awaitable[None]]) -> None:
+        """Run ``work`` on every item, at most ``concurrency`` at once, taking the next item only
+        when a slot frees (so a long listing flows without holding more than that in memory).
+        The first fatal error stops taking items and is raised once the running ones end."""
+        running: set[asyncio.Task[None]] = set()
+        fatal: list[BaseException] = []
+
+        async def slot(item: Any) -> None:
+            try:
                 await work(item)
-        results = await asyncio.gather(*(gated(i) for i in items), return_exceptions=True)
-        for outcome in results:
-            if isinstance(outcome, BaseException):
-                raise outcome
+            except Exception as exc:  # fatal for the pass: kept, raised by the loop below
+                fatal.append(exc)
+            finally:
+                self.gate.release()
+
+        try:
+            async with contextlib.aclosing(_aiter(items)) as stream:
+                async for item in stream:
+                    await self.gate.acquire()
+                    if fatal:
+                        self.gate.release()
+                        break
+                    task = asyncio.create_task(slot(item))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+        except BaseException:
+            for task in running:
+                task.cancel()
+            raise
+        finally:
+            await asyncio.gather(*running, return_exceptions=True)
+        if fatal:
+            raise fatal[0]
 
     async def _list(self, tx_type: str) -> None:
         pages = self.rt.client.transaction_pages(self.company_id, status=STATUS_APPROVED,
                                                  transaction_type=tx_type)
         try:
-            async for page in pages:
-                await self._each(page, functools.partial(self._item, tx_type=tx_type))
+            await self._each(_flatten(pages), functools.partial(self._item, tx_type=tx_type))
         except AuthRejected:
             raise
         except ApiError as exc:
@@ -175,4 +223,4 @@ async def _quarantined(rt: Runtime, company_id: str) -> int:
         rows = await asyncio.to_thread(rt.store.ledger_rows, company_id, [QUARANTINED])
     except IcsyncError:
         return 0
-    return len(rows)
+    return sum(is_open_quarantine(row.status, row.last_error) for row in rows)

@@ -82,3 +82,10 @@ def test_conflict_message_names_both_numbers_and_what_to_do() -> None:
     text = ledger.journal_conflict("tx-1", "J1", "J9")
     for part in ("tx-1", "'J1'", "'J9'", "resolve"):
         assert part in text
+
+
+def test_open_quarantine_excludes_resolved_rows() -> None:
+    """A row an operator resolved is no longer an open quarantine; other statuses never are."""
+    assert ledger.is_open_quarantine(ledger.QUARANTINED, "ERP refused it")
+    assert not ledger.is_open_quarantine(ledger.QUARANTINED, f"{ledger.RESOLVED_PREFIX} on x")
+    assert not ledger.is_open_quarantine(ledger.POSTED, None)

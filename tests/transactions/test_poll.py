@@ -10,11 +10,18 @@ from connectors.base import CompanyRef
 from connectors.icompleat.models import parse_transaction
 from sync.config import Config
 from sync.errors import ExitCode
-from sync.ledger import POSTED, POSTING, QUARANTINED, WRITTEN_BACK, RetryPolicy
+from sync.ledger import (
+    POSTED,
+    POSTING,
+    QUARANTINED,
+    RESOLVED_PREFIX,
+    WRITTEN_BACK,
+    RetryPolicy,
+)
 from sync.runtime import open_runtime
 from sync.state.store import Fence
 from sync.transactions import PollResult, poll_company
-from tests.fixtures.sandbox import COMPANY_ID, TENANT_ID
+from tests.fixtures.sandbox import CANARY_KEY, COMPANY_ID, TENANT_ID
 from tests.transactions.world import TxWorld
 
 FAST_RETRY = RetryPolicy(base_seconds=0.0, max_seconds=0.0, max_attempts=3, jitter=0)
@@ -247,3 +254,33 @@ async def test_fence_is_accepted_while_held(world: TxWorld) -> None:
         assert isinstance(fence, Fence)
         result = await poll_company(rt, config.settings.companies[0], fence=fence)
     assert (result.created, result.exit_code) == (2, ExitCode.OK)
+
+
+async def test_key_rotation_mid_pass_stops_and_the_next_pass_converges(world: TxWorld) -> None:
+    """A 401 half-way stops the pass (exit 5, no retry of it); with the key restored the next
+    pass finishes what was started, exactly once."""
+    config = world.write_config()
+    world.approved(10)
+    world.sandbox.state.faults.rotate_key_at(TENANT_ID, 8, "rotated-key-0042")
+    stopped = await poll(config)
+    assert (stopped.outcome, stopped.exit_code) == ("auth", ExitCode.AUTH)
+    assert world.state.log.count(status=401) <= 4  # only the calls already in flight
+    assert len(world.erp_entries()) < 10
+    world.sandbox.state.rotate_key(TENANT_ID, CANARY_KEY)
+    result = await poll(config)
+    assert result.exit_code == ExitCode.OK
+    assert len(world.check_exactly_once()) == 10
+
+
+async def test_resolved_quarantine_no_longer_counts(world: TxWorld) -> None:
+    """Once an operator resolves a quarantined transaction, passes end 0 and never post it."""
+    config = world.write_config(supplier_check=True)
+    bad = world.approved(1, supplier="SUP-404")[0]
+    assert (await poll(config, policy=FAST_RETRY)).exit_code == ExitCode.PARTIAL
+    async with open_runtime(config) as rt:
+        assert rt.store.ledger_transition(
+            COMPANY_ID, bad, expect=[QUARANTINED], to=QUARANTINED, next_attempt_at=None,
+            last_error=f"{RESOLVED_PREFIX} on 2025-03-01; was: unknown supplier")
+    result = await poll(config, policy=FAST_RETRY)
+    assert (result.quarantined, result.exit_code, result.skipped) == (0, ExitCode.OK, 1)
+    assert world.erp_entries() == {}
