@@ -98,14 +98,8 @@ def aware(moment: datetime) -> datetime:
 
 
 def canonical(kind: Kind, records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """:func:`sync.normalise.canonical_records`, with an empty list giving an empty frame."""
-    if not records:
-        columns = [*kind.field_names, "_digest"]
-        return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns},
-                            index=pd.Index([], dtype=object, name="key"), dtype=object)
-    # A trailing record without a key is skipped by canonical_records; its missing values make
-    # every column a fresh (writable) array, whatever pandas returns for an all-present column.
-    return canonical_records(kind, [*records, {}])
+    """The canonical frame of remote records (see :func:`sync.normalise.canonical_records`)."""
+    return canonical_records(kind, records)
 
 
 def frame_records(kind: Kind, frame: pd.DataFrame) -> tuple[Records, dict[str, str]]:
@@ -277,11 +271,17 @@ async def _step(run: KindRun, out: ApplyOutcome, call: Awaitable[None]) -> bool:
 async def append(run: KindRun, keys: Sequence[str], records: Records,
                  digests: Mapping[str, str], token: str, out: ApplyOutcome) -> None:
     """Append new records to the live set in chunks, bisecting any chunk iCompleat rejects."""
+    store, name, kind = run.rt.store, run.company.name, run.kind.name
+
+    def ack(acked: list[str], new_token: str) -> None:
+        store.upsert_remote(name, kind, [(k, records[k], digests[k]) for k in acked],
+                            fence=run.fence)
+        store.set_append_token(name, kind, new_token, now_utc() + TOKEN_TTL, fence=run.fence)
+        run.result.created += len(acked)
+
     for start in range(0, len(keys), _chunk_size(run)):
         chunk = list(keys[start:start + _chunk_size(run)])
-        token = await send_rows(run, chunk, records, digests, token, op="append")
-        await run.db(run.rt.store.set_append_token, run.company.name, run.kind.name, token,
-                     now_utc() + TOKEN_TTL, fence=run.fence)
+        token = await send_rows(run, chunk, records, digests, token, op="append", ack=ack)
 
 
 def _chunk_size(run: KindRun) -> int:
@@ -290,14 +290,16 @@ def _chunk_size(run: KindRun) -> int:
 
 
 Post = Callable[[list[dict[str, Any]], str], Awaitable[str]]
+# Blocking state update for acknowledged rows (keys, the token the answer carried); it runs
+# before the operation is closed, so a crash in between leaves an open operation to settle.
+Ack = Callable[[list[str], str], None]
 
 
 async def send_rows(run: KindRun, keys: list[str], records: Records, digests: Mapping[str, str],
-                    token: str, *, op: str, post: Post | None = None) -> str:
+                    token: str, *, op: str, post: Post | None = None, ack: Ack | None = None,
+                    ) -> str:
     """POST ``keys`` with ``token``; on a 400 split the rows in halves until the bad ones are
-    isolated and quarantined. Returns the token to continue with ("" while nothing landed).
-    Appends update the remote copy per chunk; other ops (refresh, values) do it at the end."""
-    store, name, kind = run.rt.store, run.company.name, run.kind.name
+    isolated and quarantined. Returns the token to continue with ("" while nothing landed)."""
     post = post or _post_reference(run)
     body = [records[k] for k in keys]
     try:
@@ -310,15 +312,11 @@ async def send_rows(run: KindRun, keys: list[str], records: Records, digests: Ma
             await run.quarantine([(keys[0], digests[keys[0]])], exc)
             return token
         half = len(keys) // 2
-        token = await send_rows(run, keys[:half], records, digests, token, op=op, post=post)
-        return await send_rows(run, keys[half:], records, digests, token, op=op, post=post)
-    rows = [(k, records[k], digests[k]) for k in keys]
-    if op == "append":
-        run.result.created += len(keys)
-        await run.acknowledged(op_id, lambda: store.upsert_remote(name, kind, rows,
-                                                                 fence=run.fence))
-    else:
-        await run.acknowledged(op_id, lambda: None)
+        token = await send_rows(run, keys[:half], records, digests, token, op=op, post=post,
+                                ack=ack)
+        return await send_rows(run, keys[half:], records, digests, token, op=op, post=post,
+                               ack=ack)
+    await run.acknowledged(op_id, lambda: ack(keys, new_token) if ack is not None else None)
     return new_token
 
 
@@ -370,7 +368,8 @@ async def apply_refresh(run: KindRun, keys: Sequence[str], records: Records,
                      plan_hash=set_hash, fence=run.fence)
     for index in range(start, len(chunks)):
         try:
-            token = await send_rows(run, chunks[index], records, digests, token, op="refresh")
+            token = await send_rows(run, chunks[index], records, digests, token, op="refresh",
+                                    ack=_advance(run, chunks[index], index))
         except BadContinuationToken:
             if restarted:
                 raise
@@ -382,11 +381,28 @@ async def apply_refresh(run: KindRun, keys: Sequence[str], records: Records,
         except ApiError as exc:
             run.not_applied(exc, count=0)
             return ApplyOutcome(stopped=True, completed=False)
-        await run.db(store.advance_refresh, name, kind, chunks_sent=index + 1, token=token,
-                     token_expires_at=now_utc() + TOKEN_TTL, fence=run.fence)
+        marker = await run.db(_marker, run)
+        if marker is not None and marker.chunks_sent <= index:  # its last rows were refused
+            await run.db(store.advance_refresh, name, kind, chunks_sent=index + 1, token=token,
+                         token_expires_at=now_utc() + TOKEN_TTL, fence=run.fence)
         crash_point("mid_refresh")
     await finish_refresh(run, keys, records, digests, token)
     return ApplyOutcome()
+
+
+def _advance(run: KindRun, chunk: list[str], index: int) -> Ack:
+    """The ack of a refresh chunk: move the marker on once the chunk's last rows landed."""
+    def ack(acked: list[str], token: str) -> None:
+        if not chunk or acked[-1:] == chunk[-1:]:
+            run.rt.store.advance_refresh(run.company.name, run.kind.name, chunks_sent=index + 1,
+                                         token=token, token_expires_at=now_utc() + TOKEN_TTL,
+                                         fence=run.fence)
+    return ack
+
+
+def _marker(run: KindRun) -> RefreshRow | None:
+    rows = run.rt.store.open_refreshes(run.company.name)
+    return next((r for r in rows if r.kind == run.kind.name), None)
 
 
 async def finish_refresh(run: KindRun, keys: Sequence[str], records: Records,

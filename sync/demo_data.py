@@ -182,6 +182,14 @@ def create_erp(path: Path, *, suppliers_count: int = 300, accounts: int = len(_A
     return path
 
 
+def table_counts(path: Path) -> dict[str, int]:
+    """Rows per table of the sample ERP."""
+    with closing(sqlite3.connect(path)) as db:
+        return {t: int(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
+                for t in ("suppliers", "gl_accounts", "tax_codes", "currencies", "sites",
+                          "analysis_values")}
+
+
 def insert_suppliers(db: sqlite3.Connection, rows: Iterator[dict[str, Any]] | list[Any]) -> None:
     """Insert supplier rows (dicts with the ERP's column names)."""
     db.executemany("INSERT INTO suppliers VALUES (:supplier_code, :supplier_name, :address1, "

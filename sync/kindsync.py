@@ -10,7 +10,6 @@ Nothing rejected is ever turned into a delete.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -274,7 +273,6 @@ class KindSync:
                      token: str | None, marker: RefreshRow | None,
                      forced: set[str]) -> ApplyOutcome:
         records, digests = self._records(plan, work, state)
-        started = time.monotonic()
         if self.run.kind.name == "custom_fields":
             touched = {*plan.field_creates, *plan.field_edits, *plan.field_deletes,
                        *plan.value_sets}
@@ -283,7 +281,7 @@ class KindSync:
         elif plan.strategy == "refresh":
             keys = [k for chunk in plan.chunks for k in chunk]
             out = await apply_refresh(self.run, keys, records, digests, marker)
-            self._window(out, marker, started)
+            self._window(out, marker)
         else:
             creates = [k for k in plan.diff.creates if k not in set(plan.deferred)]
             return await apply_targeted(self.run, plan.diff.edited_keys, creates, plan.deletes,
@@ -292,14 +290,11 @@ class KindSync:
             self._count(plan)
         return out
 
-    def _window(self, out: ApplyOutcome, marker: RefreshRow | None, started: float) -> None:
-        if not out.completed:
-            return
-        if marker is not None:
+    def _window(self, out: ApplyOutcome, marker: RefreshRow | None) -> None:
+        """Finishing a refresh an earlier run left open: how long a partial set was live."""
+        if out.completed and marker is not None:
             window = (now_utc() - aware(marker.started_at)).total_seconds()
-        else:
-            window = time.monotonic() - started
-        self.run.result.partial_window_seconds = round(window, 3)
+            self.run.result.partial_window_seconds = round(window, 3)
 
     def _count(self, plan: KindPlan) -> None:
         bad = self.run.rejected_keys

@@ -1,9 +1,9 @@
 """What a person sees while and after a sync runs: a progress bar and a summary table.
 
 The bar (on a terminal only) has one task per kind, sized by the plan's call count; the summary
-has one row per kind with what was created, edited, deleted, left unchanged, rejected and failed,
-the calls made and the seconds taken, then the errors, drift and quarantine notes that explain
-an outcome other than ``ok``.
+has one row per kind: created (new), edited, deleted, unchanged (same), rejected and failed
+records, the calls made (reads and writes) and the seconds taken; then the notes that explain an
+outcome other than ``ok`` (errors, settled unknown outcomes, finished refreshes, drift).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -29,7 +30,9 @@ if TYPE_CHECKING:
 
 OUTCOME_STYLE = {"ok": "green", "partial": "yellow", "blocked": "red", "failed": "red",
                  "auth": "red"}
-COLUMNS = ("created", "edited", "deleted", "unchanged", "rejected", "failed", "calls")
+# (attribute of KindResult, column header): short headers keep the table in 80 columns.
+COLUMNS = (("created", "new"), ("edited", "edit"), ("deleted", "del"), ("unchanged", "same"),
+           ("rejected", "rej"), ("failed", "fail"), ("calls", "calls"))
 
 
 class LiveProgress:
@@ -69,15 +72,16 @@ def summary_table(result: CompanyResult) -> Table:
     """One row per kind: the counts, calls and seconds, strategy and outcome."""
     style = OUTCOME_STYLE.get(result.outcome, "")
     table = Table(title=f"{result.company}: [{style}]{result.outcome}[/] "
-                        f"in {result.seconds:.1f} s", title_justify="left")
-    table.add_column("kind")
-    table.add_column("strategy")
-    for name in COLUMNS:
-        table.add_column(name, justify="right")
-    table.add_column("seconds", justify="right")
-    table.add_column("outcome")
+                        f"in {result.seconds:.1f} s", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("strategy", no_wrap=True)
+    for _, header in COLUMNS:
+        table.add_column(header, justify="right")
+    table.add_column("secs", justify="right")
+    table.add_column("outcome", no_wrap=True)
     for kind in result.kinds:
-        counts = [str(getattr(kind, name)) for name in COLUMNS]
+        counts = [str(getattr(kind, name)) for name, _ in COLUMNS]
         table.add_row(kind.kind, kind.strategy, *counts, f"{kind.seconds:.2f}",
                       f"[{OUTCOME_STYLE.get(kind.outcome, '')}]{kind.outcome}[/]")
     return table
@@ -92,9 +96,9 @@ def notes(result: CompanyResult) -> list[str]:
         if kind.unknown:
             lines.append(f"{kind.kind}: {kind.unknown} call(s) of unknown outcome settled with "
                          f"{kind.settle_reads} read(s)")
-        if kind.partial_window_seconds is not None and kind.strategy == "refresh":
-            lines.append(f"{kind.kind}: complete set sent; a partial set was live for "
-                         f"{kind.partial_window_seconds:.1f} s")
+        if kind.partial_window_seconds is not None:
+            lines.append(f"{kind.kind}: finished a refresh an earlier run left half done; a "
+                         f"partial set was live for {kind.partial_window_seconds:.1f} s")
     for drift in result.drift:
         if drift.count:
             verb = "repaired from the source" if drift.policy == "source-wins" else "reported"

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sync.apply import KindRun, Records, canonical, frame_records
+from sync.apply import KindRun, Records, canonical, frame_records, keys_digest
 from sync.state.rows import OperationRow
 from sync.state.store import StateStore
 
@@ -73,8 +73,7 @@ def settle_operations(run: KindRun, ops: Iterable[OperationRow], remote: RemoteR
 
 def _settle_one(run: KindRun, op: OperationRow, remote: RemoteRead) -> str:
     if op.op == "refresh":
-        landed = sum(k in remote.records for k in op.keys)
-        return f"refresh chunk: {landed}/{len(op.keys)} records live; the refresh marker resumes"
+        return _settle_chunk(run, op, remote)
     if op.op.startswith("field"):
         from sync.apply_fields import field_of, settle_fields
 
@@ -85,6 +84,22 @@ def _settle_one(run: KindRun, op: OperationRow, remote: RemoteRead) -> str:
     if op.op == "delete" and absent:
         run.rt.store.delete_remote(run.company.name, run.kind.name, absent, fence=run.fence)
     return f"{op.op}: read back {len(present)}/{len(op.keys)} present"
+
+
+def _settle_chunk(run: KindRun, op: OperationRow, remote: RemoteRead) -> str:
+    """A refresh chunk the read shows landed (every record live as sent) moves the marker on,
+    so it is not sent again; the next chunk goes with the token this one was sent with (a
+    service that chains tokens answers 20 and the refresh starts over). Else it is resent."""
+    store, company, kind = run.rt.store, run.company.name, run.kind.name
+    landed = all(k in remote.digests for k in op.keys) and keys_digest(
+        op.keys, remote.digests) == op.payload_digest
+    marker = next((m for m in store.open_refreshes(company) if m.kind == kind), None)
+    if landed and marker is not None and marker.last_token and marker.token_expires_at:
+        store.advance_refresh(company, kind, chunks_sent=marker.chunks_sent + 1,
+                              token=marker.last_token, token_expires_at=marker.token_expires_at,
+                              fence=run.fence)
+        return f"refresh chunk: landed (read back {len(op.keys)} records); marker moved on"
+    return f"refresh chunk: {'landed' if landed else 'not applied'}; the refresh marker resumes"
 
 
 def _take_remote(store: StateStore, run: KindRun, keys: list[str], remote: RemoteRead) -> None:

@@ -17,20 +17,18 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-from rich.console import Console
-
-from sync.config import CompanyConfig, Config, load_config
-from sync.engine import EXIT_CODES, CompanyResult, sync_company, worst
 from sync.errors import ConfigError, ExitCode, IcsyncError, StateError
-from sync.fencing import LeaseGuardTransport, LeaseKeeper
-from sync.jobs import lease_name
-from sync.logs import configure
-from sync.progress import print_summary
-from sync.runtime import Runtime, open_runtime
-from sync.state.rows import Fence
+
+if TYPE_CHECKING:  # the engine's imports (pandas, SQLAlchemy) load only when a command runs
+    import httpx
+    from rich.console import Console
+
+    from sync.config import CompanyConfig, Config
+    from sync.engine import CompanyResult
+    from sync.runtime import Runtime
+    from sync.state.rows import Fence
 
 DEFAULT_CONFIG = "icsync.toml"
 
@@ -55,6 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the configuration, run, print, and return the worst exit code."""
+    from rich.console import Console
+
+    from sync.config import load_config
+    from sync.logs import configure
+
     config = load_config(args.config)
     service = config.settings.service
     configure(service.log_format, "warning" if service.log_level == "info" else
@@ -70,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
 
 def exit_code(results: Sequence[CompanyResult]) -> ExitCode:
     """The worst exit code across companies."""
+    from sync.engine import EXIT_CODES, worst
+
     return EXIT_CODES[worst([r.outcome for r in results])]
 
 
@@ -90,6 +95,10 @@ def companies_of(config: Config, name: str | None) -> list[CompanyConfig]:
 async def execute(config: Config, args: argparse.Namespace, *,
                   transport: httpx.AsyncBaseTransport | None = None) -> list[CompanyResult]:
     """Run every selected company in turn; stop after a rejected credential."""
+    from sync.engine import sync_company
+    from sync.fencing import LeaseGuardTransport
+    from sync.runtime import open_runtime
+
     companies = companies_of(config, args.company)
     guard = LeaseGuardTransport(transport) if transport is not None else LeaseGuardTransport()
     results: list[CompanyResult] = []
@@ -124,6 +133,10 @@ async def acquire(rt: Runtime, name: str) -> Fence:
 async def run_leased(rt: Runtime, company: CompanyConfig,
                      args: argparse.Namespace) -> CompanyResult:
     """Apply one company under its reference lease, recording the run."""
+    from sync.engine import CompanyResult, sync_company
+    from sync.fencing import LeaseKeeper
+    from sync.jobs import lease_name
+
     fence = await acquire(rt, lease_name(company.name, "reference"))
     keeper = LeaseKeeper(rt.store, fence, rt.config.settings.state.lease_seconds)
     run_id = await asyncio.to_thread(rt.store.start_run, company.name, "reference", None,
@@ -147,17 +160,20 @@ async def run_leased(rt: Runtime, company: CompanyConfig,
     return result
 
 
-def report(results: Sequence[CompanyResult], console: Console, *, dry_run: bool) -> None:
+def report(results: Sequence[CompanyResult], console: Console, *, dry_run: bool,
+           limit: int = 50) -> None:
     """The human-readable output: plans for a dry run, summaries otherwise."""
+    from sync.progress import print_summary
+    from sync.render import render_plan
+
     if not dry_run:
         print_summary(results, console)
         return
-    from sync.render import render_plan
 
     for result in results:
         console.rule(f"{result.company}: plan ({result.outcome})")
         if result.plan is not None:
-            render_plan(result.plan, console)
+            render_plan(result.plan, console, limit=limit)
         for kind in result.kinds:
             if kind.error:
                 console.print(f"{kind.kind}: {kind.error}", markup=False, highlight=False)

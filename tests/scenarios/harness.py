@@ -1,0 +1,153 @@
+"""The crash-test harness: a real ``icsync sync`` process, killed with SIGKILL on purpose.
+
+:class:`World` holds one scenario's pieces (the sandbox, a sample ERP, a state DB and a config
+file written as TOML); :meth:`World.cli` runs ``python -m sync.cli sync`` as a child process,
+optionally armed with ``ICSYNC_CRASH_AT`` (a named crash point) or killed after a delay (a
+random moment); :meth:`World.clean` runs one clean sync in this process. The API key reaches the
+child through a key file, never its command line or environment listing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from connectors.icompleat.sandbox import SandboxServer
+from sync.config import Config, load_config
+from sync.demo_data import create_erp
+from sync.engine import CompanyResult
+from tests.engine.support import settings_dict, sync
+from tests.fixtures.sandbox import CANARY_KEY
+from tests.scenarios.checker import Check, WireTap, check
+
+ROOT = Path(__file__).resolve().parents[2]
+CHILD_TIMEOUT = 90.0
+
+
+def toml_value(value: Any) -> str:
+    """One TOML value (strings, numbers, booleans, lists, inline tables)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}"
+                                for k, v in value.items()) + " }"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def toml_text(data: dict[str, Any], prefix: str = "") -> str:
+    """A configuration mapping as TOML (tables for nested mappings, arrays of tables for the
+    companies)."""
+    lines = [f"{json.dumps(k)} = {toml_value(v)}" for k, v in data.items()
+             if not isinstance(v, dict) and not (isinstance(v, list) and v
+                                                 and isinstance(v[0], dict))]
+    for key, value in data.items():
+        name = f"{prefix}{json.dumps(key)}"
+        if isinstance(value, dict):
+            lines += ["", f"[{name}]", toml_text(value, f"{name}.")]
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for item in value:
+                lines += ["", f"[[{name}]]", toml_text(item, f"{name}.")]
+    return "\n".join(lines)
+
+
+@dataclass
+class Child:
+    """How a child ``icsync sync`` ended."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def killed(self) -> bool:
+        """True when SIGKILL ended it."""
+        return self.returncode == -signal.SIGKILL
+
+    def summary(self) -> dict[str, Any]:
+        """The ``--json`` document it printed."""
+        return dict(json.loads(self.stdout))
+
+
+class World:
+    """One scenario: sandbox + sample ERP + state DB + config file, in ``tmp``."""
+
+    def __init__(self, sandbox: SandboxServer, tmp: Path, *, suppliers: int = 250,
+                 **company: Any) -> None:
+        self.sandbox, self.tmp = sandbox, tmp
+        self.erp = create_erp(tmp / "erp.db", suppliers_count=suppliers)
+        self.state = tmp / "state.db"
+        self.key_file = tmp / "api_key"
+        self.key_file.write_text(CANARY_KEY + "\n", encoding="utf-8")
+        self.config_path = tmp / "icsync.toml"
+        self.company = company
+        self.write_config()
+        self.tap = WireTap().install(sandbox)
+
+    def settings(self) -> dict[str, Any]:
+        """The configuration mapping (key in a file)."""
+        data = settings_dict(self.sandbox.url, self.erp, self.state, **self.company)
+        del data["icompleat"]["api_key"]
+        data["icompleat"]["api_key_file"] = str(self.key_file)
+        data["service"] = {"log_format": "json", "log_level": "warning"}
+        return data
+
+    def write_config(self, **company: Any) -> None:
+        """(Re)write the config file, with ``company`` settings added."""
+        self.company.update(company)
+        self.config_path.write_text(toml_text(self.settings()) + "\n", encoding="utf-8")
+
+    @property
+    def config(self) -> Config:
+        """The config file, loaded."""
+        return load_config(self.config_path)
+
+    def cli(self, *args: str, crash_at: str | None = None, kill_after: float | None = None,
+            timeout: float = CHILD_TIMEOUT) -> Child:
+        """Run ``icsync sync --config FILE --json ARGS`` in a child process."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ICSYNC_")}
+        env["PYTHONPATH"] = str(ROOT)
+        if crash_at:
+            env["ICSYNC_CRASH_AT"] = crash_at
+        cmd = [sys.executable, "-m", "sync.cli", "sync", "--config", str(self.config_path),
+               "--json", *args]
+        started = time.monotonic()
+        with subprocess.Popen(cmd, cwd=self.tmp, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) as proc:
+            try:
+                out, err = proc.communicate(timeout=kill_after if kill_after else timeout)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+                out, err = proc.communicate(timeout=timeout)
+        return Child(proc.returncode, out, err, time.monotonic() - started)
+
+    def clean(self, **options: Any) -> CompanyResult:
+        """One clean sync in this process."""
+        return sync(self.config, **options)
+
+    def check(self, **options: Any) -> Check:
+        """The checker's figures now (blind re-sends counted)."""
+        return check(self.sandbox, self.config, tap=self.tap, **options)
+
+    def converge(self, limit: int = 3) -> int:
+        """Clean runs until the checker passes; how many it took (fails after ``limit``)."""
+        for attempt in range(1, limit + 1):
+            result = self.clean()
+            figures = self.check()
+            if figures.ok and result.outcome in ("ok", "partial"):
+                return attempt
+        raise AssertionError(f"no convergence after {limit} clean runs: {figures}; "
+                             f"last outcome {result.outcome}: {result.error}")

@@ -1,0 +1,113 @@
+"""S01: kill -9 mid reference sync, at every named crash point and at random moments.
+
+A real ``icsync sync`` process (``python -m sync.cli``) is SIGKILLed at a crash point (the Nth
+time it is reached) or after a random delay; then ONE clean run must make iCompleat equal to
+the source: L = D = X = U = 0, where D also counts every append that re-sent records iCompleat
+already held (a create repeated blindly). Two workloads: the first load (complete sets, refresh
+markers) and an incremental run (edits, appends with the stored token, deletes, custom field
+values). The runs needed to converge are reported (always 1 here).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from connectors.icompleat.sandbox import SandboxServer
+from sync.demo_data import apply_changes
+from tests.engine.support import erp_execute
+from tests.scenarios.harness import World
+
+POINTS = ("after_intent", "after_remote_call", "before_state_update")
+CONVERGED: dict[str, int] = {}
+
+
+def changed_world(sandbox: SandboxServer, tmp_path: Path) -> World:
+    """A world synced once, then changed in the ERP (targeted plan with every operation)."""
+    world = World(sandbox, tmp_path, suppliers=600)
+    assert world.clean().outcome == "ok"
+    apply_changes(world.erp)
+    erp_execute(world.erp, "DELETE FROM suppliers WHERE supplier_code = 'S00599'")
+    erp_execute(world.erp, "UPDATE analysis_values SET name = 'Finance & Tax' WHERE code='D01'")
+    erp_execute(world.erp, "INSERT INTO analysis_values VALUES ('Department', 'D09', "
+                           "'Procurement', 'List', 0)")
+    return world
+
+
+def crash_and_converge(world: World, crash_at: str | None = None,
+                       kill_after: float | None = None) -> int:
+    """Kill a child sync as asked, then converge with clean runs; the runs it took."""
+    child = world.cli(crash_at=crash_at, kill_after=kill_after)
+    if crash_at:
+        assert child.killed, f"{crash_at} never reached: {child.returncode} {child.stderr[-800:]}"
+    runs = world.converge()
+    CONVERGED[crash_at or f"random {kill_after:.2f}s"] = runs
+    return runs
+
+
+@pytest.mark.parametrize("crash_at", [
+    "mid_refresh:6",
+    pytest.param("after_intent:1", marks=pytest.mark.slow),
+    pytest.param("after_remote_call:7", marks=pytest.mark.slow),
+    pytest.param("before_state_update:8", marks=pytest.mark.slow)])
+def test_s01_first_load_killed(sandbox: SandboxServer, tmp_path: Path, crash_at: str) -> None:
+    """Killed during the first load (complete sets): one clean run converges, no blind re-send."""
+    world = World(sandbox, tmp_path, suppliers=600)
+    assert crash_and_converge(world, crash_at) == 1
+
+
+@pytest.mark.parametrize("crash_at", [
+    "before_state_update:4",
+    pytest.param("after_intent:2", marks=pytest.mark.slow),
+    pytest.param("after_remote_call:1", marks=pytest.mark.slow),
+    pytest.param("after_remote_call:5", marks=pytest.mark.slow)])
+def test_s01_incremental_killed(sandbox: SandboxServer, tmp_path: Path, crash_at: str) -> None:
+    """Killed during an incremental run (edits, append, delete, values): one clean run."""
+    world = changed_world(sandbox, tmp_path)
+    assert crash_and_converge(world, crash_at) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", [*POINTS, "mid_refresh"])
+@pytest.mark.parametrize("nth", [1, 2, 3, 5, 8, 10, 11])
+def test_s01_first_load_every_point(sandbox: SandboxServer, tmp_path: Path, point: str,
+                                    nth: int) -> None:
+    """Every crash point, at many occurrences, during the first load."""
+    world = World(sandbox, tmp_path, suppliers=600)
+    child = world.cli(crash_at=f"{point}:{nth}")
+    if not child.killed:
+        assert child.returncode == 0, child.stderr[-800:]
+        pytest.skip(f"{point} is reached fewer than {nth} times in a first load")
+    assert world.converge() == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize("nth", [1, 2, 3, 4, 5, 6, 7])
+def test_s01_incremental_every_point(sandbox: SandboxServer, tmp_path: Path, point: str,
+                                     nth: int) -> None:
+    """Every crash point, at each of its occurrences, during an incremental run."""
+    world = changed_world(sandbox, tmp_path)
+    child = world.cli(crash_at=f"{point}:{nth}")
+    if not child.killed:
+        assert child.returncode in (0, 4), child.stderr[-800:]
+        pytest.skip(f"{point} is reached fewer than {nth} times in this run")
+    assert world.converge() == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_s01_killed_at_random_moments(sandbox: SandboxServer, tmp_path: Path,
+                                      seed: int) -> None:
+    """SIGKILL after a random delay while calls are slowed to 15 ms: one clean run converges."""
+    world = World(sandbox, tmp_path, suppliers=600)
+    sandbox.state.faults.set("*", latency=0.015)
+    delay = random.Random(seed).uniform(2.5, 4.5)  # the child spends ~2.5 s importing
+    child = world.cli(kill_after=delay)
+    sandbox.state.faults.clear()
+    assert child.killed or child.returncode == 0, child.stderr[-800:]
+    runs = world.converge()
+    CONVERGED[f"random {delay:.2f}s ({'killed' if child.killed else 'finished'})"] = runs
+    assert runs == 1
