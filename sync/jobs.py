@@ -184,12 +184,12 @@ class ScheduledJob:
         keeper.draining = self.stopping
         started = time.monotonic()
         self.metrics.running.labels(self.company, self.job).set(1)
-        log.info("job_started", holder=self.holder, token=fence.token, slots=report.slots,
-                 missed=report.missed)
         run_row: int | None = None
         try:
             run_row = await asyncio.to_thread(self.store.start_run, self.company, self.job,
                                               None, fence=fence)
+            log.info("job_started", holder=self.holder, token=fence.token, slots=report.slots,
+                     missed=report.missed, run_row=run_row)
             result = await keeper.run(self.action(fence))
             _fill(report, result)
         except LeaseLost as exc:

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -184,4 +185,108 @@ def json_lines(path: Path) -> list[dict[str, Any]]:
                 found.append(json.loads(line))
             except json.JSONDecodeError:
                 continue
+    return found
+
+
+# -- transactions and the ERP (the checkers of S15, S16, S18) ---------------------------------
+
+
+def money(value: float) -> dict[str, Any]:
+    """iCompleat's money object in GBP."""
+    amount = {"Display": f"£{value:.2f}", "Value": value}
+    return {"Base": amount, "Local": dict(amount)}
+
+
+def tx_body(n: int) -> dict[str, Any]:
+    """A realistic approved-to-be invoice detail (without Id), numbered ``n``."""
+    net = float(100 + n)
+    line = {"Code": "4000", "Description": f"Office paper, box {n}", "Quantity": 1,
+            "UnitCost": money(net), "Net": money(net), "Vat": money(net * 0.2),
+            "Gross": money(net * 1.2), "Analysis": [{"Name": "Tax Code", "Value": {"Code": "T1"}}]}
+    return {"Type": "INV", "Title": f"INV {n}", "SupplierName": "Northwind Supplies Ltd",
+            "References": {"Identifier": f"INV-{n:05d}", "PurchaseOrder": f"PO-{n:05d}",
+                           "Supplier": "SUP-001"},
+            "Supplier": {"Name": "Northwind Supplies Ltd", "Code": "SUP-001"},
+            "Dates": {"Invoice": "2025-03-01", "PaymentDue": "2025-03-31"},
+            "Net": money(net), "Vat": money(net * 0.2), "Gross": money(net * 1.2),
+            "Analysis": [{"Name": "Currency Code", "Value": {"Code": "GBP"}}], "Lines": [line]}
+
+
+def approve(sandbox: Any, numbers: Iterable[int]) -> list[str]:
+    """Create and approve one invoice per number in the sandbox; their ids."""
+    ids = []
+    for n in numbers:
+        tx = sandbox.state.create_transaction(TENANT_ID, COMPANY_ID, tx_body(n))
+        sandbox.state.approve(TENANT_ID, tx["Id"])
+        ids.append(str(tx["Id"]))
+    return ids
+
+
+def sql_sink(path: Path) -> str:
+    """The [sinks.erp] body of a SQLite ERP at ``path`` (no unique index: the sink serialises)."""
+    return f'type = "sql"\nurl = {toml_value(_sqlite(path))}\nunique_index = false'
+
+
+def erp_entries(path: Path) -> dict[str, list[str]]:
+    """Transaction id -> journal numbers of its ERP entries."""
+    import sqlite3
+
+    found: dict[str, list[str]] = {}
+    if not path.exists():
+        return found
+    with sqlite3.connect(path) as db:
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'icsync_transactions'").fetchone():
+            for tx_id, journal in db.execute(
+                    "SELECT transaction_id, journal_number FROM icsync_transactions"):
+                found.setdefault(tx_id, []).append(journal)
+    return found
+
+
+def remote_journals(sandbox: Any) -> dict[str, str | None]:
+    """Approved transaction id -> the journal number iCompleat shows (None: not yet)."""
+    return {tx["Id"]: (tx.get("Posting") or {}).get("JournalNumber")
+            for tx in sandbox.state.all_transactions(TENANT_ID) if tx["Status"] == "APPR"}
+
+
+def exactly_once(sandbox: Any, erp: Path) -> tuple[list[str], dict[str, list[str]], list[str],
+                                                    dict[str, Any]]:
+    """(lost, doubled, unexpected, disagreeing) between iCompleat and the ERP: all empty = pass."""
+    entries, remote = erp_entries(erp), remote_journals(sandbox)
+    lost = sorted(set(remote) - set(entries))
+    doubled = {k: v for k, v in entries.items() if len(v) != 1}
+    unexpected = sorted(set(entries) - set(remote))
+    disagree = {k: (v[0], remote.get(k)) for k, v in entries.items()
+                if len(v) == 1 and remote.get(k) != v[0]}
+    return lost, doubled, unexpected, disagree
+
+
+def run_holders(logs: Iterable[Path]) -> dict[int, str]:
+    """Run record id -> the holder that started it, from the daemons' job_started lines."""
+    return {int(line["run_row"]): str(line["holder"]) for log in logs
+            for line in json_lines(log) if line.get("event") == "job_started"}
+
+
+def overlaps(runs: Iterable[Any], holders: dict[int, str],
+             killed: dict[str, float] | None = None) -> list[str]:
+    """Pairs of runs of one job whose [start, end] intervals overlap (should be none).
+
+    ``holders`` maps run ids to holders (:func:`run_holders`). A run never finished ends at
+    its holder's kill time in ``killed`` (Unix seconds by pid), else it is open-ended.
+    """
+    by_job: dict[str, list[tuple[float, float, str]]] = {}
+    for run in runs:
+        holder = holders.get(run.id) or str(run.counts.get("holder") or f"?{run.id}")
+        if run.finished_at is not None:
+            end = run.finished_at.timestamp()
+        else:
+            end = (killed or {}).get(holder.split(":")[1] if ":" in holder else "", float("inf"))
+        by_job.setdefault(f"{run.company}:{run.job}", []).append(
+            (run.started_at.timestamp(), end, holder))
+    found = []
+    for job, spans in by_job.items():
+        spans.sort()
+        for (s1, e1, h1), (s2, e2, h2) in pairwise(spans):
+            if s2 < e1:
+                found.append(f"{job}: {h1} [{s1:.3f}, {e1:.3f}] overlaps {h2} from {s2:.3f} "
+                             f"to {e2:.3f}")
     return found
