@@ -46,6 +46,7 @@ from sync.ledger import (
     TxOutcome,
     decide,
     is_due,
+    is_open_quarantine,
     journal_conflict,
     next_attempt_at,
 )
@@ -110,12 +111,13 @@ class Poster:
 
     def __init__(self, rt: Runtime, company: CompanyConfig, *, fence: Fence | None = None,
                  policy: RetryPolicy | None = None, write_back: bool = True,
-                 wait_seconds: float = WAIT_SECONDS) -> None:
+                 retry_now: bool = False, wait_seconds: float = WAIT_SECONDS) -> None:
         self.rt, self.company, self.fence = rt, company, fence
         self.sink = company_sink(rt, company)
         self.ref = CompanyRef(company.name, company.company_id)
         self.policy = policy or RetryPolicy()
         self.write_back, self.wait_seconds = write_back, wait_seconds
+        self.retry_now = retry_now
 
     # -- the ledger, off the event loop --------------------------------------------------------
     async def _seen(self, tx_id: str, tx_type: str) -> LedgerRow:
@@ -159,7 +161,10 @@ class Poster:
             return await self._act(fresh, await fetch(tx_id))
 
     async def _act(self, row: LedgerRow, tx: Transaction) -> TxOutcome:
-        due = is_due(row.next_attempt_at, utcnow())
+        # A push (iCompleat's "Retry posting") retries a refused transaction at once, unless an
+        # operator resolved it by hand: posting it then could make a second ERP entry.
+        pushed = self.retry_now and is_open_quarantine(row.status, row.last_error)
+        due = pushed or is_due(row.next_attempt_at, utcnow())
         action = decide(row.status, row.journal_number, tx.journal_number, due=due)
         if action is Action.POST:
             return await self._post(row, tx)
@@ -307,11 +312,11 @@ class Poster:
 
 async def post_one(rt: Runtime, company: CompanyConfig, tx: Transaction, *,
                    fence: Fence | None = None, write_back: bool = True,
-                   policy: RetryPolicy | None = None) -> TxOutcome:
-    """Post one approved transaction through the ledger; the outcome with its journal number."""
-    poster = Poster(rt, company, fence=fence, policy=policy, write_back=write_back)
+                   retry_now: bool = False, policy: RetryPolicy | None = None) -> TxOutcome:
+    """Post one approved transaction through the ledger; the outcome with its journal number.
+
+    ``write_back=False`` leaves recording the number in iCompleat to the caller (the webhook's
+    answer does it); ``retry_now`` retries a quarantined transaction before its time."""
+    poster = Poster(rt, company, fence=fence, policy=policy, write_back=write_back,
+                    retry_now=retry_now)
     return await poster.handle(tx)
-
-
-
-

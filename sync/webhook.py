@@ -184,7 +184,7 @@ class WebhookReceiver:
 
     async def _post(self, company: CompanyConfig, tx: Transaction) -> str:
         try:
-            outcome = await post_one(self.rt, company, tx, write_back=False)
+            outcome = await post_one(self.rt, company, tx, write_back=False, retry_now=True)
         except IcsyncError as exc:
             log.error("webhook_post_failed", transaction_id=tx.id, error=str(exc))
             raise HTTPException(503, f"transaction {tx.id} could not be posted now ({exc}); "

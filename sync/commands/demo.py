@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.panel import Panel
 
 from sync.commands.sync import execute, exit_code, report
+from sync.demo_transactions import chapter_transactions
 from sync.errors import ExitCode
 
 if TYPE_CHECKING:  # loaded when the demo runs, not whenever the CLI parses its arguments
@@ -159,6 +160,7 @@ CHAPTERS: list[Chapter] = [
     chapter_first_sync,
     chapter_changes,
     chapter_guard,
+    chapter_transactions,
     chapter_end,
 ]
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -106,15 +107,18 @@ async def acquire(rt: Runtime, name: str, ttl: float) -> Fence:
 
 
 def render(results: Sequence[PollResult], console: Console) -> None:
-    """The summary table, then each company's problems."""
-    table = Table(title="icsync poll")
-    for column in ("company", "outcome", "seen", "posted", "created", "written back",
-                   "quarantined", "failed", "skipped", "seconds"):
-        table.add_column(column, justify="left" if column in ("company", "outcome") else "right")
+    """The summary table (it fits 80 columns), then each company's problems."""
+    seconds = sum(r.seconds for r in results)
+    table = Table(title="icsync poll", caption=f"{seconds:.1f} s", box=box.SIMPLE_HEAD,
+                  padding=0, pad_edge=False)
+    for column in ("company", "outcome", "seen", "posted", "new", "written back",
+                   "quarantined", "failed", "skipped"):
+        words = max(len(word) for word in column.split())
+        table.add_column(column, min_width=words,
+                         justify="left" if column in ("company", "outcome") else "right")
     for r in results:
         table.add_row(r.company, r.outcome, *(str(n) for n in (
-            r.seen, r.posted, r.created, r.written_back, r.quarantined, r.failed, r.skipped)),
-            f"{r.seconds:.1f}")
+            r.seen, r.posted, r.created, r.written_back, r.quarantined, r.failed, r.skipped)))
     console.print(table)
     for r in results:
         for line in ([r.error] if r.error else []) + r.problems:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from sync.errors import ExitCode
-from sync.ledger import POSTED, QUARANTINED, WRITTEN_BACK
+from sync.ledger import POSTED, QUARANTINED, RESOLVED_PREFIX, WRITTEN_BACK
 from sync.runtime import open_runtime
 from sync.transactions import poll_company
 from tests.fixtures.sandbox import COMPANY_ID, TENANT_ID
@@ -132,3 +132,25 @@ def test_unknown_endpoint_and_wrong_method(world: TxWorld) -> None:
     with WebhookServer(config) as hook:
         assert push(hook.endpoint("receipts"), {"Id": "x"}).status_code == 404
         assert httpx.get(hook.endpoint(), headers=HEADERS).status_code == 405
+
+
+def test_push_retries_a_refused_invoice_at_once_unless_resolved(world: TxWorld) -> None:
+    """iCompleat's "Retry posting" after the ERP was fixed posts at once; a transaction an
+    operator resolved by hand is never posted by a push."""
+    config = world.write_config(supplier_check=True)
+    fixed, resolved = world.approved(2, supplier="SUP-404")
+    with WebhookServer(config) as hook:
+        assert [push(hook.endpoint(), detail(world, t)).status_code
+                for t in (fixed, resolved)] == [422, 422]
+        assert hook.runtime is not None
+        hook.runtime.store.ledger_transition(
+            COMPANY_ID, resolved, expect=[QUARANTINED], to=QUARANTINED, next_attempt_at=None,
+            last_error=f"{RESOLVED_PREFIX} on 2025-03-02; was: unknown supplier")
+        with sqlite3.connect(world.erp_path) as db:
+            db.execute("INSERT INTO suppliers VALUES ('SUP-404')")
+        again = push(hook.endpoint(), detail(world, fixed))
+        refused = push(hook.endpoint(), detail(world, resolved))
+    assert again.status_code == 200
+    assert refused.status_code == 422
+    assert RESOLVED_PREFIX in refused.json()["error"]
+    assert world.erp_entries() == {fixed: [again.json()["JournalNumber"]]}
