@@ -9,19 +9,24 @@ serves it; the poller runs on another runtime against the same state DB and SQLi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from starlette.applications import Starlette
 
 from sync.errors import ExitCode
 from sync.ledger import POSTING
 from sync.runtime import open_runtime
 from sync.state.store import StateStore
 from sync.transactions import poll_company
+from sync.webhook import create_webhook_routes
 from tests.fixtures.sandbox import COMPANY_ID, TENANT_ID
 from tests.transactions.world import WEBHOOK_TOKEN, TxWorld, WebhookServer
 
@@ -156,3 +161,54 @@ async def wait_for_status(world: TxWorld, tx_id: str, status: str) -> None:
                 if row is not None and row.status == status:
                     return
                 await asyncio.sleep(0.02)
+
+
+async def test_s21_push_while_the_poller_holds_it_in_one_daemon(world: TxWorld) -> None:
+    """As in the daemon: poller and receiver share one runtime and loop; the push waits on the
+    poller's hold of the transaction and answers with its journal number."""
+    world.state.set_webhook(TENANT_ID, "http://127.0.0.1:9/unused", WEBHOOK_TOKEN)
+    tx_id = world.approved(1)[0]
+    world.sandbox.wait_for_pushes(10)
+    config = world.write_config()
+    erp = sqlite3.connect(world.erp_path, isolation_level=None)
+    erp.execute("CREATE TABLE IF NOT EXISTS busy (x)")
+    erp.execute("BEGIN IMMEDIATE")
+    try:
+        async with open_runtime(config) as rt, served(create_webhook_routes(rt)) as url:
+            poller = asyncio.create_task(poll_company(rt, config.settings.companies[0]))
+            await wait_for_status(world, tx_id, POSTING)
+            body = dict(world.state.transaction(TENANT_ID, tx_id))
+            async with httpx.AsyncClient(timeout=30) as client:
+                pushed = asyncio.create_task(client.post(
+                    f"{url}/webhooks/icompleat/invoices", json=body, headers=HEADERS))
+                await asyncio.sleep(0.5)
+                assert not pushed.done()
+                erp.execute("COMMIT")
+                result, answer = await poller, await pushed
+    finally:
+        erp.close()
+    journals = world.check_exactly_once()
+    assert answer.status_code == 200
+    assert answer.json() == {"JournalNumber": journals[tx_id]}
+    assert result.exit_code == ExitCode.OK
+
+
+@contextlib.asynccontextmanager
+async def served(routes: list[Any]) -> AsyncIterator[str]:
+    """Serve ``routes`` with uvicorn in THIS event loop (as the daemon does); the base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(Starlette(routes=routes), log_config=None,
+                                           log_level="warning", access_log=False))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        for _ in range(1000):  # up to 10 s for uvicorn to start listening
+            if server.started:
+                break
+            await asyncio.sleep(0.01)
+        assert server.started
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
