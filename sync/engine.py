@@ -26,6 +26,7 @@ from sync.apply import KindResult, KindRun
 from sync.config import CompanyConfig
 from sync.entities import get_kind, in_dependency_order
 from sync.errors import (
+    ApiError,
     AuthRejected,
     ConfigError,
     ExitCode,
@@ -181,7 +182,11 @@ async def _one_kind(run: KindRun, options: Options, result: CompanyResult) -> Pl
     except GuardBlocked as exc:
         run.result.outcome, run.result.error = "blocked", str(exc)
         return step.planned
-    except SourceError as exc:
+    except (SourceError, ApiError) as exc:
+        if isinstance(exc, AuthRejected):
+            raise
+        # A source that cannot be read, or iCompleat failing a read after the client's
+        # retries: this kind is partial, the run goes on with the next one.
         run.result.outcome, run.result.error = "partial", str(exc)
         return step.planned
     finally:

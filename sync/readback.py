@@ -4,10 +4,12 @@ Drift is what changed in iCompleat behind icsync's back: records added, edited o
 Policy per company: ``source-wins`` (default) makes the remote copy take the remote truth, so the
 normal diff that follows repairs iCompleat from the source; ``report`` only counts and shows it.
 
-Lists can change while they are paged (a record inserted before the current page shifts another
-one out of sight), so a record missing from ONE read is never dropped from the remote copy: a
-second read must miss it too. The same read rebuilds a lost or empty state database from the
-remote lists, so the next plan neither deletes en masse nor creates anything twice.
+Lists can change while they are paged (a record removed before the current page shifts another
+one out of sight), so a record missing from ONE read is never dropped from the remote copy: the
+list is read again until two reads in a row agree, and a record seen by any read but missing
+from the last is kept when they never agree. The same read rebuilds a lost or empty state
+database from the remote lists, so the next plan neither deletes en masse nor creates anything
+twice.
 """
 
 from __future__ import annotations
@@ -71,22 +73,35 @@ def field_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[
                  if before.get(f) != after.get(f))
 
 
-def merge_reads(first: RemoteRead, second: RemoteRead) -> tuple[RemoteRead, tuple[str, ...]]:
-    """The later read, plus records only the first one saw (missing from ONE read only)."""
-    only_first = tuple(sorted(k for k in first.records if k not in second.records))
-    records = {**second.records, **{k: first.records[k] for k in only_first}}
-    digests = {**second.digests, **{k: first.digests[k] for k in only_first}}
-    definitions = {**first.definitions, **second.definitions}
-    return RemoteRead(records, digests, first.reads + second.reads, definitions), only_first
+MAX_READS = 4
+
+
+def merge_reads(reads: list[RemoteRead], state_keys: set[str]
+                ) -> tuple[RemoteRead, tuple[str, ...]]:
+    """The last read, plus records of the remote copy that an earlier read saw but the last one
+    missed (never dropped on the word of one read). Returns them and those kept keys."""
+    last = reads[-1]
+    kept: dict[str, tuple[dict[str, Any], str]] = {}
+    for read in reads[:-1]:
+        kept.update({k: (r, read.digests[k]) for k, r in read.records.items()
+                     if k in state_keys and k not in last.records})
+    records = {**last.records, **{k: r for k, (r, _) in kept.items()}}
+    digests = {**last.digests, **{k: d for k, (_, d) in kept.items()}}
+    return RemoteRead(records, digests, sum(r.reads for r in reads), last.definitions), tuple(
+        sorted(kept))
 
 
 async def confirmed_read(run: KindRun, state_keys: set[str]) -> tuple[RemoteRead, tuple[str, ...]]:
-    """Read the remote list; read again when it misses records of the remote copy, and treat as
-    gone only what BOTH reads miss. Returns the truth and the keys seen by one read only."""
-    first = await read_remote(run)
-    if not state_keys - first.records.keys():
-        return first, ()
-    return merge_reads(first, await read_remote(run))
+    """Read the remote list; when it misses records of the remote copy, read again until two
+    reads in a row agree (at most MAX_READS). Returns the truth and the keys kept unconfirmed."""
+    reads = [await read_remote(run)]
+    if not state_keys - reads[0].records.keys():
+        return reads[0], ()
+    while len(reads) < MAX_READS:
+        reads.append(await read_remote(run))
+        if reads[-1].records.keys() == reads[-2].records.keys():
+            return reads[-1], ()
+    return merge_reads(reads, state_keys)
 
 
 async def readback_kind(run: KindRun) -> Drift:

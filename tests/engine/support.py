@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from connectors.icompleat.client import CallRecord
 from connectors.icompleat.sandbox import SandboxServer
 from sync.config import Config, parse_settings
 from sync.demo_data import source_settings
@@ -40,9 +41,10 @@ def make_config(sandbox_url: str, erp: Path, state: Path, **company: Any) -> Con
     return Config(parse_settings(settings_dict(sandbox_url, erp, state, **company)))
 
 
-async def run_sync(config: Config, **options: Any) -> CompanyResult:
+async def run_sync(config: Config, *, on_call: Callable[[CallRecord], None] | None = None,
+                   **options: Any) -> CompanyResult:
     """One ``sync_company`` of the configured company in a fresh runtime."""
-    async with open_runtime(config) as rt:
+    async with open_runtime(config, on_call=on_call) as rt:
         return await sync_company(rt, config.settings.companies[0], **options)
 
 

@@ -146,7 +146,7 @@ class WireTap:
         although iCompleat already held every record of it exactly as sent: a write repeated
         blindly instead of settled by a read. (A POST without a token starts a new set and
         replaces the list: never a repeat.)"""
-        return [f"{api}:{c}" for api, has_token, codes, same in self.posts
+        return [f"resent {api}:{c}" for api, has_token, codes, same in self.posts
                 if has_token and codes and len(same) == len(codes) for c in same]
 
 

@@ -86,8 +86,9 @@ class World:
     """One scenario: sandbox + sample ERP + state DB + config file, in ``tmp``."""
 
     def __init__(self, sandbox: SandboxServer, tmp: Path, *, suppliers: int = 250,
-                 **company: Any) -> None:
+                 icompleat: dict[str, Any] | None = None, **company: Any) -> None:
         self.sandbox, self.tmp = sandbox, tmp
+        self.icompleat = icompleat or {}
         self.erp = create_erp(tmp / "erp.db", suppliers_count=suppliers)
         self.state = tmp / "state.db"
         self.key_file = tmp / "api_key"
@@ -102,6 +103,7 @@ class World:
         data = settings_dict(self.sandbox.url, self.erp, self.state, **self.company)
         del data["icompleat"]["api_key"]
         data["icompleat"]["api_key_file"] = str(self.key_file)
+        data["icompleat"].update(self.icompleat)
         data["service"] = {"log_format": "json", "log_level": "warning"}
         return data
 

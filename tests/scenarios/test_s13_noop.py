@@ -1,0 +1,49 @@
+"""S13: a second run over an unchanged source makes zero write calls, also after the state
+database is restored from a backup taken after the first run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from connectors.icompleat.sandbox import SandboxServer
+from tests.engine.support import last_seq, writes
+from tests.scenarios.harness import World
+
+
+def test_s13_second_run_writes_nothing(sandbox: SandboxServer, tmp_path: Path) -> None:
+    """Run, run again: the second run only reads the ERP and the state."""
+    world = World(sandbox, tmp_path)
+    world.clean()
+    seq = last_seq(sandbox)
+    result = world.clean()
+    assert writes(sandbox, seq) == []
+    assert last_seq(sandbox) == seq  # not even a read: the remote copy is trusted
+    assert all(k.calls == 0 for k in result.kinds)
+
+
+def test_s13_no_writes_after_restoring_a_backup(sandbox: SandboxServer, tmp_path: Path) -> None:
+    """Back up after the first run, run, restore, run: zero writes each time."""
+    world = World(sandbox, tmp_path)
+    world.clean()
+    backup = tmp_path / "backup.db"
+    shutil.copyfile(world.state, backup)
+    seq = last_seq(sandbox)
+    world.clean()
+    shutil.copyfile(backup, world.state)
+    world.clean()
+    assert writes(sandbox, seq) == []
+    assert world.check().ok
+
+
+def test_s13_no_writes_through_the_command(sandbox: SandboxServer, tmp_path: Path) -> None:
+    """`icsync sync` twice: exit 0 both times, the second with zero writes, all kinds "none"."""
+    world = World(sandbox, tmp_path)
+    world.clean()
+    seq = last_seq(sandbox)
+    child = world.cli()
+    assert child.returncode == 0, child.stderr[-800:]
+    doc = child.summary()
+    assert doc["exit_code"] == 0
+    assert {k["strategy"] for k in doc["companies"][0]["kinds"]} == {"none"}
+    assert writes(sandbox, seq) == []
