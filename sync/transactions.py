@@ -213,6 +213,9 @@ async def poll_company(rt: Runtime, company: CompanyConfig, *, fence: Fence | No
     except IcsyncError as exc:
         result.fail("failed", exit_code_for(exc), str(exc))
     quarantined = await _quarantined(rt, company.company_id)
+    if quarantined:
+        result.problem(f"{quarantined} transaction(s) quarantined: `icsync errors list` shows "
+                       f"why; fix them in the ERP, then `icsync errors retry` (or resolve)")
     result.finish(quarantined, time.monotonic() - started)
     log.info("poll_finished", **result.to_dict())
     return result

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.fixtures.sandbox import CANARY_KEY
 from tests.transactions.world import WEBHOOK_TOKEN, TxWorld, run_poll
 
 
+@pytest.mark.slow
 def test_table_problems_and_exit_4(world: TxWorld) -> None:
     """A refused invoice shows in the table with its reason, exit 4 while it stays quarantined;
     new work still lands; the key and the webhook token appear nowhere in the output."""
@@ -25,6 +28,7 @@ def test_table_problems_and_exit_4(world: TxWorld) -> None:
     summary = again.summary()
     assert summary["exit_code"] == 4  # the refused invoice is still quarantined
     assert summary["companies"][0]["created"] == 1
+    assert "icsync errors list" in summary["companies"][0]["problems"][-1]
     assert len(world.erp_entries()) == 3
 
 
