@@ -164,7 +164,12 @@ class WebhookReceiver:
                                      f"configured for this endpoint in header {self.header}")
 
     async def _transaction(self, push: dict[str, Any]) -> tuple[CompanyConfig, Transaction]:
-        tx = parse_tx(await self._refetched(str(push["Id"])) if self.refetch else push)
+        source = await self._refetched(str(push["Id"])) if self.refetch else push
+        try:
+            tx = parse_tx(source)
+        except ValueError:
+            raise HTTPException(503, f"iCompleat answered for transaction {push['Id']} without "
+                                     f"an Id; retry the posting later") from None
         company = find_company(self.rt.config.settings.companies, tx.company_id)
         check_postable(tx, company)
         return company, tx

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from connectors.base import CompanyRef
 from connectors.icompleat.models import parse_transaction
+from connectors.memory import MemorySink
 from sync.config import Config
 from sync.errors import ExitCode
 from sync.ledger import (
@@ -284,3 +285,25 @@ async def test_resolved_quarantine_no_longer_counts(world: TxWorld) -> None:
     result = await poll(config, policy=FAST_RETRY)
     assert (result.quarantined, result.exit_code, result.skipped) == (0, ExitCode.OK, 1)
     assert world.erp_entries() == {}
+
+
+async def test_memory_sink_outage_before_and_after_commit(world: TxWorld) -> None:
+    """The in-memory ERP down before committing, then failing after committing: each pass
+    reports it, the next pass finishes, and every transaction has one entry."""
+    config = world.write_config(sink='type = "memory"')
+    world.approved(3)
+    async with open_runtime(config) as rt:
+        company = config.settings.companies[0]
+        sink = rt.sink("erp")
+        assert isinstance(sink, MemorySink)
+        sink.fail_next()
+        sink.fail_next(after_commit=True)
+        first = await poll_company(rt, company)
+        assert (first.failed, first.exit_code) == (2, ExitCode.PARTIAL)
+        assert any("the ERP sink failed" in p for p in first.problems)
+        second = await poll_company(rt, company)
+        assert (second.created, second.posted, second.exit_code) == (1, 2, ExitCode.OK)
+        assert set(sink.entry_counts().values()) == {1}
+        assert len(sink.entry_counts()) == 3
+    assert world.remote_journals() == {
+        e.transaction_id: e.journal_number for e in sink.entries}
