@@ -5,6 +5,9 @@ several separated by commas. Unset, :func:`crash_point` costs one dictionary loo
 use (see RELIABILITY.md): ``after_intent``, ``after_remote_call``, ``before_state_update``,
 ``mid_refresh`` (after chunk k is acknowledged), ``after_erp_commit`` (before the ledger update),
 ``before_writeback``, ``after_writeback``.
+
+``ICSYNC_PAUSE_AT`` (same syntax) SIGSTOPs the process there instead, so a test can hold it at an
+exact boundary past its lease and then SIGCONT it (RELIABILITY S16).
 """
 
 from __future__ import annotations
@@ -26,10 +29,20 @@ def _parse(spec: str) -> dict[str, int]:
 
 _ARMED = _parse(os.environ.get(ENV, ""))
 _SEEN: Counter[str] = Counter()
+PAUSE_ENV = "ICSYNC_PAUSE_AT"
+_PAUSE = _parse(os.environ.get(PAUSE_ENV, ""))
+_PAUSED: Counter[str] = Counter()
 
 
 def crash_point(name: str) -> None:
-    """SIGKILL the process if ``name`` is armed and reached for the armed time."""
+    """SIGKILL the process if ``name`` is armed and reached for the armed time.
+
+    A point armed by ``ICSYNC_PAUSE_AT`` stops the process (SIGSTOP) instead, once.
+    """
+    if _PAUSE and name in _PAUSE:
+        _PAUSED[name] += 1
+        if _PAUSED[name] == _PAUSE[name]:
+            os.kill(os.getpid(), signal.SIGSTOP)
     if not _ARMED or name not in _ARMED:
         return
     _SEEN[name] += 1
