@@ -107,6 +107,8 @@ class LeaseKeeper:
             log.warning("lease_renewal_failed", lease=self.fence.name, error=str(exc) or "timeout")
             if self.clock() < self.deadline:
                 return True
+            self.lost = ("it could not be renewed before it ran out (the state database did "
+                         "not answer)")
             ok = False
         if ok:
             self.deadline = started + self.ttl - self.margin
