@@ -29,6 +29,8 @@ class StateConfig(_Model):
     url: str = "sqlite:///icsync-state.db"
     password_file: Path | None = None
     lease_seconds: float = Field(30.0, gt=0)
+    # Bounds connecting, waiting for a lock and each statement (a hung state DB ends the run).
+    timeout_seconds: float = Field(30.0, gt=0)
 
 
 class IcompleatConfig(_Model):

@@ -89,7 +89,8 @@ def open_store(config: Config) -> StateStore:
     """Open (and migrate) the configured state database; blocking."""
     state = config.settings.state
     return StateStore.open(state.url,
-                           password=file_secret(state.password_file, key="state.password_file"))
+                           password=file_secret(state.password_file, key="state.password_file"),
+                           timeout=state.timeout_seconds)
 
 
 @asynccontextmanager
