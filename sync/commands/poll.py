@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sync.config import CompanyConfig, Config, load_config
-from sync.errors import ExitCode, LeaseLost, StateError
+from sync.errors import ConfigError, ExitCode, LeaseLost, StateError
 from sync.fencing import LeaseKeeper
 from sync.jobs import lease_name
 from sync.ledger import PollResult
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     service = config.settings.service
     configure(service.log_format, service.log_level, stream=sys.stderr)
     companies = ([config.settings.company(args.company)] if args.company
-                 else list(config.settings.companies))
+                 else posting_companies(config))
     results = asyncio.run(poll_all(config, companies))
     code = worst(r.exit_code for r in results)
     if args.json:
@@ -59,6 +59,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         render(results, Console(highlight=False))
     return int(code)
+
+
+def posting_companies(config: Config) -> list[CompanyConfig]:
+    """The configured companies that post transactions (a sink and at least one type)."""
+    companies = [c for c in config.settings.companies if c.sink and c.transaction_types]
+    if not companies:
+        raise ConfigError("no company posts transactions: give one a sink = \"NAME\" (with a "
+                          "[sinks.NAME] table) and transaction_types", key="companies")
+    return companies
 
 
 def worst(codes: Iterable[ExitCode]) -> ExitCode:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from sync.commands.poll import posting_companies
+from sync.config import Config, parse_settings
+from sync.errors import ConfigError, ExitCode
 from tests.fixtures.sandbox import CANARY_KEY
 from tests.transactions.world import WEBHOOK_TOKEN, TxWorld, run_poll
 
@@ -39,3 +42,19 @@ def test_unknown_company_is_exit_2(world: TxWorld) -> None:
     assert run.returncode == 2
     assert "acme" in run.stderr
     assert "nope" in run.stderr
+
+
+def test_companies_without_a_sink_are_left_out() -> None:
+    """Polling every company skips reference-only ones; none posting at all is exit 2."""
+    base = {"icompleat": {"base_url": "http://127.0.0.1:1", "tenant_id": "t"},
+            "sinks": {"erp": {"type": "memory"}}}
+    both = Config(parse_settings({**base, "companies": [
+        {"name": "ref-only", "company_id": "c1"},
+        {"name": "posting", "company_id": "c2", "sink": "erp"},
+        {"name": "no-types", "company_id": "c3", "sink": "erp", "transaction_types": []}]}))
+    assert [c.name for c in posting_companies(both)] == ["posting"]
+    none = Config(parse_settings({**base, "companies": [{"name": "a", "company_id": "c1"}]}))
+    with pytest.raises(ConfigError) as caught:
+        posting_companies(none)
+    assert caught.value.exit_code == ExitCode.CONFIG
+    assert "sink" in str(caught.value)
