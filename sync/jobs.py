@@ -149,13 +149,18 @@ class ScheduledJob:
         self.last_slot = now
         if slots and await self._done_elsewhere(slots[-1]):
             return self._skip("done_elsewhere", "another instance already ran this slot")
-        fence = await asyncio.to_thread(self.store.acquire_lease, self.name, self.holder,
-                                        self.lease_seconds)
+        report = JobReport(self.company, self.job, "error", run_id=uuid.uuid4().hex[:12],
+                           holder=self.holder, slots=len(slots), missed=max(0, len(slots) - 1))
+        try:
+            fence = await asyncio.to_thread(self.store.acquire_lease, self.name, self.holder,
+                                            self.lease_seconds)
+        except IcsyncError as exc:  # the state DB is down or locked: a failed run, not a crash
+            report.outcome, report.exit_code, report.error = "failed", exit_code_for(exc), str(exc)
+            self._account(report)
+            return report
         if fence is None:
             return self._skip("lease_held", "another instance holds the lease")
-        report = JobReport(self.company, self.job, "error", run_id=uuid.uuid4().hex[:12],
-                           holder=self.holder, token=fence.token, slots=len(slots),
-                           missed=max(0, len(slots) - 1))
+        report.token = fence.token
         with structlog.contextvars.bound_contextvars(
                 run_id=report.run_id, company=self.company, job=self.job):
             await self._run_fenced(fence, report)
@@ -286,5 +291,18 @@ def _fill(report: JobReport, result: JobResult) -> None:
     data = result.to_dict()
     report.outcome = result.outcome
     report.exit_code = int(result.exit_code)
-    report.error = data.get("error") if isinstance(data.get("error"), str) else None
+    report.error = first_error(data)
     report.kinds = counts_by_kind(data)
+
+
+def first_error(result: Mapping[str, Any]) -> str | None:
+    """The error a result reports: its own, else its first problem, else its kinds' errors."""
+    if isinstance(result.get("error"), str):
+        return str(result["error"])
+    problems = result.get("problems")
+    if isinstance(problems, list) and problems:
+        return str(problems[0]) + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+    kinds = result.get("kinds")
+    errors = [f"{k.get('kind')}: {k['error']}" for k in kinds or []
+              if isinstance(k, Mapping) and isinstance(k.get("error"), str)]
+    return "; ".join(errors) or None

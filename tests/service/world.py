@@ -59,7 +59,7 @@ def write_config(root: Path, sandbox_url: str, *, state_url: str | None = None,
                  service: dict[str, Any] | None = None, source: str | None = None,
                  sink: str | None = None, lease_seconds: float = 5.0,
                  icompleat: dict[str, Any] | None = None, kinds: Iterable[str] = (
-                     "tax_codes", "account_codes")) -> Path:
+                     "tax_codes", "account_codes"), state: dict[str, Any] | None = None) -> Path:
     """Write an icsync.toml for one company on the sandbox; its path."""
     ic = {"base_url": sandbox_url, "tenant_id": TENANT_ID, "api_key": api_key,
           "requests_per_minute": 0, "max_attempts": 2, "backoff_seconds": 0.05,
@@ -70,7 +70,8 @@ def write_config(root: Path, sandbox_url: str, *, state_url: str | None = None,
             **(schedules or {})}
     lines = [
         "[state]", f"url = {toml_value(state_url or _sqlite(root / 'state.db'))}",
-        f"lease_seconds = {lease_seconds}", "", "[icompleat]",
+        f"lease_seconds = {lease_seconds}",
+        *(f"{k} = {toml_value(v)}" for k, v in (state or {}).items()), "", "[icompleat]",
         *(f"{k} = {toml_value(v)}" for k, v in ic.items()), "",
         "[sources.erp]", source or _memory_source(), "",
         "[sinks.erp]", sink or 'type = "memory"', "",
