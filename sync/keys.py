@@ -372,12 +372,12 @@ def mask(array: Any) -> np.ndarray:
 
 def _clean_mask(arr: Any, trim: bool, limit: int | None) -> np.ndarray:
     """Cells that are missing or already canonical printable ASCII text (see the note above)."""
-    clean = pc.and_(pc.string_is_ascii(arr), pc.ascii_is_printable(arr))
-    clean = pc.and_(clean, pc.greater(pc.binary_length(arr), 0))
+    length = pc.binary_length(arr)
+    clean = pc.and_(pc.ascii_is_printable(arr), pc.greater(length, 0))  # false for non-ASCII
     if trim:
         clean = pc.and_not(clean, pc.or_(pc.starts_with(arr, " "), pc.ends_with(arr, " ")))
     if limit is not None:
-        clean = pc.and_(clean, pc.less_equal(pc.binary_length(arr), limit))
+        clean = pc.and_(clean, pc.less_equal(length, limit))
     return mask(pc.fill_null(clean, True))
 
 

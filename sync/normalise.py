@@ -332,16 +332,23 @@ def _currencies() -> frozenset[str]:
 
 def _upper_code(work: _Work, spec: FieldSpec, known: frozenset[str], reason: str,
                 what: str) -> None:
-    values = work.cols[spec.name]
-    present = np.flatnonzero(~none_mask(values))
-    uniques = [str(u) for u in pd.unique(values[present])]
+    values, arrow = work.cols[spec.name], work.arrow.get(spec.name)
+    if arrow is not None:
+        uniques = [u for u in pc.unique(arrow).to_pylist() if u is not None]
+    else:
+        uniques = [str(u) for u in pd.unique(values[~none_mask(values)])]
     if any(u != u.upper() for u in uniques):
+        present = np.flatnonzero(~none_mask(values))
         values = values.copy()
         values[present] = np.array([str(v).upper() for v in values[present]], dtype=object)
-        work.cols[spec.name] = values
+        work.cols[spec.name], arrow = values, None
         work.arrow.pop(spec.name, None)
-    bad = {u.upper() for u in uniques} - known
-    rows = present[pd.Series(values[present], dtype=object).isin(bad).to_numpy()]
+    bad = sorted({u.upper() for u in uniques} - known)
+    if not bad:
+        return
+    hits = pc.is_in(arrow, value_set=pa.array(bad)) if arrow is not None else None
+    rows = (np.flatnonzero(mask(pc.fill_null(hits, False))) if hits is not None else
+            np.flatnonzero(pd.Series(values, dtype=object).isin(bad).to_numpy()))
     for row in rows.tolist():
         work.add([row], spec, reason, f"{values[row]!r} is not {what}; correct it in the source")
 
@@ -483,9 +490,14 @@ def _frame(kind: Kind, cols: Mapping[str, np.ndarray], keys: np.ndarray,
     return pd.DataFrame(data, index=index, dtype=object, copy=False)
 
 
+def _every_row(rows: np.ndarray, n: int) -> bool:
+    """True when ``rows`` is 0, 1, ... n-1."""
+    return len(rows) == n and (n == 0 or (rows[0] == 0 and bool((np.diff(rows) == 1).all())))
+
+
 def _take(cols: Mapping[str, np.ndarray], rows: np.ndarray, n: int) -> dict[str, np.ndarray]:
     """``cols`` at ``rows``; the arrays themselves when ``rows`` is every row in order."""
-    if len(rows) == n and (n == 0 or (rows[0] == 0 and bool((np.diff(rows) == 1).all()))):
+    if _every_row(rows, n):
         return dict(cols)
     return {name: values[rows] for name, values in cols.items()}
 
@@ -519,38 +531,39 @@ def _digests(work: _Work, keys: np.ndarray, rows: np.ndarray,
     if known is not None and len(known) and len(rows):
         where = positions(keys[rows], np.asarray(known.index, dtype=object),
                           values_arrow=_key_arrow(work, rows))
-        mine = np.flatnonzero(where >= 0)
-        same = _equal_rows(work, rows[mine], known, where[mine])
-        out[mine[same]] = known["_digest"].to_numpy(dtype=object)[where[mine][same]]
-        todo = np.setdiff1d(todo, mine[same], assume_unique=True)
+        same = (where >= 0) & _equal_rows(work, rows, known, where)
+        out[same] = known["_digest"].to_numpy(dtype=object)[where[same]]
+        todo = np.flatnonzero(~same)
     out[todo] = digests(work.kind, work.cols, rows[todo])
     return out
 
 
 def _equal_text(work: _Work, name: str, rows: np.ndarray, known: pd.DataFrame,
-                theirs: np.ndarray) -> np.ndarray:
-    """Cell-by-cell equality of a text column with the known rows (in Arrow when possible)."""
+                where: np.ndarray) -> np.ndarray:
+    """Cell-by-cell equality of a text column with the known rows at ``where`` (-1: none)."""
     mine, other = work.arrow.get(name), as_arrow(known[name].to_numpy(dtype=object))
     if mine is None:
         mine = as_arrow(work.cols[name])
     if mine is None or other is None:
-        values = known[name].to_numpy(dtype=object)[theirs]
+        values = known[name].to_numpy(dtype=object)[where]
         return np.asarray(work.cols[name][rows] == values, dtype=bool)
-    mine, other = mine.take(pa.array(rows)), other.take(pa.array(theirs))
+    if not _every_row(rows, work.n):
+        mine = mine.take(pa.array(rows))
+    other = other.take(pa.array(where, mask=where < 0))
     both_missing = pc.and_(pc.is_null(mine), pc.is_null(other))
     return mask(pc.fill_null(pc.or_kleene(pc.equal(mine, other), both_missing), False))
 
 
 def _equal_rows(work: _Work, rows: np.ndarray, known: pd.DataFrame,
-                theirs: np.ndarray) -> np.ndarray:
-    """Rows whose every sent value equals the known row's (the same canonical JSON)."""
+                where: np.ndarray) -> np.ndarray:
+    """Rows whose every sent value equals the known row's at ``where`` (-1 rows: ignore)."""
     same = np.ones(len(rows), dtype=bool)
     for name in work.kind.sent_fields:
         kind = work.kind.field(name).type
         if kind == "str":
-            same &= _equal_text(work, name, rows, known, theirs)
+            same &= _equal_text(work, name, rows, known, where)
             continue
-        mine, other = work.cols[name][rows], known[name].to_numpy(dtype=object)[theirs]
+        mine, other = work.cols[name][rows], known[name].to_numpy(dtype=object)[where]
         if kind == "json":
             both = np.flatnonzero(~(none_mask(mine) & none_mask(other)))
             same[both] &= np.array([canonical_json(mine[i]) == canonical_json(other[i])
@@ -593,13 +606,15 @@ def normalise(
     return Normalised(frame, tuple(bad), tuple(warned))
 
 
-def canonical_records(kind: Kind, records: Iterable[Mapping[str, Any]], *,
-                      trim: bool = True) -> pd.DataFrame:
+def canonical_records(kind: Kind, records: Iterable[Mapping[str, Any]], *, trim: bool = True,
+                      stored_digests: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The canonical frame of records read back from iCompleat or kept in state (tolerant).
 
     Nothing is rejected: unconvertible values are kept as text, omitted and None are equal,
     extra fields are ignored, a record without a key is skipped and the last of two records
-    with one key wins.
+    with one key wins. ``stored_digests`` (key -> digest kept beside these very records, as
+    the state database does) are used as they are instead of being computed again: at a
+    million records that saves seconds. Keys without one are digested.
     """
     items = list(records)
     cols: dict[str, np.ndarray] = {}
@@ -617,5 +632,9 @@ def canonical_records(kind: Kind, records: Iterable[Mapping[str, Any]], *,
     last = last[~none_mask(keys)]
     good = last[~last.index.duplicated(keep="last")].to_numpy()
     rows = _sorted_rows(work, keys, np.sort(good))
-    return _frame(kind, {n: c[rows] for n, c in work.cols.items()}, keys[rows],
-                  digests(kind, work.cols, rows))
+    stored = stored_digests or {}
+    out = np.array([stored.get(k) for k in keys[rows].tolist()] if stored else
+                   [None] * len(rows), dtype=object)
+    todo = np.flatnonzero(none_mask(out))
+    out[todo] = digests(kind, work.cols, rows[todo])
+    return _frame(kind, {n: c[rows] for n, c in work.cols.items()}, keys[rows], out)

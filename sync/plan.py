@@ -167,6 +167,37 @@ def _fields(keys: Iterable[str]) -> set[str]:
     return {field_of(k) for k in keys}
 
 
+def _group(keys: Iterable[str]) -> dict[str, list[str]]:
+    """Keys grouped by their custom field, in the order given."""
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        groups.setdefault(field_of(key), []).append(key)
+    return groups
+
+
+@dataclass(frozen=True)
+class _FieldWork:
+    """Which custom fields a diff creates, edits, deletes, and whose value sets change."""
+
+    new: tuple[str, ...]
+    edited: tuple[str, ...]
+    gone: tuple[str, ...]
+    values: tuple[str, ...]
+
+
+def _field_work(d: KindDiff, fields: set[str], ignore: bool) -> _FieldWork:
+    remote = _fields([*d.deletes, *d.held, *d.edited_keys]) | (fields - _fields(d.creates))
+    new = {f for f in fields if f not in remote}
+    definition = {field_of(e.key) for e in d.edits
+                  if any(c.field in DEFINITION_FIELDS for c in e.changes)}
+    values = {field_of(e.key) for e in d.edits
+              if any(c.field not in DEFINITION_FIELDS for c in e.changes)}
+    values |= _fields(d.creates) | (set() if ignore else _fields(d.deletes) & fields)
+    gone = set() if ignore else _fields(d.deletes) - fields - _fields(d.held)
+    return _FieldWork(tuple(sorted(new)), tuple(sorted(definition - new)), tuple(sorted(gone)),
+                      tuple(sorted(values)))
+
+
 def plan_custom_fields(
     kind: Kind, d: KindDiff, source: pd.DataFrame, state: pd.DataFrame | None = None, *,
     delete_policy: DeletePolicy = "delete", force: Strategy | None = None, rejected: int = 0,
@@ -178,29 +209,14 @@ def plan_custom_fields(
     """
     _check_force(force)
     ignore = delete_policy == "ignore"
-    by_field: dict[str, list[str]] = {}
-    for key in pd.Index(source.index, dtype=object).tolist():
-        by_field.setdefault(field_of(str(key)), []).append(str(key))
+    by_field = _group(str(k) for k in source.index.tolist())
     kept = _kept(d, delete_policy)
-    remote_fields = _fields([*d.deletes, *d.held, *d.edited_keys]) | (
-        set(by_field) - _fields(d.creates))
-    creates_by_field = _fields(d.creates)
-    new = sorted(f for f in by_field if f not in remote_fields)
-    gone = sorted(_fields(d.deletes) - set(by_field) - _fields(d.held))
-    definition = {field_of(e.key) for e in d.edits
-                  if any(c.field in DEFINITION_FIELDS for c in e.changes)}
-    values = {field_of(e.key) for e in d.edits
-              if any(c.field not in DEFINITION_FIELDS for c in e.changes)}
-    values |= creates_by_field | (set() if ignore else _fields(d.deletes) & set(by_field))
-    if force == "refresh":
-        values = set(by_field)
-    kept_by_field: dict[str, list[str]] = {}
-    for key in kept:
-        kept_by_field.setdefault(field_of(key), []).append(key)
-    chunks = tuple(c for f in sorted(values) for c in chunked(
+    work = _field_work(d, set(by_field), ignore)
+    values = tuple(sorted(by_field)) if force == "refresh" else work.values
+    kept_by_field = _group(kept)
+    chunks = tuple(c for f in values for c in chunked(
         sorted({*by_field.get(f, ()), *kept_by_field.get(f, ())})))
-    fixed = math.ceil(len(new) / WRITE_CHUNK_SIZE) + len(definition - set(new)) + (
-        0 if ignore else len(gone))
+    fixed = math.ceil(len(work.new) / WRITE_CHUNK_SIZE) + len(work.edited) + len(work.gone)
     every = sum(math.ceil(len(v) / WRITE_CHUNK_SIZE) for v in by_field.values())
     calls = fixed + len(chunks)
     strategy: Strategy = "refresh" if force == "refresh" else "targeted" if calls else "none"
@@ -209,9 +225,8 @@ def plan_custom_fields(
         remote_count=d.remote_count, calls=calls, targeted_calls=calls,
         refresh_calls=fixed + every, chunks=chunks, rejected=rejected,
         deletes_suppressed=len(d.deletes) if ignore else 0, kept=kept,
-        forced=force is not None, field_creates=tuple(new),
-        field_edits=tuple(sorted(definition - set(new))),
-        field_deletes=() if ignore else tuple(gone), value_sets=tuple(sorted(values)))
+        forced=force is not None, field_creates=work.new, field_edits=work.edited,
+        field_deletes=work.gone, value_sets=values)
 
 
 @dataclass(frozen=True)

@@ -282,6 +282,13 @@ def test_canonical_records_are_tolerant() -> None:
                                                            "Rate": 1})
 
 
+def test_stored_digests_are_used_as_given() -> None:
+    """Digests kept beside the records are taken as they are; missing ones are computed."""
+    records = [{"Code": "T1", "Name": "a", "Rate": 1}, {"Code": "T2", "Name": "b", "Rate": 2}]
+    frame = canonical_records(TAX, records, stored_digests={"T1": "stored"})
+    assert frame["_digest"].tolist() == ["stored", record_digest(TAX, records[1])]
+
+
 def test_empty_source() -> None:
     """An empty source is an empty canonical frame with the full set of columns."""
     result = normalise(SUPPLIERS, pd.DataFrame())
