@@ -15,6 +15,7 @@ records are equal exactly when the engine's digests are.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -123,9 +124,9 @@ class WireTap:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def install(self, sandbox: SandboxServer) -> WireTap:
-        """Wrap the sandbox's reference POST for the rest of the test."""
+        """Wrap the sandbox's reference POST (replacing any earlier tap) until :meth:`remove`."""
         state = sandbox.state
-        original = state.post_set
+        original = functools.partial(type(state).post_set, state)
 
         def post_set(tenant_id: str, company_id: str | None, api: str, items: Any,
                      token: Any) -> str:
@@ -140,6 +141,11 @@ class WireTap:
 
         state.post_set = post_set  # type: ignore[method-assign]
         return self
+
+    @staticmethod
+    def remove(sandbox: SandboxServer) -> None:
+        """Take any tap off the sandbox (the session's sandbox outlives each test)."""
+        vars(sandbox.state).pop("post_set", None)
 
     def blind_resends(self) -> list[str]:
         """Codes re-sent by a POST with a token (an append, or a refresh chunk after the first)

@@ -11,22 +11,21 @@ values). The runs needed to converge are reported (always 1 here).
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 
 from connectors.icompleat.sandbox import SandboxServer
 from sync.demo_data import apply_changes
 from tests.engine.support import erp_execute
-from tests.scenarios.harness import World
+from tests.scenarios.harness import MakeWorld, World, make_world_fixture  # noqa: F401 (fixture)
 
 POINTS = ("after_intent", "after_remote_call", "before_state_update")
 CONVERGED: dict[str, int] = {}
 
 
-def changed_world(sandbox: SandboxServer, tmp_path: Path) -> World:
+def changed_world(make_world: MakeWorld) -> World:
     """A world synced once, then changed in the ERP (targeted plan with every operation)."""
-    world = World(sandbox, tmp_path, suppliers=600)
+    world = make_world(suppliers=600)
     assert world.clean().outcome == "ok"
     apply_changes(world.erp)
     erp_execute(world.erp, "DELETE FROM suppliers WHERE supplier_code = 'S00599'")
@@ -52,30 +51,30 @@ def crash_and_converge(world: World, crash_at: str | None = None,
     pytest.param("after_intent:1", marks=pytest.mark.slow),
     pytest.param("after_remote_call:7", marks=pytest.mark.slow),
     pytest.param("before_state_update:8", marks=pytest.mark.slow)])
-def test_s01_first_load_killed(sandbox: SandboxServer, tmp_path: Path, crash_at: str) -> None:
+def test_s01_first_load_killed(make_world: MakeWorld, crash_at: str) -> None:
     """Killed during the first load (complete sets): one clean run converges, no blind re-send."""
-    world = World(sandbox, tmp_path, suppliers=600)
+    world = make_world(suppliers=600)
     assert crash_and_converge(world, crash_at) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crash_at", [
     "before_state_update:4",
-    pytest.param("after_intent:2", marks=pytest.mark.slow),
-    pytest.param("after_remote_call:1", marks=pytest.mark.slow),
-    pytest.param("after_remote_call:5", marks=pytest.mark.slow)])
-def test_s01_incremental_killed(sandbox: SandboxServer, tmp_path: Path, crash_at: str) -> None:
+    "after_intent:2",
+    "after_remote_call:1",
+    "after_remote_call:5"])
+def test_s01_incremental_killed(make_world: MakeWorld, crash_at: str) -> None:
     """Killed during an incremental run (edits, append, delete, values): one clean run."""
-    world = changed_world(sandbox, tmp_path)
+    world = changed_world(make_world)
     assert crash_and_converge(world, crash_at) == 1
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", [*POINTS, "mid_refresh"])
 @pytest.mark.parametrize("nth", [1, 2, 3, 5, 8, 10, 11])
-def test_s01_first_load_every_point(sandbox: SandboxServer, tmp_path: Path, point: str,
-                                    nth: int) -> None:
+def test_s01_first_load_every_point(make_world: MakeWorld, point: str, nth: int) -> None:
     """Every crash point, at many occurrences, during the first load."""
-    world = World(sandbox, tmp_path, suppliers=600)
+    world = make_world(suppliers=600)
     child = world.cli(crash_at=f"{point}:{nth}")
     if not child.killed:
         assert child.returncode == 0, child.stderr[-800:]
@@ -86,10 +85,9 @@ def test_s01_first_load_every_point(sandbox: SandboxServer, tmp_path: Path, poin
 @pytest.mark.slow
 @pytest.mark.parametrize("point", POINTS)
 @pytest.mark.parametrize("nth", [1, 2, 3, 4, 5, 6, 7])
-def test_s01_incremental_every_point(sandbox: SandboxServer, tmp_path: Path, point: str,
-                                     nth: int) -> None:
+def test_s01_incremental_every_point(make_world: MakeWorld, point: str, nth: int) -> None:
     """Every crash point, at each of its occurrences, during an incremental run."""
-    world = changed_world(sandbox, tmp_path)
+    world = changed_world(make_world)
     child = world.cli(crash_at=f"{point}:{nth}")
     if not child.killed:
         assert child.returncode in (0, 4), child.stderr[-800:]
@@ -99,10 +97,10 @@ def test_s01_incremental_every_point(sandbox: SandboxServer, tmp_path: Path, poi
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
-def test_s01_killed_at_random_moments(sandbox: SandboxServer, tmp_path: Path,
+def test_s01_killed_at_random_moments(make_world: MakeWorld, sandbox: SandboxServer,
                                       seed: int) -> None:
     """SIGKILL after a random delay while calls are slowed to 15 ms: one clean run converges."""
-    world = World(sandbox, tmp_path, suppliers=600)
+    world = make_world(suppliers=600)
     sandbox.state.faults.set("*", latency=0.015)
     delay = random.Random(seed).uniform(2.5, 4.5)  # the child spends ~2.5 s importing
     child = world.cli(kill_after=delay)

@@ -10,14 +10,13 @@ are reported.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from connectors.icompleat.sandbox import SandboxServer
 from sync.demo_data import apply_changes
-from tests.scenarios.harness import World
+from tests.scenarios.harness import MakeWorld, World, make_world_fixture  # noqa: F401 (fixture)
 
 READS_PER_UNKNOWN: dict[str, float] = {}
 
@@ -53,26 +52,27 @@ def run_and_check(world: World, label: str) -> Any:
 
 
 @pytest.mark.parametrize("fail", ["500", "drop"])
-def test_s03_refresh_chunk_applied_then_lost(sandbox: SandboxServer, tmp_path: Path,
-                                              fail: str) -> None:
+def test_s03_refresh_chunk_applied_then_lost(make_world: MakeWorld, sandbox: SandboxServer,
+                                             fail: str) -> None:
     """Chunk 2 of 3 lands but its answer is lost: one read settles it, chunk 3 follows."""
-    world = World(sandbox, tmp_path)
+    world = make_world()
     sandbox.state.faults.set("suppliers.post", commit_then_fail=fail, after=1, times=1)
     suppliers = run_and_check(world, f"refresh chunk 2, {fail}")
     assert suppliers.unknown == 1
 
 
-def test_s03_first_chunk_applied_then_lost(sandbox: SandboxServer, tmp_path: Path) -> None:
+def test_s03_first_chunk_applied_then_lost(make_world: MakeWorld, sandbox: SandboxServer) -> None:
     """The first chunk (no token yet) lands but its answer is lost: the set is sent again."""
-    world = World(sandbox, tmp_path)
+    world = make_world()
     sandbox.state.faults.set("suppliers.post", commit_then_fail="drop", times=1)
     run_and_check(world, "refresh chunk 1, drop")
 
 
-def test_s03_targeted_writes_applied_then_lost(sandbox: SandboxServer, tmp_path: Path) -> None:
+def test_s03_targeted_writes_applied_then_lost(make_world: MakeWorld,
+                                               sandbox: SandboxServer) -> None:
     """Every edit, the append and the delete land but answer 500 or nothing: one read settles
     them all at the end of the round, and nothing is sent twice."""
-    world = World(sandbox, tmp_path, suppliers=600)
+    world = make_world(suppliers=600)
     world.clean()
     apply_changes(world.erp)
     sandbox.state.faults.set("suppliers.edit", commit_then_fail="500")
@@ -84,10 +84,10 @@ def test_s03_targeted_writes_applied_then_lost(sandbox: SandboxServer, tmp_path:
     assert len(edits) == 3  # each edit sent once: the read showed it had landed
 
 
-def test_s03_unknown_left_by_a_dead_run_is_settled_first(sandbox: SandboxServer,
-                                                         tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_s03_unknown_left_by_a_dead_run_is_settled_first(make_world: MakeWorld) -> None:
     """An operation a killed run left open is settled by a read at the next start."""
-    world = World(sandbox, tmp_path, suppliers=600)
+    world = make_world(suppliers=600)
     world.clean()
     apply_changes(world.erp)
     child = world.cli(crash_at="after_remote_call:1")

@@ -10,14 +10,12 @@ from __future__ import annotations
 import random
 import sqlite3
 from contextlib import closing
-from pathlib import Path
 
 import pytest
 
-from connectors.icompleat.sandbox import SandboxServer
 from sync.demo_data import insert_suppliers, suppliers
 from tests.engine.support import erp_execute, sync
-from tests.scenarios.harness import World
+from tests.scenarios.harness import MakeWorld, World, make_world_fixture  # noqa: F401 (fixture)
 
 MAX_ATTEMPTS = 5
 
@@ -59,18 +57,18 @@ def settle_and_check(world: World) -> None:
     assert figures.ok, str(figures)
 
 
-def test_s04_five_runs_under_500s(sandbox: SandboxServer, tmp_path: Path) -> None:
+def test_s04_five_runs_under_500s(make_world: MakeWorld) -> None:
     """Five changing runs at 30% 500s: none crashes, then one clean run converges."""
-    world = World(sandbox, tmp_path)
+    world = make_world()
     outcomes = storm(world, 5, seed=4)
     assert set(outcomes) <= {"ok", "partial"}, outcomes
     settle_and_check(world)
 
 
 @pytest.mark.slow
-def test_s04_twenty_runs_under_500s(sandbox: SandboxServer, tmp_path: Path) -> None:
+def test_s04_twenty_runs_under_500s(make_world: MakeWorld) -> None:
     """Twenty changing runs at 30% 500s, as RELIABILITY.md states it."""
-    world = World(sandbox, tmp_path)
+    world = make_world()
     outcomes = storm(world, 20, seed=20)
     assert set(outcomes) <= {"ok", "partial"}, outcomes
     settle_and_check(world)

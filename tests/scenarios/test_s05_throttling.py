@@ -7,13 +7,12 @@ itself, a sliding minute, is proven with a fake clock in tests/icompleat.)
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from connectors.icompleat.sandbox import SandboxServer
-from tests.scenarios.harness import World
+from tests.scenarios.harness import MakeWorld, World, make_world_fixture  # noqa: F401 (fixture)
 
 RETRY_AFTER = 0.3
 
@@ -27,9 +26,9 @@ def run_through(world: World, **fault: Any) -> None:
     assert figures.ok, str(figures)
 
 
-def test_s05_retry_after_is_honoured(sandbox: SandboxServer, tmp_path: Path) -> None:
+def test_s05_retry_after_is_honoured(make_world: MakeWorld, sandbox: SandboxServer) -> None:
     """Four 429s with Retry-After 0.3 s: the next request never comes sooner."""
-    world = World(sandbox, tmp_path, icompleat={"max_backoff_seconds": 2.0})
+    world = make_world(icompleat={"max_backoff_seconds": 2.0})
     run_through(world, retry_after=RETRY_AFTER, times=4)
     entries = sandbox.state.log.entries()
     throttled = [i for i, e in enumerate(entries) if e.status == 429]
@@ -39,17 +38,17 @@ def test_s05_retry_after_is_honoured(sandbox: SandboxServer, tmp_path: Path) -> 
                                                                          entries[i + 1])
 
 
-def test_s05_without_retry_after(sandbox: SandboxServer, tmp_path: Path) -> None:
+def test_s05_without_retry_after(make_world: MakeWorld, sandbox: SandboxServer) -> None:
     """429s without Retry-After: bounded backoff, the run completes."""
-    run_through(World(sandbox, tmp_path), times=3)
+    run_through(make_world(), times=3)
     assert sandbox.state.log.count(status=429) == 3
 
 
 @pytest.mark.parametrize("status", [200, 500])
-def test_s05_throttled_inside_the_body(sandbox: SandboxServer, tmp_path: Path,
+def test_s05_throttled_inside_the_body(make_world: MakeWorld, sandbox: SandboxServer,
                                        status: int) -> None:
     """{"statusCode": 429} in a 200 or a 500 body is throttling, not data nor a failure."""
-    world = World(sandbox, tmp_path)
+    world = make_world()
     run_through(world, throttle_body_status=status, times=3)
     throttled = [e for e in sandbox.state.log.entries() if e.fault.startswith("throttle")]
     assert len(throttled) == 3

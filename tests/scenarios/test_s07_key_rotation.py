@@ -7,20 +7,19 @@ what iCompleat holds, and the next run with the new key converges.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from connectors.icompleat.sandbox import SandboxServer
 from sync.state.store import StateStore
 from tests.engine.support import erp_execute, last_seq
 from tests.fixtures.sandbox import CANARY_KEY, COMPANY_ID, TENANT_ID
-from tests.scenarios.harness import World
+from tests.scenarios.harness import MakeWorld, World, make_world_fixture  # noqa: F401 (fixture)
 
 NEW_KEY = "icsync-rotated-key-0123456789abcdef"
 
 
-def test_s07_rotation_mid_run_stops_at_first_401(sandbox: SandboxServer, tmp_path: Path) -> None:
+def test_s07_rotation_mid_run_stops_at_first_401(make_world: MakeWorld,
+                                                 sandbox: SandboxServer) -> None:
     """401 at request 9 of the first load: the run stops there with exit 5."""
-    world = World(sandbox, tmp_path)
+    world = make_world()
     sandbox.state.faults.rotate_key_at(TENANT_ID, 9, NEW_KEY)
     child = world.cli()
     assert child.returncode == 5, child.stderr[-800:]
@@ -48,10 +47,10 @@ def remote_copy(world: World) -> dict[str, dict[str, object]]:
         store.close()
 
 
-def test_s07_rotation_before_the_run_changes_no_state(sandbox: SandboxServer,
-                                                       tmp_path: Path) -> None:
+def test_s07_rotation_before_the_run_changes_no_state(make_world: MakeWorld,
+                                                      sandbox: SandboxServer) -> None:
     """401 on the first call of a later run (an edit): nothing more sent, remote copy intact."""
-    world = World(sandbox, tmp_path)
+    world = make_world()
     world.clean()
     erp_execute(world.erp, "UPDATE suppliers SET phone = '+44 20 7946 0999' "
                            "WHERE supplier_code = 'S00042'")

@@ -9,7 +9,6 @@ sent again while its source row is unchanged, and is sent (and lands) once it is
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,7 @@ from connectors.icompleat.sandbox import SandboxServer, references
 from sync.entities import Kind
 from sync.state.store import StateStore
 from tests.engine.support import erp_execute, last_seq, writes
-from tests.scenarios.harness import World
+from tests.scenarios.harness import MakeWorld, World, make_world_fixture  # noqa: F401 (fixture)
 
 NAME_LIMIT = 35
 
@@ -61,10 +60,10 @@ def quarantined(world: World) -> dict[str, str]:
         store.close()
 
 
-def test_s08_bad_rows_quarantined_good_rows_land(strict_sandbox: SandboxServer,
-                                                 tmp_path: Path) -> None:
+def test_s08_bad_rows_quarantined_good_rows_land(make_world: MakeWorld,
+                                                 strict_sandbox: SandboxServer) -> None:
     """First load with 8 bad rows in 3 chunks: 242 land, 8 quarantined with code 12."""
-    world = World(strict_sandbox, tmp_path)
+    world = make_world()
     bad = spoil(world)
     result = world.clean()
     suppliers = {k.kind: k for k in result.kinds}["suppliers"]
@@ -77,9 +76,9 @@ def test_s08_bad_rows_quarantined_good_rows_land(strict_sandbox: SandboxServer,
     assert all("error 12" in m and "Name" in m for m in held.values())
 
 
-def test_s08_not_resent_until_changed(strict_sandbox: SandboxServer, tmp_path: Path) -> None:
+def test_s08_not_resent_until_changed(make_world: MakeWorld, strict_sandbox: SandboxServer) -> None:
     """A second run sends nothing; fixing one row sends that row only, and it lands."""
-    world = World(strict_sandbox, tmp_path)
+    world = make_world()
     bad = spoil(world)
     world.clean()
     seq = last_seq(strict_sandbox)

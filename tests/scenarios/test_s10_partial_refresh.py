@@ -7,12 +7,12 @@ set was live. L = D = X = U = 0 afterwards, and no chunk is sent twice.
 
 from __future__ import annotations
 
-from pathlib import Path
+import pytest
 
 from connectors.icompleat.sandbox import SandboxServer
 from sync.engine import CompanyResult, KindResult
 from tests.engine.support import erp_execute, last_seq, remote_codes, writes
-from tests.scenarios.harness import World
+from tests.scenarios.harness import MakeWorld, make_world_fixture  # noqa: F401 (fixture)
 
 WINDOWS: dict[str, float] = {}
 
@@ -22,9 +22,9 @@ def suppliers_of(result: CompanyResult) -> KindResult:
     return {k.kind: k for k in result.kinds}["suppliers"]
 
 
-def test_s10_killed_after_chunk_one(sandbox: SandboxServer, tmp_path: Path) -> None:
+def test_s10_killed_after_chunk_one(make_world: MakeWorld, sandbox: SandboxServer) -> None:
     """SIGKILL right after suppliers chunk 1 of 3: the next start resumes with chunk 2."""
-    world = World(sandbox, tmp_path)
+    world = make_world()
     child = world.cli(crash_at="mid_refresh:5")  # 4 one-chunk kinds, then suppliers chunk 1
     assert child.killed, child.stderr[-800:]
     assert len(remote_codes(sandbox, "suppliers")) == 100  # the partial set is live
@@ -39,10 +39,10 @@ def test_s10_killed_after_chunk_one(sandbox: SandboxServer, tmp_path: Path) -> N
     assert world.check().ok, str(world.check())
 
 
-def test_s10_server_error_after_chunk_one(sandbox: SandboxServer, tmp_path: Path) -> None:
+def test_s10_server_error_after_chunk_one(make_world: MakeWorld, sandbox: SandboxServer) -> None:
     """Chunk 2 keeps answering 500 for the whole run: the run ends partial with the marker
     open; the next run (iCompleat healthy again) finishes the set and reports the window."""
-    world = World(sandbox, tmp_path)
+    world = make_world()
     sandbox.state.faults.set("suppliers.post", error_rate=1.0, after=1)
     first = world.clean()
     assert first.outcome == "partial", first.to_dict()
@@ -57,20 +57,21 @@ def test_s10_server_error_after_chunk_one(sandbox: SandboxServer, tmp_path: Path
     assert world.check().ok, str(world.check())
 
 
-def test_s10_one_error_is_recovered_within_the_run(sandbox: SandboxServer,
-                                                   tmp_path: Path) -> None:
+def test_s10_one_error_is_recovered_within_the_run(make_world: MakeWorld,
+                                                   sandbox: SandboxServer) -> None:
     """A single 500 on chunk 2: settled by a read and resumed in the same run."""
-    world = World(sandbox, tmp_path)
+    world = make_world()
     sandbox.state.faults.set("suppliers.post", error_rate=1.0, after=1, times=1)
     result = world.clean()
     assert result.outcome == "ok", result.to_dict()
     assert world.check().ok, str(world.check())
 
 
-def test_s10_changed_source_restarts_the_set(sandbox: SandboxServer, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_s10_changed_source_restarts_the_set(make_world: MakeWorld, sandbox: SandboxServer) -> None:
     """The source changed after the crash: the set is sent again from the start (a new complete
     set), never finished with chunks of another set."""
-    world = World(sandbox, tmp_path)
+    world = make_world()
     child = world.cli(crash_at="mid_refresh:5")
     assert child.killed
     erp_execute(world.erp, "UPDATE suppliers SET supplier_name = 'Changed Ltd' "

@@ -6,14 +6,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from connectors.icompleat.sandbox import SandboxServer
 from tests.engine.support import last_seq, writes
-from tests.scenarios.harness import World
+from tests.scenarios.harness import MakeWorld, make_world_fixture  # noqa: F401 (fixture)
 
 
-def test_s13_second_run_writes_nothing(sandbox: SandboxServer, tmp_path: Path) -> None:
+def test_s13_second_run_writes_nothing(make_world: MakeWorld, sandbox: SandboxServer) -> None:
     """Run, run again: the second run only reads the ERP and the state."""
-    world = World(sandbox, tmp_path)
+    world = make_world()
     world.clean()
     seq = last_seq(sandbox)
     result = world.clean()
@@ -22,9 +24,10 @@ def test_s13_second_run_writes_nothing(sandbox: SandboxServer, tmp_path: Path) -
     assert all(k.calls == 0 for k in result.kinds)
 
 
-def test_s13_no_writes_after_restoring_a_backup(sandbox: SandboxServer, tmp_path: Path) -> None:
+def test_s13_no_writes_after_restoring_a_backup(make_world: MakeWorld, sandbox: SandboxServer,
+                                                tmp_path: Path) -> None:
     """Back up after the first run, run, restore, run: zero writes each time."""
-    world = World(sandbox, tmp_path)
+    world = make_world()
     world.clean()
     backup = tmp_path / "backup.db"
     shutil.copyfile(world.state, backup)
@@ -36,9 +39,10 @@ def test_s13_no_writes_after_restoring_a_backup(sandbox: SandboxServer, tmp_path
     assert world.check().ok
 
 
-def test_s13_no_writes_through_the_command(sandbox: SandboxServer, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_s13_no_writes_through_the_command(make_world: MakeWorld, sandbox: SandboxServer) -> None:
     """`icsync sync` twice: exit 0 both times, the second with zero writes, all kinds "none"."""
-    world = World(sandbox, tmp_path)
+    world = make_world()
     world.clean()
     seq = last_seq(sandbox)
     child = world.cli()

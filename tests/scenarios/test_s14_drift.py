@@ -9,12 +9,10 @@ dropped from the remote copy nor re-created without a second, consistent read.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from connectors.icompleat.sandbox import SandboxServer
 from tests.engine.support import remote_codes
 from tests.fixtures.sandbox import COMPANY_ID, TENANT_ID
-from tests.scenarios.harness import World
+from tests.scenarios.harness import MakeWorld, make_world_fixture  # noqa: F401 (fixture)
 
 
 def hand_changes(sandbox: SandboxServer) -> dict[str, str]:
@@ -28,9 +26,9 @@ def hand_changes(sandbox: SandboxServer) -> dict[str, str]:
     return {"edited": edited["Code"], "deleted": deleted, "added": "HAND1"}
 
 
-def test_s14_drift_repaired_when_source_wins(sandbox: SandboxServer, tmp_path: Path) -> None:
+def test_s14_drift_repaired_when_source_wins(make_world: MakeWorld, sandbox: SandboxServer) -> None:
     """--full finds the three hand changes and puts the source's version back."""
-    world = World(sandbox, tmp_path)
+    world = make_world()
     world.clean()
     codes = hand_changes(sandbox)
     assert not world.check().ok
@@ -43,9 +41,9 @@ def test_s14_drift_repaired_when_source_wins(sandbox: SandboxServer, tmp_path: P
     assert result.outcome == "ok"
 
 
-def test_s14_drift_only_reported(sandbox: SandboxServer, tmp_path: Path) -> None:
+def test_s14_drift_only_reported(make_world: MakeWorld, sandbox: SandboxServer) -> None:
     """With drift_policy "report" the drift is listed and iCompleat keeps the hand changes."""
-    world = World(sandbox, tmp_path, drift_policy="report")
+    world = make_world(drift_policy="report")
     world.clean()
     codes = hand_changes(sandbox)
     seq = len(sandbox.state.log.entries())
@@ -57,10 +55,10 @@ def test_s14_drift_only_reported(sandbox: SandboxServer, tmp_path: Path) -> None
     assert codes["deleted"] not in remote_codes(sandbox, "suppliers")
 
 
-def test_s14_list_shrinking_while_paged(sandbox: SandboxServer, tmp_path: Path) -> None:
+def test_s14_list_shrinking_while_paged(make_world: MakeWorld, sandbox: SandboxServer) -> None:
     """A record removed from page 1 while page 2 is served shifts another out of sight: the
     second read shows it is there, so it is neither dropped nor re-created."""
-    world = World(sandbox, tmp_path)
+    world = make_world()
     world.clean()
     codes = remote_codes(sandbox, "suppliers")
     gone, shifted = codes[10], codes[100]

@@ -12,15 +12,17 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from connectors.icompleat.sandbox import SandboxServer
 from sync.demo_data import apply_changes
 from tests.engine.support import last_seq, writes
-from tests.scenarios.harness import World
+from tests.scenarios.harness import MakeWorld, World, make_world_fixture  # noqa: F401 (fixture)
 
 
-def test_s19_corrupt_state_is_refused(sandbox: SandboxServer, tmp_path: Path) -> None:
+def test_s19_corrupt_state_is_refused(make_world: MakeWorld, sandbox: SandboxServer) -> None:
     """A damaged state file: exit 1, an error saying what to do, the file untouched."""
-    world = World(sandbox, tmp_path)
+    world = make_world()
     world.clean()
     data = bytearray(world.state.read_bytes())
     data[4096:8192] = b"\xde\xad\xbe\xef" * 1024  # a whole page of garbage
@@ -33,9 +35,10 @@ def test_s19_corrupt_state_is_refused(sandbox: SandboxServer, tmp_path: Path) ->
     assert writes(sandbox, seq) == []
 
 
-def test_s19_deleted_state_is_rebuilt(sandbox: SandboxServer, tmp_path: Path) -> None:
+def test_s19_deleted_state_is_rebuilt(make_world: MakeWorld, sandbox: SandboxServer,
+                                      tmp_path: Path) -> None:
     """No state at all: the lists are read back, nothing is deleted or created again."""
-    world = World(sandbox, tmp_path)
+    world = make_world()
     world.clean()
     for path in tmp_path.glob("state.db*"):
         path.unlink()
@@ -46,10 +49,11 @@ def test_s19_deleted_state_is_rebuilt(sandbox: SandboxServer, tmp_path: Path) ->
     assert world.check().ok
 
 
-def test_s19_deleted_state_with_erp_changes(sandbox: SandboxServer, tmp_path: Path) -> None:
+def test_s19_deleted_state_with_erp_changes(make_world: MakeWorld, sandbox: SandboxServer,
+                                            tmp_path: Path) -> None:
     """No state and a changed ERP: only suppliers are written (no token to append with after
     the loss, so the new one goes in a complete set), one removed, nothing duplicated."""
-    world = World(sandbox, tmp_path, suppliers=600)
+    world = make_world(suppliers=600)
     world.clean()
     for path in tmp_path.glob("state.db*"):
         path.unlink()
@@ -74,9 +78,9 @@ def old_backup(world: World) -> Path:
     return backup
 
 
-def test_s19_old_backup_with_full(sandbox: SandboxServer, tmp_path: Path) -> None:
+def test_s19_old_backup_with_full(make_world: MakeWorld, sandbox: SandboxServer) -> None:
     """An old backup restored, then --full: converges without re-sending anything."""
-    world = World(sandbox, tmp_path, suppliers=600)
+    world = make_world(suppliers=600)
     old_backup(world)
     seq = last_seq(sandbox)
     result = world.clean(full=True)
@@ -85,9 +89,10 @@ def test_s19_old_backup_with_full(sandbox: SandboxServer, tmp_path: Path) -> Non
     assert world.check().ok, str(world.check())
 
 
-def test_s19_old_backup_without_full(sandbox: SandboxServer, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_s19_old_backup_without_full(make_world: MakeWorld, sandbox: SandboxServer) -> None:
     """An old backup restored and a plain run: no mass delete, no duplicate, converged."""
-    world = World(sandbox, tmp_path, suppliers=600)
+    world = make_world(suppliers=600)
     old_backup(world)
     seq = last_seq(sandbox)
     world.clean()
