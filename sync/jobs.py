@@ -125,6 +125,11 @@ class ScheduledJob:
         self.running = False
         self.stopping = False
 
+    def shift(self, seconds: float) -> None:
+        """The host clock stepped by ``seconds``: move the last slot with it (no false misses)."""
+        if self.last_slot is not None:
+            self.last_slot += timedelta(seconds=seconds)
+
     def drain(self) -> None:
         """Stop starting runs; a running one finishes its call in flight, then stops."""
         self.stopping = True

@@ -165,3 +165,23 @@ def unjittered(trigger: BaseTrigger) -> BaseTrigger:
         clone.jitter = None
         return clone
     return trigger
+
+
+class ClockWatch:
+    """Notices steps of the host's wall clock by comparing it with the monotonic clock.
+
+    The daemon samples it every second; a difference of ``threshold`` seconds or more between
+    how far the wall clock moved and how far real time moved is a step (an NTP correction, a
+    manual change, a VM resumed). Schedules are then recomputed from the new time: after a step
+    back the next run is not delayed by the step, after a step forward the skipped wall time is
+    not counted as missed runs. Leases never depend on this clock (they use the database's).
+    """
+
+    def __init__(self, wall: float, monotonic: float, threshold: float = 5.0) -> None:
+        self.wall, self.monotonic, self.threshold = wall, monotonic, threshold
+
+    def step(self, wall: float, monotonic: float) -> float | None:
+        """The step in seconds since the last sample (positive: forward), or None."""
+        moved = (wall - self.wall) - (monotonic - self.monotonic)
+        self.wall, self.monotonic = wall, monotonic
+        return moved if abs(moved) >= self.threshold else None

@@ -45,7 +45,7 @@ from sync.logs import get_logger
 from sync.metrics import Metrics
 from sync.notify import Notifier
 from sync.runtime import Runtime, open_runtime
-from sync.schedules import build_trigger, fire_times
+from sync.schedules import ClockWatch, build_trigger, fire_times
 from sync.service_http import build_app
 from sync.state.store import Fence
 
@@ -157,6 +157,7 @@ class Daemon:
         server_task = asyncio.create_task(server.serve(sockets=[sock]))
         self._install_signals()
         watchdog = asyncio.create_task(self.notifier.watchdog_loop())
+        clock = asyncio.create_task(self._watch_clock(scheduler))
         try:
             await self._wait_started(server, server_task)
             scheduler.start()
@@ -166,6 +167,7 @@ class Daemon:
                      jobs=[j.name for j in self.jobs], holder=rt.holder)
             await self._until_stopped(server_task)
         finally:
+            clock.cancel()
             await self._shutdown(scheduler, server, server_task)
             watchdog.cancel()
             self._remove_signals()
@@ -188,6 +190,16 @@ class Daemon:
                                   max_instances=1, coalesce=True,
                                   misfire_grace_time=_grace(runner), **extra)
                 self.jobs.append(runner)
+
+    async def _watch_clock(self, scheduler: AsyncIOScheduler) -> None:
+        """Every second: on a wall-clock step, re-plan every schedule from the new time."""
+        watch = ClockWatch(time.time(), time.monotonic())
+        while True:
+            await asyncio.sleep(1.0)
+            step = watch.step(time.time(), time.monotonic())
+            if step is not None:
+                log.warning("clock_step", seconds=round(step, 1))
+                replan(scheduler, self.jobs, step)
 
     async def _wait_started(self, server: uvicorn.Server, task: asyncio.Task[None]) -> None:
         deadline = time.monotonic() + 10
@@ -265,6 +277,15 @@ class Daemon:
     def _status(self) -> str:
         running = [j.name for j in self.jobs if j.running]
         return f"{len(self.jobs)} jobs scheduled; running: {', '.join(running) or 'none'}"
+
+
+def replan(scheduler: AsyncIOScheduler, jobs: list[ScheduledJob], step: float) -> None:
+    """After a host clock step: every job's next run from the new now, slots shifted too."""
+    for job in jobs:
+        job.shift(step)
+    now = datetime.now(UTC)
+    for planned in scheduler.get_jobs():
+        planned.modify(next_run_time=planned.trigger.get_next_fire_time(None, now))
 
 
 def _grace(job: ScheduledJob) -> int:
