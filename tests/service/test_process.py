@@ -14,9 +14,10 @@ import pytest
 from connectors.icompleat.sandbox import SandboxServer
 from connectors.icompleat.sandbox.faults import Fault
 from sync.state.store import StateStore
-from tests.fixtures.sandbox import CANARY_KEY, COMPANY_ID, TENANT_ID
+from tests.fixtures.sandbox import CANARY_KEY, TENANT_ID
 from tests.service.world import (
     WEBHOOK_TOKEN,
+    approve,
     free_port,
     json_lines,
     start_daemon,
@@ -24,7 +25,6 @@ from tests.service.world import (
     wait_http,
     write_config,
 )
-from tests.transactions.world import tx_body
 
 # Each test starts a real daemon process (imports alone take seconds on a loaded machine).
 pytestmark = pytest.mark.slow
@@ -116,10 +116,7 @@ def test_second_sigterm_exits_at_once(tmp_path: Path, sandbox: SandboxServer) ->
 def test_a_whole_daemon_run_never_logs_a_secret(tmp_path: Path, sandbox: SandboxServer) -> None:
     """Sync, poll, webhook pushes good and bad, stop: JSON logs with context, no key or token."""
     state = sandbox.state
-    ids = [str(state.create_transaction(TENANT_ID, COMPANY_ID, tx_body(n))["Id"])
-           for n in (1, 2)]
-    for tx_id in ids:
-        state.approve(TENANT_ID, tx_id)
+    ids = approve(sandbox, (1, 2))
     port = free_port()
     config = write_config(tmp_path, sandbox.url, service={"listen": f"127.0.0.1:{port}"})
     out = tmp_path / "out.log"

@@ -12,7 +12,7 @@ from connectors.icompleat.sandbox import SandboxServer
 from sync.errors import ConfigError
 from sync.jobs import ScheduledJob
 from sync.service import Daemon, parse_listen
-from sync.state.store import StateStore
+from sync.state.store import QuarantineEntry, StateStore
 from tests.fixtures.sandbox import COMPANY_ID, TENANT_ID
 from tests.service.world import WEBHOOK_TOKEN, load, running_daemon, wait_for, write_config
 
@@ -25,6 +25,9 @@ async def test_daemon_runs_jobs_and_serves_health_metrics_webhook(
         tmp_path: Path, sandbox: SandboxServer) -> None:
     """Jobs run at start under leases; /healthz, /readyz, /metrics and the webhook answer."""
     config = load(write_config(tmp_path, sandbox.url))
+    with StateStore.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        store.quarantine("acme", "suppliers", [QuarantineEntry("S1", "bad_iban", "S1: IBAN")])
+        store.ledger_seen(COMPANY_ID, "tx-waiting", "INV")
     async with running_daemon(config) as (daemon, url), httpx.AsyncClient(
             base_url=url, trust_env=False) as http:
         assert sorted(j.name for j in daemon.jobs) == [
@@ -43,6 +46,8 @@ async def test_daemon_runs_jobs_and_serves_health_metrics_webhook(
         assert 'icsync_job_runs_total{company="acme",job="reference",outcome="ok"} 1.0' in text
         assert 'icsync_api_calls_total{outcome="ok",route="taxcodes.post",status="200"}' in text
         assert 'icsync_seconds_since_last_success{company="acme",kind="tax_codes"}' in text
+        assert 'icsync_quarantine_size{company="acme",kind="suppliers"} 1.0' in text
+        assert 'icsync_ledger_backlog{company="acme",status="seen"} 1.0' in text
         refused = await http.post("/webhooks/icompleat/invoices", json={"Id": "x"},
                                   headers={"x-compleat-secret-token": "wrong"})
         assert refused.status_code == 401
