@@ -91,11 +91,13 @@ async def test_job_longer_than_its_interval(store: StateStore) -> None:
 
 
 async def test_daemon_down_across_three_slots_runs_once(store: StateStore) -> None:
-    """Restarted 3.5 hours after the last hourly run: one catch-up run, two runs counted missed."""
+    """Restarted after three hourly slots passed: one catch-up run, two counted as missed."""
     metrics = Metrics()
     first = _job(store, _Body(0), "1h", metrics)
     await first()
-    restart = datetime.now(UTC) + timedelta(hours=3, minutes=30)
+    last = store.last_runs("acme")[0].started_at
+    slots = slots_between(build_trigger("1h"), last, last + timedelta(hours=5))
+    restart = slots[2] + timedelta(minutes=30)  # three hourly slots passed while down
     body = _Body(0)
     job = _job(store, body, "1h", metrics, wall=lambda: restart)
     when = await job.prime(jitter=0, now=restart)
