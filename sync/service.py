@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from sync.config import CompanyConfig, Config
@@ -160,6 +161,7 @@ class Daemon:
         clock = asyncio.create_task(self._watch_clock(scheduler))
         try:
             await self._wait_started(server, server_task)
+            scheduler.add_listener(self._job_done, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
             scheduler.start()
             self.started.set()
             self.notifier.ready(self._status())
@@ -275,8 +277,14 @@ class Daemon:
             await asyncio.wait(pending, timeout=3)
 
     def _status(self) -> str:
+        """The one line ``systemctl status`` shows: jobs running and each one's last outcome."""
         running = [j.name for j in self.jobs if j.running]
-        return f"{len(self.jobs)} jobs scheduled; running: {', '.join(running) or 'none'}"
+        last = [f"{j.name} {j.last.outcome}" for j in self.jobs if j.last is not None]
+        return (f"{len(self.jobs)} jobs; running: {', '.join(running) or 'none'}; "
+                f"last: {', '.join(last) or 'none yet'}")
+
+    def _job_done(self, _event: object) -> None:
+        self.notifier.status(self._status())
 
 
 def replan(scheduler: AsyncIOScheduler, jobs: list[ScheduledJob], step: float) -> None:

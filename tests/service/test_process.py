@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import time
@@ -69,6 +70,7 @@ def test_notify_and_sigterm_finish_the_call_in_flight(
         ready = _until(sock, "READY")
         assert ready["MAINPID"] == str(proc.pid)
         assert _until(sock, "WATCHDOG") == {"WATCHDOG": "1"}
+        assert re.search(r"last: .*acme:\w+ ok", _until(sock, "STATUS")["STATUS"])
         time.sleep(latency * 1.5)  # the reference job is calls into its run
         signalled = time.time()
         proc.send_signal(signal.SIGTERM)
