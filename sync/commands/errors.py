@@ -31,11 +31,12 @@ from rich.table import Table
 
 from sync.config import Config, load_config
 from sync.errors import ConfigError
+from sync.ledger import RESOLVED_PREFIX
 from sync.runtime import open_store
 from sync.state.store import LedgerRow, QuarantineRow, StateStore
 
 TRANSACTIONS = "transactions"
-RESOLVED = "resolved by an operator"
+RESOLVED = RESOLVED_PREFIX  # the ledger's rules never retry a row whose error starts so
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
