@@ -447,6 +447,15 @@ def canonical_column(
     return column.values, column.problems
 
 
+def _strip_zeros(parts: Any) -> Any:
+    """Leading zeros off the all-digit parts (the regex runs only where a part starts "0")."""
+    zero = pc.fill_null(pc.starts_with(parts, "0"), False)
+    if not pc.any(zero).as_py():
+        return parts
+    stripped = pc.replace_substring_regex(pc.filter(parts, zero), "^0+([0-9]+)$", r"\1")
+    return pc.replace_with_mask(parts, zero, stripped)
+
+
 def _folded(keys: np.ndarray, arrow: Any = None) -> Any:
     """The collision keys of ``keys`` as an Arrow string array (null for a missing key)."""
     arr = as_arrow(keys) if arrow is None else arrow
@@ -454,10 +463,13 @@ def _folded(keys: np.ndarray, arrow: Any = None) -> Any:
         return pa.array([None if k is None else collision_key(str(k)) for k in keys.tolist()],
                         type=pa.string())
     fast = pc.fill_null(pc.match_substring_regex(arr, "^[ -~\x1f]*$"), False)
-    parts = pc.split_pattern(pc.ascii_lower(pc.filter(arr, fast)), KEY_SEP)
-    flat = pc.replace_substring_regex(pc.utf8_trim(pc.list_flatten(parts), " "),
-                                      "^0+([0-9]+)$", r"\1")
-    folded = pc.binary_join(pa.ListArray.from_arrays(parts.offsets, flat), KEY_SEP)
+    multipart = bool(pc.any(pc.match_substring(arr, KEY_SEP)).as_py())
+    if multipart:
+        parts = pc.split_pattern(pc.ascii_lower(pc.filter(arr, fast)), KEY_SEP)
+        flat = _strip_zeros(pc.utf8_trim(pc.list_flatten(parts), " "))
+        folded = pc.binary_join(pa.ListArray.from_arrays(parts.offsets, flat), KEY_SEP)
+    else:
+        folded = _strip_zeros(pc.utf8_trim(pc.ascii_lower(pc.filter(arr, fast)), " "))
     slow = np.flatnonzero(~mask(fast))
     if not len(slow):
         return folded

@@ -269,6 +269,19 @@ def test_numeric_source_columns() -> None:
         "2": {"Code": "2", "Name": "b", "Rate": 5.0, "_digest": frame.at["2", "_digest"]}}
 
 
+@pytest.mark.parametrize("rates", [
+    pd.Series([20, 5], dtype="int64"), pd.Series([20.0, 5.0], dtype="float64"),
+    pd.Series(["20", "5.0"], dtype=object), pd.Series(["20", "5"], dtype="str"),
+])
+def test_digests_do_not_depend_on_the_source_dtype(rates: pd.Series) -> None:
+    """Rates read as int64, float64, text or pandas str digest alike."""
+    raw = pd.DataFrame({"Code": ["T1", "T2"], "Name": ["std", "low"], "Rate": rates})
+    frame = normalise(TAX, raw).frame
+    assert frame["_digest"].tolist() == [
+        record_digest(TAX, {"Code": "T1", "Name": "std", "Rate": 20}),
+        record_digest(TAX, {"Code": "T2", "Name": "low", "Rate": 5})]
+
+
 def test_canonical_records_are_tolerant() -> None:
     """Read-back records are never rejected; keyless ones are skipped, the last duplicate wins."""
     frame = canonical_records(TAX, [
