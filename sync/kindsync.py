@@ -10,13 +10,18 @@ Nothing rejected is ever turned into a delete.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from connectors.base import CompanyRef, SourceRead
+from connectors.icompleat.routes import WRITE_CHUNK_SIZE
+from sync import fingerprint
 from sync.apply import (
     ApplyOutcome,
     KindRun,
@@ -31,6 +36,7 @@ from sync.apply import (
 from sync.apply_fields import MARKER_PREFIX, apply_fields
 from sync.config import Settings
 from sync.diff import KindDiff, diff
+from sync.entities import Kind
 from sync.guard import GuardVerdict, check_guard
 from sync.normalise import KindMapping, Normalised, Rejection, normalise
 from sync.plan import KindPlan, Plan, plan_custom_fields, plan_kind, restricted
@@ -53,11 +59,30 @@ class PlannedKind:
 
 @dataclass
 class StateView:
-    """The remote copy a plan is made against (or, in a dry run, a read of iCompleat)."""
+    """The remote copy a plan is made against (or, in a dry run, a read of iCompleat).
 
-    records: Records
+    A LIGHT view (``records`` None) has only keys and digests, which is all a diff needs to
+    find creates, deletes and unchanged rows; the records are loaded when the diff finds edits
+    (for their field-level before/after) or a plan must re-send kept records.
+    """
+
+    records: Records | None
     digests: dict[str, str]
     frame: pd.DataFrame = field(repr=False)
+
+    @property
+    def light(self) -> bool:
+        """True when only keys and digests were loaded."""
+        return self.records is None
+
+
+def digest_frame(kind: Kind, digests: Mapping[str, str]) -> pd.DataFrame:
+    """Pure: a canonical-shaped frame with the keys and digests only (every field None)."""
+    keys = sorted(digests)
+    index = pd.Index(keys, dtype=object, name="key")
+    data: dict[str, Any] = {f: np.full(len(keys), None, dtype=object) for f in kind.field_names}
+    data["_digest"] = np.array([digests[k] for k in keys], dtype=object)
+    return pd.DataFrame(data, index=index, dtype=object, copy=False)
 
 
 def without(frame: pd.DataFrame, keys: Iterable[str]) -> pd.DataFrame:
@@ -102,7 +127,14 @@ class KindSync:
             drift, override = await self._readback()
             if self.full:
                 drifts.append(drift)
-        norm = await self._normalise(await self._read_source())
+        read = await self._read_source()
+        prints = (await asyncio.to_thread(fingerprint.source_hash, read.frame),
+                  fingerprint.kind_settings(run))
+        if override is None and not self.full and read.complete:
+            count = await fingerprint.unchanged(run, *prints)
+            if count is not None:
+                return self._nothing_to_do(count)
+        norm = await self._normalise(read)
         self.planned = PlannedKind(None, norm.rejected, norm.warnings)
         run.result.rejected += len(norm.rejected)
         if not self.dry_run:
@@ -110,6 +142,18 @@ class KindSync:
         await self._rounds(norm.frame, override)
         if run.result.rejected or run.result.failed:
             run.result.outcome = "partial" if run.result.outcome == "ok" else run.result.outcome
+        elif run.result.outcome == "ok" and not norm.warnings and not self.dry_run:
+            await fingerprint.keep(run, *prints)
+        return self.planned
+
+    def _nothing_to_do(self, count: int) -> PlannedKind:
+        """The fast path's plan: every record unchanged, no call."""
+        name = self.run.kind.name
+        plan = KindPlan(
+            kind=name, strategy="none", diff=KindDiff(name, unchanged=count), source_count=count,
+            remote_count=count, calls=0, targeted_calls=0,
+            refresh_calls=max(1, math.ceil(count / WRITE_CHUNK_SIZE)))
+        self._first_plan(plan)
         return self.planned
 
     async def _readback(self) -> tuple[Drift, StateView | None]:
@@ -129,10 +173,13 @@ class KindSync:
         frame = await asyncio.to_thread(canonical, self.run.kind, list(records.values()))
         return StateView(records, digests, frame)
 
-    async def _state(self) -> StateView:
+    async def _state(self, *, light: bool = False) -> StateView:
         store, company, kind = self.run.rt.store, self.run.company.name, self.run.kind.name
-        records = await self.run.db(store.remote_records, company, kind)
         digests = await self.run.db(store.remote_digests, company, kind)
+        if light:
+            frame = await asyncio.to_thread(digest_frame, self.run.kind, digests)
+            return StateView(None, digests, frame)
+        records = await self.run.db(store.remote_records, company, kind)
         return await self._view(records, digests)
 
     async def _read_source(self) -> SourceRead:
@@ -168,10 +215,10 @@ class KindSync:
         run, store = self.run, self.run.rt.store
         held = {r.key for r in self.planned.rejected if r.key and r.severity == "reject"}
         quarantined = [q for q in await run.db(store.quarantined, run.company.name,
-                                               run.kind.name, "open")
+                                               run.kind.name, None)
                        if q.origin == "remote"]
         digests = frame["_digest"] if len(frame) else pd.Series(dtype=object)
-        same = {q.key for q in quarantined if q.key in digests.index
+        same = {q.key for q in quarantined if q.status == "open" and q.key in digests.index
                 and digests[q.key] == q.source_digest}
         run.result.rejected += len(same - run.rejected_keys - self.counted)
         self.counted |= same
@@ -197,14 +244,17 @@ class KindSync:
     async def _rounds(self, source: pd.DataFrame, override: StateView | None) -> None:
         run = self.run
         for round_no in range(MAX_ROUNDS):
-            state = override or await self._state()
+            state = override or await self._state(light=run.kind.name != "custom_fields")
             held = await self._held(source)
             work = without(source, held)
             marker, forced = await self._markers()
             token = await self._can_append()
             kind_diff = await asyncio.to_thread(diff, run.kind, work, state.frame, hold=held)
+            if state.light and (kind_diff.edits or kind_diff.held or self.policy == "ignore"):
+                state = await self._state()
+                kind_diff = await asyncio.to_thread(diff, run.kind, work, state.frame, hold=held)
             plan = self._plan(kind_diff, work, state, token is not None, marker)
-            plan = self._guarded(plan, work, len(state.records), token is not None, marker)
+            plan = self._guarded(plan, work, len(state.digests), token is not None, marker)
             if round_no == 0:
                 self._first_plan(plan)
             if self.dry_run or (plan.strategy == "none" and marker is None and not forced):
@@ -263,9 +313,14 @@ class KindSync:
     def _records(self, plan: KindPlan, work: pd.DataFrame,
                  state: StateView) -> tuple[Records, dict[str, str]]:
         """Records to send: the source's, plus the remote copy's version of the KEPT ones
-        (held rows, and those beyond the source under delete policy "ignore")."""
+        (held rows, and those beyond the source under delete policy "ignore"). A targeted
+        plan only needs the rows it edits or creates."""
+        if plan.strategy == "targeted" and self.run.kind.name != "custom_fields":
+            needed = [*plan.diff.edited_keys, *plan.diff.creates]
+            work = work.loc[[k for k in needed if k in work.index]]
         records, digests = frame_records(self.run.kind, work)
-        records.update({k: state.records[k] for k in plan.kept if k in state.records})
+        kept = state.records or {}  # a light view is only used when nothing is kept
+        records.update({k: kept[k] for k in plan.kept if k in kept})
         digests.update({k: state.digests[k] for k in plan.kept if k in state.digests})
         return records, digests
 
