@@ -40,6 +40,12 @@ log = get_logger("icsync.jobs")
 JOBS: tuple[str, ...] = ("reference", "readback", "transactions")
 FAILING = frozenset({"failed", "auth", "error"})
 HEALTHY = frozenset({"ok", "partial", "blocked"})
+
+
+def is_failure(report: JobReport) -> bool:
+    """A run that counts towards /readyz's failure streak: it failed, or it was "partial"
+    because a dependency failed (a job-level error), not merely because rows were rejected."""
+    return report.outcome in FAILING or (report.outcome == "partial" and bool(report.error))
 _REFERENCE_COUNTS = ("created", "edited", "deleted", "unchanged", "rejected", "failed")
 _TX_COUNTS = ("seen", "posted", "created", "written_back", "quarantined", "failed", "skipped")
 
@@ -252,7 +258,7 @@ class ScheduledJob:
             metrics.record_counts(self.company, self.job, kind, counts)
             if report.outcome in HEALTHY and self.job != "readback" and not counts.get("failed"):
                 metrics.mark_success(self.company, kind)
-        if report.outcome in FAILING:
+        if is_failure(report):
             self.failures += 1
         elif report.outcome in HEALTHY:
             self.failures = 0

@@ -16,7 +16,8 @@ scheduler, then tell systemd ``READY=1``. Stop: the first SIGTERM (or SIGINT) st
 lets each running job finish the call in flight (any NEW call is refused, so the job records its
 state and ends), releases the leases, stops the server and exits 0 within ``shutdown_seconds``;
 jobs still running at the deadline are cancelled (their journal makes that safe). A second
-SIGTERM exits at once with status 1.
+SIGTERM exits at once with status 1. When iCompleat rejects the credentials (HTTP 401), the
+daemon stops the same way and exits 5, which the systemd unit does not restart.
 """
 
 from __future__ import annotations
@@ -133,6 +134,7 @@ class Daemon:
         self.started = asyncio.Event()
         self._stop = asyncio.Event()
         self._signals = 0
+        self.exit_code = ExitCode.OK
 
     async def serve(self) -> int:
         """Run until stopped; the exit status (0 after a clean SIGTERM)."""
@@ -147,8 +149,8 @@ class Daemon:
                 await self._run(rt, sock)
         finally:
             sock.close()
-        log.info("daemon_stopped")
-        return int(ExitCode.OK)
+        log.info("daemon_stopped", exit_code=int(self.exit_code))
+        return int(self.exit_code)
 
     async def _run(self, rt: Runtime, sock: socket.socket) -> None:
         scheduler = AsyncIOScheduler(timezone=UTC)
@@ -285,6 +287,18 @@ class Daemon:
 
     def _job_done(self, _event: object) -> None:
         self.notifier.status(self._status())
+        if not self.stopping and any(j.last is not None and j.last.outcome == "auth"
+                                     for j in self.jobs):
+            self._stop_on_rejected_credentials()
+
+    def _stop_on_rejected_credentials(self) -> None:
+        """A rejected key stays rejected: stop with exit 5 (systemd's RestartPreventExitStatus)
+        instead of failing every job until someone notices."""
+        origin = self.config.api_key.origin if self.config.api_key else "nowhere"
+        log.error("credentials_rejected", origin=origin,
+                  action="install a valid iCompleat security key there, then start icsync again")
+        self.exit_code = ExitCode.AUTH
+        self.request_stop()
 
 
 def replan(scheduler: AsyncIOScheduler, jobs: list[ScheduledJob], step: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
@@ -66,18 +67,32 @@ async def test_daemon_runs_jobs_and_serves_health_metrics_webhook(
 async def test_failing_job_makes_the_daemon_unready(tmp_path: Path,
                                                      sandbox: SandboxServer) -> None:
     """A job failing failing_runs_unready times in a row turns /readyz to 503 with the reason."""
-    path = write_config(tmp_path, sandbox.url, api_key="not-the-sandbox-key-123",
-                        service={"failing_runs_unready": 1})
+    sandbox.state.faults.set("transactions.list", error_rate=1.0, error_status=500)
+    path = write_config(tmp_path, sandbox.url, service={"failing_runs_unready": 1})
     async with running_daemon(load(path)) as (daemon, url), httpx.AsyncClient(
             trust_env=False) as http:
-        job = _job(daemon, "acme:reference")
-        await wait_for(lambda: job.last, 20, "the first run")
+        job = _job(daemon, "acme:transactions")
+        await wait_for(lambda: job.last, 20, "the first poll")
         assert job.last is not None
-        assert job.last.outcome == "auth"
+        assert job.last.outcome == "partial", job.last
+        assert job.last.error
         ready = await http.get(f"{url}/readyz")
         assert ready.status_code == 503
-        assert any("acme:reference failed 1 runs in a row" in r for r in ready.json()["reasons"])
-        assert "not-the-sandbox-key" not in ready.text
+        assert any("acme:transactions failed 1 runs in a row" in r
+                   for r in ready.json()["reasons"])
+
+
+async def test_rejected_credentials_stop_the_daemon_with_exit_5(
+        tmp_path: Path, sandbox: SandboxServer) -> None:
+    """A 401 is final: the daemon stops by itself and exits 5, never showing the key."""
+    path = write_config(tmp_path, sandbox.url, api_key="not-the-sandbox-key-123")
+    daemon = Daemon(load(path))
+    code = await asyncio.wait_for(daemon.serve(), 30)
+    assert code == 5
+    reference = _job(daemon, "acme:reference")
+    assert reference.last is not None
+    assert reference.last.outcome == "auth"
+    assert "not-the-sandbox-key" not in str(reference.last.error)
 
 
 async def test_port_in_use_is_a_config_error(tmp_path: Path, sandbox: SandboxServer) -> None:
