@@ -17,6 +17,7 @@ Errors answer ``{"error": "..."}``: 404 unknown transaction or company, 409 not 
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 from collections.abc import Sequence
@@ -47,12 +48,14 @@ ENDPOINT_TYPES = {name: code for code, name in TYPE_NAMES.items()}  # "orders" -
 def token_problem(presented: Sequence[bytes], accepted: Sequence[bytes]) -> str | None:
     """Why the token header values ``presented`` are refused, or None when one is accepted.
 
-    Every accepted token is compared, whatever the earlier comparisons gave, in constant time.
+    Every accepted token is compared, whatever the earlier comparisons gave, in constant time;
+    both sides are hashed first so that neither a token's length nor its prefix shows in timing.
     """
     value = presented[0] if len(presented) == 1 else b""
+    digest = hashlib.sha256(value).digest()
     matched = False
     for candidate in accepted:
-        matched |= hmac.compare_digest(value, candidate)
+        matched |= hmac.compare_digest(digest, hashlib.sha256(candidate).digest())
     if not presented:
         return "missing"
     if len(presented) > 1:
