@@ -32,6 +32,12 @@ a warning and take the first row's values.
 
 The frame: index = record keys (name "key", sorted), one object column per field of the kind,
 plus ``_digest``; values are plain Python objects with None for missing, never pandas NA.
+Rejected rows never turn into deletes: pass ``Normalised.held_keys`` to ``diff(hold=...)`` and
+their remote records (and any record colliding with them) are left exactly as they are.
+
+Speed: a text value that is already canonical (printable ASCII, trimmed, within its limit) is
+recognised in one Arrow pass and kept as the very same object; only the others go through the
+scalar rules, and the library checks run once per distinct value.
 """
 
 from __future__ import annotations
