@@ -28,12 +28,12 @@ from sync.apply import (
     KindRun,
     Records,
     canonical,
-    chunked,
     frame_records,
     send_rows,
 )
 from sync.errors import ApiError, AuthRejected, BadRequest, OutcomeUnknown
 from sync.normalise import KEY_SEP
+from sync.refresh import chunked
 from sync.settle import RemoteRead
 
 DEFINITIONS = "custom_fields.definitions"

@@ -26,7 +26,6 @@ from sync.apply import (
     ApplyOutcome,
     KindRun,
     Records,
-    apply_refresh,
     apply_targeted,
     aware,
     canonical,
@@ -41,6 +40,7 @@ from sync.guard import GuardVerdict, check_guard
 from sync.normalise import KindMapping, Normalised, Rejection, normalise
 from sync.plan import KindPlan, Plan, plan_custom_fields, plan_kind, restricted
 from sync.readback import Drift, confirmed_read, find_drift, readback_kind
+from sync.refresh import apply_refresh
 from sync.settle import settle_open
 from sync.state.rows import QuarantineEntry, RefreshRow
 

@@ -90,6 +90,12 @@ class Child:
 MakeWorld = Callable[..., "World"]
 
 
+def show(capsys: pytest.CaptureFixture[str], figure: str) -> None:
+    """Print a scenario's reported figure on the terminal, even while output is captured."""
+    with capsys.disabled():
+        print(f"\n  [figure] {figure}")
+
+
 @pytest.fixture(name="make_world")
 def make_world_fixture(sandbox: SandboxServer, tmp_path: Path) -> Iterator[Callable[..., World]]:
     """``make_world(**options)``: worlds on the test's sandbox, each in its own directory; their

@@ -17,10 +17,9 @@ import pytest
 from connectors.icompleat.sandbox import SandboxServer
 from sync.demo_data import apply_changes
 from tests.engine.support import erp_execute
-from tests.scenarios.harness import MakeWorld, World, make_world_fixture  # noqa: F401 (fixture)
+from tests.scenarios.harness import MakeWorld, World, make_world_fixture, show  # noqa: F401 (fixture)
 
 POINTS = ("after_intent", "after_remote_call", "before_state_update")
-CONVERGED: dict[str, int] = {}
 
 
 def changed_world(make_world: MakeWorld) -> World:
@@ -35,14 +34,12 @@ def changed_world(make_world: MakeWorld) -> World:
     return world
 
 
-def crash_and_converge(world: World, crash_at: str | None = None,
-                       kill_after: float | None = None) -> int:
-    """Kill a child sync as asked, then converge with clean runs; the runs it took."""
-    child = world.cli(crash_at=crash_at, kill_after=kill_after)
-    if crash_at:
-        assert child.killed, f"{crash_at} never reached: {child.returncode} {child.stderr[-800:]}"
+def crash_and_converge(world: World, crash_at: str, capsys: pytest.CaptureFixture[str]) -> int:
+    """Kill a child sync at ``crash_at``, then converge with clean runs; the runs it took."""
+    child = world.cli(crash_at=crash_at)
+    assert child.killed, f"{crash_at} never reached: {child.returncode} {child.stderr[-800:]}"
     runs = world.converge()
-    CONVERGED[crash_at or f"random {kill_after:.2f}s"] = runs
+    show(capsys, f"S01 killed at {crash_at}: converged in {runs} clean run(s), L=D=X=U=0")
     return runs
 
 
@@ -51,10 +48,11 @@ def crash_and_converge(world: World, crash_at: str | None = None,
     pytest.param("after_intent:1", marks=pytest.mark.slow),
     pytest.param("after_remote_call:7", marks=pytest.mark.slow),
     pytest.param("before_state_update:8", marks=pytest.mark.slow)])
-def test_s01_first_load_killed(make_world: MakeWorld, crash_at: str) -> None:
+def test_s01_first_load_killed(make_world: MakeWorld, crash_at: str,
+                               capsys: pytest.CaptureFixture[str]) -> None:
     """Killed during the first load (complete sets): one clean run converges, no blind re-send."""
     world = make_world(suppliers=600)
-    assert crash_and_converge(world, crash_at) == 1
+    assert crash_and_converge(world, crash_at, capsys) == 1
 
 
 @pytest.mark.slow
@@ -63,10 +61,11 @@ def test_s01_first_load_killed(make_world: MakeWorld, crash_at: str) -> None:
     "after_intent:2",
     "after_remote_call:1",
     "after_remote_call:5"])
-def test_s01_incremental_killed(make_world: MakeWorld, crash_at: str) -> None:
+def test_s01_incremental_killed(make_world: MakeWorld, crash_at: str,
+                                capsys: pytest.CaptureFixture[str]) -> None:
     """Killed during an incremental run (edits, append, delete, values): one clean run."""
     world = changed_world(make_world)
-    assert crash_and_converge(world, crash_at) == 1
+    assert crash_and_converge(world, crash_at, capsys) == 1
 
 
 @pytest.mark.slow
@@ -98,6 +97,7 @@ def test_s01_incremental_every_point(make_world: MakeWorld, point: str, nth: int
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_s01_killed_at_random_moments(make_world: MakeWorld, sandbox: SandboxServer,
+                                      capsys: pytest.CaptureFixture[str],
                                       seed: int) -> None:
     """SIGKILL after a random delay while calls are slowed to 15 ms: one clean run converges."""
     world = make_world(suppliers=600)
@@ -107,5 +107,6 @@ def test_s01_killed_at_random_moments(make_world: MakeWorld, sandbox: SandboxSer
     sandbox.state.faults.clear()
     assert child.killed or child.returncode == 0, child.stderr[-800:]
     runs = world.converge()
-    CONVERGED[f"random {delay:.2f}s ({'killed' if child.killed else 'finished'})"] = runs
+    show(capsys, f"S01 {'killed' if child.killed else 'finished'} after {delay:.2f} s: "
+                 f"converged in {runs} clean run(s)")
     assert runs == 1

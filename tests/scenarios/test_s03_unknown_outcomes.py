@@ -16,9 +16,7 @@ import pytest
 
 from connectors.icompleat.sandbox import SandboxServer
 from sync.demo_data import apply_changes
-from tests.scenarios.harness import MakeWorld, World, make_world_fixture  # noqa: F401 (fixture)
-
-READS_PER_UNKNOWN: dict[str, float] = {}
+from tests.scenarios.harness import MakeWorld, World, make_world_fixture, show  # noqa: F401 (fixture)
 
 
 def settled_before_retry(sandbox: SandboxServer, api: str) -> None:
@@ -35,7 +33,7 @@ def settled_before_retry(sandbox: SandboxServer, api: str) -> None:
                 assert any(e.route == f"{api}.list" for e in between), (entry, again)
 
 
-def run_and_check(world: World, label: str) -> Any:
+def run_and_check(world: World, label: str, capsys: pytest.CaptureFixture[str]) -> Any:
     """One in-process run; the suppliers' result after checking L = D = X = U = 0."""
     result = world.clean()
     world.sandbox.state.faults.clear()
@@ -46,30 +44,35 @@ def run_and_check(world: World, label: str) -> Any:
     suppliers = kinds["suppliers"]
     assert suppliers.unknown > 0
     assert suppliers.settle_reads > 0
-    READS_PER_UNKNOWN[label] = suppliers.settle_reads / suppliers.unknown
+    show(capsys, f"S03 {label}: {suppliers.unknown} unknown outcome(s) settled by reading "
+                 f"the list: {suppliers.settle_reads} page call(s), "
+                 f"{suppliers.settle_reads / suppliers.unknown:.2f} per unknown")
     settled_before_retry(world.sandbox, "suppliers")
     return suppliers
 
 
 @pytest.mark.parametrize("fail", ["500", "drop"])
 def test_s03_refresh_chunk_applied_then_lost(make_world: MakeWorld, sandbox: SandboxServer,
-                                             fail: str) -> None:
+                                             fail: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
     """Chunk 2 of 3 lands but its answer is lost: one read settles it, chunk 3 follows."""
     world = make_world()
     sandbox.state.faults.set("suppliers.post", commit_then_fail=fail, after=1, times=1)
-    suppliers = run_and_check(world, f"refresh chunk 2, {fail}")
+    suppliers = run_and_check(world, f"refresh chunk 2, {fail}", capsys)
     assert suppliers.unknown == 1
 
 
-def test_s03_first_chunk_applied_then_lost(make_world: MakeWorld, sandbox: SandboxServer) -> None:
+def test_s03_first_chunk_applied_then_lost(make_world: MakeWorld, sandbox: SandboxServer,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
     """The first chunk (no token yet) lands but its answer is lost: the set is sent again."""
     world = make_world()
     sandbox.state.faults.set("suppliers.post", commit_then_fail="drop", times=1)
-    run_and_check(world, "refresh chunk 1, drop")
+    run_and_check(world, "refresh chunk 1, drop", capsys)
 
 
 def test_s03_targeted_writes_applied_then_lost(make_world: MakeWorld,
-                                               sandbox: SandboxServer) -> None:
+                                               sandbox: SandboxServer,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
     """Every edit, the append and the delete land but answer 500 or nothing: one read settles
     them all at the end of the round, and nothing is sent twice."""
     world = make_world(suppliers=600)
@@ -78,7 +81,7 @@ def test_s03_targeted_writes_applied_then_lost(make_world: MakeWorld,
     sandbox.state.faults.set("suppliers.edit", commit_then_fail="500")
     sandbox.state.faults.set("suppliers.post", commit_then_fail="drop")
     sandbox.state.faults.set("suppliers.delete", commit_then_fail="500")
-    suppliers = run_and_check(world, "targeted: 3 edits, 1 append, 1 delete")
+    suppliers = run_and_check(world, "targeted: 3 edits, 1 append, 1 delete", capsys)
     assert suppliers.unknown == 5
     edits = [e for e in sandbox.state.log.entries() if e.route == "suppliers.edit"]
     assert len(edits) == 3  # each edit sent once: the read showed it had landed

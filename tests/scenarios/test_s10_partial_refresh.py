@@ -12,9 +12,7 @@ import pytest
 from connectors.icompleat.sandbox import SandboxServer
 from sync.engine import CompanyResult, KindResult
 from tests.engine.support import erp_execute, last_seq, remote_codes, writes
-from tests.scenarios.harness import MakeWorld, make_world_fixture  # noqa: F401 (fixture)
-
-WINDOWS: dict[str, float] = {}
+from tests.scenarios.harness import MakeWorld, make_world_fixture, show  # noqa: F401 (fixture)
 
 
 def suppliers_of(result: CompanyResult) -> KindResult:
@@ -22,7 +20,8 @@ def suppliers_of(result: CompanyResult) -> KindResult:
     return {k.kind: k for k in result.kinds}["suppliers"]
 
 
-def test_s10_killed_after_chunk_one(make_world: MakeWorld, sandbox: SandboxServer) -> None:
+def test_s10_killed_after_chunk_one(make_world: MakeWorld, sandbox: SandboxServer,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
     """SIGKILL right after suppliers chunk 1 of 3: the next start resumes with chunk 2."""
     world = make_world()
     child = world.cli(crash_at="mid_refresh:5")  # 4 one-chunk kinds, then suppliers chunk 1
@@ -35,11 +34,13 @@ def test_s10_killed_after_chunk_one(make_world: MakeWorld, sandbox: SandboxServe
     assert len(posts) == 2  # chunks 2 and 3 only
     assert suppliers.partial_window_seconds is not None
     assert suppliers.partial_window_seconds > 0
-    WINDOWS["killed after chunk 1"] = suppliers.partial_window_seconds
+    show(capsys, f"S10 killed after chunk 1 of 3: partial set live for "
+                 f"{suppliers.partial_window_seconds:.2f} s until the next start finished it")
     assert world.check().ok, str(world.check())
 
 
-def test_s10_server_error_after_chunk_one(make_world: MakeWorld, sandbox: SandboxServer) -> None:
+def test_s10_server_error_after_chunk_one(make_world: MakeWorld, sandbox: SandboxServer,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
     """Chunk 2 keeps answering 500 for the whole run: the run ends partial with the marker
     open; the next run (iCompleat healthy again) finishes the set and reports the window."""
     world = make_world()
@@ -53,7 +54,8 @@ def test_s10_server_error_after_chunk_one(make_world: MakeWorld, sandbox: Sandbo
     assert result.outcome == "ok", result.to_dict()
     assert suppliers.partial_window_seconds is not None
     assert suppliers.partial_window_seconds > 0
-    WINDOWS["500 after chunk 1"] = suppliers.partial_window_seconds
+    show(capsys, f"S10 500s after chunk 1 of 3: partial set live for "
+                 f"{suppliers.partial_window_seconds:.2f} s until the next run finished it")
     assert world.check().ok, str(world.check())
 
 

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 
 import sync.apply
+import sync.refresh
 from connectors.icompleat.sandbox import SandboxServer
 from sync.demo_data import insert_suppliers, suppliers
 from tests.engine.support import erp_execute
@@ -147,14 +148,17 @@ class ReferenceMachine(RuleBasedStateMachine):
             if name == point and next(seen) == nth:
                 raise SimulatedCrash(f"{point}:{nth}")
 
-        original = sync.apply.crash_point
-        sync.apply.crash_point = crash_point
+        modules = (sync.apply, sync.refresh)
+        originals = [m.crash_point for m in modules]
+        for module in modules:
+            module.crash_point = crash_point  # type: ignore[attr-defined]
         try:
             self.world.clean()
         except SimulatedCrash:
             pass
         finally:
-            sync.apply.crash_point = original
+            for module, original in zip(modules, originals, strict=True):
+                module.crash_point = original  # type: ignore[attr-defined]
 
     # -- iCompleat edited by hand --------------------------------------------------------------
 
