@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Protocol, cast
 
 from sync.errors import ExitCode, IcsyncError
+from sync.logs import configure
 from sync.secrets import REDACTOR
 
 # name -> (module under sync.commands, one-line help)
@@ -81,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None or args.command not in commands:
         parser.print_help()
         return int(ExitCode.CONFIG)
+    # Until a command configures logs from its settings: redacted, warnings up, on stderr.
+    configure("auto", "warning", stream=sys.stderr)
     try:
         return commands[args.command].run(args)
     except IcsyncError as exc:

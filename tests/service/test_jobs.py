@@ -109,10 +109,13 @@ async def test_lost_lease_cancels_the_run_and_writes_nothing(store: StateStore) 
     action = _Action(seconds=5)
     job = _job(store, action, ttl=0.6, metrics=metrics)
     task = asyncio.create_task(job())
-    await asyncio.sleep(0.1)
+    for _ in range(500):  # until the job holds its lease (bounded: 5 s)
+        if action.fences:
+            break
+        await asyncio.sleep(0.01)
     store.release_lease(action.fences[0])
     assert store.acquire_lease("uk:reference", "thief", 30) is not None
-    report = await asyncio.wait_for(task, 2)
+    report = await asyncio.wait_for(task, 10)
     assert report.outcome == "lease_lost"
     assert store.last_runs("uk")[0].outcome is None
     assert next(lease for lease in store.leases()).holder == "thief"
