@@ -31,8 +31,12 @@ from sync.errors import (
     AuthRejected,
     BadContinuationToken,
     BadRequest,
+    BadUser,
+    CustomFieldNotFound,
     OutcomeUnknown,
+    UnknownCompany,
     UnknownRecord,
+    UnknownTransaction,
 )
 from sync.normalise import canonical_records
 from sync.runtime import Runtime
@@ -189,6 +193,17 @@ class KindRun:
                       fence=self.fence)
 
 
+# 400s about the call, not the rows in it: never a reason to quarantine a record.
+NOT_ABOUT_ROWS = (UnknownCompany, BadUser, UnknownTransaction, BadContinuationToken,
+                  CustomFieldNotFound)
+
+
+def row_rejection(exc: BadRequest) -> bool:
+    """True when iCompleat refused the records sent (validation, or a code it did not explain),
+    False when the 400 is about the company, the user, the token or a missing custom field."""
+    return not isinstance(exc, NOT_ABOUT_ROWS)
+
+
 def display_key(key: str) -> str:
     """A key as people read it (custom field keys are ``Field / Code``)."""
     return key.replace("\x1f", " / ")
@@ -207,6 +222,8 @@ async def edit_one(run: KindRun, key: str, record: Mapping[str, Any], digest: st
         missing.append(key)
         return
     except BadRequest as exc:
+        if not row_rejection(exc):
+            raise
         await run.quarantine([(key, digest)], exc)
         return
     await run.acknowledged(op_id, lambda: store.upsert_remote(
@@ -306,9 +323,9 @@ async def send_rows(run: KindRun, keys: list[str], records: Records, digests: Ma
     try:
         op_id, new_token = await run.journaled(op, keys, keys_digest(keys, digests),
                                                lambda: post(body, token))
-    except BadContinuationToken:
-        raise
     except BadRequest as exc:
+        if not row_rejection(exc):
+            raise
         if len(keys) == 1:
             await run.quarantine([(keys[0], digests[keys[0]])], exc)
             return token

@@ -21,7 +21,7 @@ import pandas as pd
 
 from connectors.base import CompanyRef, SourceRead
 from connectors.icompleat.routes import WRITE_CHUNK_SIZE
-from sync import fingerprint
+from sync import fingerprint, holds
 from sync.apply import (
     ApplyOutcome,
     KindRun,
@@ -42,7 +42,7 @@ from sync.plan import KindPlan, Plan, plan_custom_fields, plan_kind, restricted
 from sync.readback import Drift, confirmed_read, find_drift, readback_kind
 from sync.refresh import apply_refresh
 from sync.settle import settle_open
-from sync.state.rows import QuarantineEntry, RefreshRow
+from sync.state.rows import RefreshRow
 
 MAX_ROUNDS = 4  # apply rounds per kind and run: the first, then re-plans after settling
 
@@ -138,7 +138,7 @@ class KindSync:
         self.planned = PlannedKind(None, norm.rejected, norm.warnings)
         run.result.rejected += len(norm.rejected)
         if not self.dry_run:
-            await self._record_rejections(norm.rejected)
+            await holds.record_rejections(run, norm.rejected)
         await self._rounds(norm.frame, override)
         if run.result.rejected or run.result.failed:
             run.result.outcome = "partial" if run.result.outcome == "ok" else run.result.outcome
@@ -195,38 +195,14 @@ class KindSync:
         return await asyncio.to_thread(normalise, self.run.kind, read.frame, mapping,
                                        settings.validation)
 
-    async def _record_rejections(self, rejected: Sequence[Rejection]) -> None:
-        run, store = self.run, self.run.rt.store
-        entries = {r.key or f"row {r.row}": QuarantineEntry(
-            key=r.key or f"row {r.row}", reason=r.reason, message=r.message, field=r.field,
-            origin="validation", source_digest=r.source_digest) for r in rejected}
-        if entries:
-            await run.db(store.quarantine, run.company.name, run.kind.name,
-                         list(entries.values()), fence=run.fence)
-        stale = [q.key for q in await run.db(store.quarantined, run.company.name, run.kind.name)
-                 if q.origin == "validation" and q.key not in entries]
-        if stale:
-            await run.db(store.clear_quarantine, run.company.name, run.kind.name, stale,
-                         origin="validation", fence=run.fence)
-
     async def _held(self, frame: pd.DataFrame) -> set[str]:
-        """Validation-rejected keys, plus iCompleat-refused rows whose source is unchanged
-        (those whose source changed, or an operator set to retry, are released for re-sending)."""
-        run, store = self.run, self.run.rt.store
-        held = {r.key for r in self.planned.rejected if r.key and r.severity == "reject"}
-        quarantined = [q for q in await run.db(store.quarantined, run.company.name,
-                                               run.kind.name, None)
-                       if q.origin == "remote"]
-        digests = frame["_digest"] if len(frame) else pd.Series(dtype=object)
-        same = {q.key for q in quarantined if q.status == "open" and q.key in digests.index
-                and digests[q.key] == q.source_digest}
-        run.result.rejected += len(same - run.rejected_keys - self.counted)
-        self.counted |= same
-        released = [q.key for q in quarantined if q.key not in same]
-        if released and not self.dry_run:
-            await run.db(store.clear_quarantine, run.company.name, run.kind.name, released,
-                         origin="remote", fence=run.fence)
-        return held | same
+        """Validation-rejected keys, plus iCompleat-refused rows whose source is unchanged."""
+        run = self.run
+        rejected = {r.key for r in self.planned.rejected if r.key and r.severity == "reject"}
+        refused = await holds.remote_holds(run, frame, release=not self.dry_run)
+        run.result.rejected += len(refused - run.rejected_keys - self.counted)
+        self.counted |= refused
+        return rejected | refused
 
     async def _markers(self) -> tuple[RefreshRow | None, set[str]]:
         rows = await self.run.db(self.run.rt.store.open_refreshes, self.run.company.name)

@@ -81,3 +81,21 @@ def test_operator_retry_resends_a_quarantined_row(sandbox: SandboxServer, config
         assert store.quarantined(COMPANY, "suppliers", None) == []
     finally:
         store.close()
+
+
+def test_unknown_company_quarantines_nothing(sandbox: SandboxServer, erp: Path,
+                                             tmp_path: Path) -> None:
+    """iCompleat does not know the company (400, code 2): every kind fails, naming the company;
+    no record is quarantined, since the records are not at fault."""
+    config = make_config(sandbox.url, erp, tmp_path / "s.db")
+    bad = config.settings.model_copy(update={"companies": [
+        config.settings.companies[0].model_copy(update={"company_id": "0" * 8})]})
+    config = Config(bad)
+    result = sync(config)
+    assert result.outcome == "partial"
+    assert all(k.outcome == "partial" and "00000000" in (k.error or "") for k in result.kinds)
+    store = StateStore.open(config.settings.state.url)
+    try:
+        assert store.quarantined(COMPANY, None, None) == []
+    finally:
+        store.close()

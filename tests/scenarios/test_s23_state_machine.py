@@ -6,7 +6,8 @@ they apply), crash a run at a named point (the process's state as a SIGKILL woul
 run is abandoned at that boundary, nothing after it runs), and edit iCompleat by hand. After
 every CLEAN run (read-back first when iCompleat was edited by hand) the invariant holds: iCompleat
 equals the ERP (L = X = 0), no record exists twice and no append re-sent what iCompleat held
-(D = 0), no operation is left unsettled (U = 0), and the guard never let a mass delete through.
+(D = 0), no operation is left unsettled (U = 0); a run the guard blocked sent no delete and no
+refresh (the operator's --allow-deletes then completes it).
 """
 
 from __future__ import annotations
@@ -109,8 +110,16 @@ class ReferenceMachine(RuleBasedStateMachine):
 
     @rule()
     def clean_run(self) -> None:
-        """A clean run; then iCompleat equals the ERP."""
+        """A clean run; then iCompleat equals the ERP. When the guard blocks it (records added
+        by hand would be removed past its limits) nothing is removed, and the operator's
+        --allow-deletes completes it."""
+        posts, seq = len(self.world.tap.posts), len(self.sandbox.state.log.entries())
         result = self.world.clean(full=self.hand_edited)
+        if result.outcome == "blocked":
+            after = self.sandbox.state.log.entries()[seq:]
+            assert [e for e in after if e.method == "DELETE"] == []
+            assert [p for p in self.world.tap.posts[posts:] if not p[1]] == []  # no refresh
+            result = self.world.clean(full=self.hand_edited, allow_deletes=True)
         assert result.outcome == "ok", result.to_dict()
         figures = self.world.check()
         assert figures.ok, str(figures)
