@@ -30,8 +30,8 @@ from sync.errors import (
     AuthRejected,
     ConfigError,
     ExitCode,
-    GuardBlocked,
     IcsyncError,
+    LeaseLost,
     SourceError,
 )
 from sync.kindsync import KindSync, PlannedKind
@@ -93,7 +93,6 @@ class Options:
     full: bool = False
     allow_deletes: bool = False
     fence: Fence | None = None
-    job: str = "reference"
     on_plan: Callable[[str, int], None] | None = None
     on_progress: Callable[[int], None] | None = None
 
@@ -135,7 +134,7 @@ async def readback_company(rt: Runtime, company: CompanyConfig, *,
                            fence: Fence | None = None) -> CompanyResult:
     """The read-back job: read every remote list in full, find drift, apply the drift policy
     (``source-wins`` then repairs iCompleat from the source; ``report`` changes nothing)."""
-    return await run_company(rt, company, None, Options(full=True, fence=fence, job="readback"))
+    return await run_company(rt, company, None, Options(full=True, fence=fence))
 
 
 async def run_company(rt: Runtime, company: CompanyConfig, kinds: Sequence[str] | None,
@@ -151,8 +150,8 @@ async def run_company(rt: Runtime, company: CompanyConfig, kinds: Sequence[str] 
         await _run_kinds(rt, company, names, options, result)
     except AuthRejected as exc:
         result.outcome, result.error = "auth", str(exc)
-    except ConfigError:
-        raise
+    except (ConfigError, LeaseLost):
+        raise  # a bad configuration, or another instance took over: not an outcome
     except IcsyncError as exc:
         result.outcome, result.error = "failed", str(exc)
         log.error("company job failed", company=company.name, error=str(exc))
@@ -179,9 +178,6 @@ async def _one_kind(run: KindRun, options: Options, result: CompanyResult) -> Pl
     step = KindSync(run, options.dry_run, options.full, options.allow_deletes, options.on_plan)
     try:
         return await step.execute(result.drift)
-    except GuardBlocked as exc:
-        run.result.outcome, run.result.error = "blocked", str(exc)
-        return step.planned
     except (SourceError, ApiError) as exc:
         if isinstance(exc, AuthRejected):
             raise

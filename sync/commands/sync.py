@@ -155,9 +155,18 @@ async def run_leased(rt: Runtime, company: CompanyConfig,
         try:
             await asyncio.to_thread(rt.store.finish_run, run_id, result.outcome, counts,
                                     result.error, fence=fence)
+        except IcsyncError as exc:  # the lease is gone: the error above already says so
+            log_warning("could not record the run", error=str(exc))
         finally:
             await keeper.release()
     return result
+
+
+def log_warning(event: str, **fields: Any) -> None:
+    """A warning in the command's log (stderr)."""
+    from sync.logs import get_logger
+
+    get_logger("icsync.sync").warning(event, **fields)
 
 
 def report(results: Sequence[CompanyResult], console: Console, *, dry_run: bool,

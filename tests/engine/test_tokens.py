@@ -3,6 +3,7 @@ one company at once."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from connectors.icompleat.sandbox import SandboxServer
 from sync.cli import main
 from sync.config import Config
 from sync.demo_data import create_erp
+from sync.engine import sync_company
+from sync.errors import LeaseLost
+from sync.runtime import open_runtime
 from sync.state.store import StateStore
 from tests.engine.support import (
     erp_execute,
@@ -64,3 +68,19 @@ def test_second_instance_waits_then_gives_up(sandbox: SandboxServer, config: Con
         assert main(["sync", "--config", str(path)]) == 0
     finally:
         store.close()
+
+
+def test_lost_lease_stops_the_run(sandbox: SandboxServer, config: Config) -> None:
+    """A fence another instance has since taken over: the first state write raises LeaseLost
+    out of sync_company (not an outcome), before anything is sent to iCompleat."""
+    async def attempt() -> None:
+        async with open_runtime(config) as rt:
+            old = rt.store.acquire_lease("uk:reference", "me:1:aaaa", 0.2)
+            assert old is not None
+            await asyncio.sleep(0.3)
+            assert rt.store.acquire_lease("uk:reference", "other:2:bbbb", 30) is not None
+            await sync_company(rt, config.settings.companies[0], fence=old)
+
+    with pytest.raises(LeaseLost):
+        asyncio.run(attempt())
+    assert writes(sandbox) == []
