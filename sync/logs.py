@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any, Literal
+from typing import Any, Literal, TextIO, cast
 
 import structlog
 
@@ -29,9 +29,28 @@ def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mutab
     return event
 
 
+class _CurrentStderr:
+    """``sys.stderr`` as it is when each line is written, not when logs were configured: a
+    replaced stream (a test's capture, a daemon's redirect) must never leave logging writing to
+    a closed file, which would turn a log call into an error."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure(fmt: LogFormat = "auto", level: str = "info", stream: Any = None) -> None:
-    """Set up structlog and stdlib logging; ``auto`` is console on a TTY and JSON otherwise."""
-    out = stream or sys.stderr
+    """Set up structlog and stdlib logging; ``auto`` is console on a TTY and JSON otherwise.
+
+    Without ``stream`` (or with ``sys.stderr`` itself) lines go to the CURRENT standard error.
+    """
+    out = (cast(TextIO, _CurrentStderr()) if stream is None or stream is sys.stderr
+           else stream)
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
     renderer: Any = (structlog.processors.JSONRenderer() if use_json
                      else structlog.dev.ConsoleRenderer(colors=out.isatty()))
