@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from sync.apply import KindResult, KindRun
 from sync.config import CompanyConfig
 from sync.entities import get_kind, in_dependency_order
@@ -168,7 +170,8 @@ async def _run_kinds(rt: Runtime, company: CompanyConfig, names: list[str], opti
             result.kinds.append(kind_result)
             run = KindRun(rt, company, get_kind(name), None, options.fence, kind_result,
                           options.on_progress)
-            planned.append(await _one_kind(run, options, result))
+            with structlog.contextvars.bound_contextvars(kind=name):
+                planned.append(await _one_kind(run, options, result))
     finally:
         result.plan = KindSync.company_plan(company.name, planned)
 

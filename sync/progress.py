@@ -25,6 +25,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from sync.terminal import make_console
+
 if TYPE_CHECKING:
     from sync.engine import CompanyResult
 
@@ -42,7 +44,8 @@ class LiveProgress:
         self.company = company
         self._progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=console or Console(file=sys.stderr), transient=False)
+            TimeElapsedColumn(), console=console or make_console(file=sys.stderr),
+            transient=False)
         self._task: TaskID | None = None
 
     def __enter__(self) -> LiveProgress:

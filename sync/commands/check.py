@@ -25,6 +25,7 @@ from sync.config import Config, load_config
 from sync.errors import ConfigError, ExitCode, IcsyncError, exit_code_for
 from sync.runtime import Runtime, make_holder, open_store
 from sync.secrets import REDACTOR
+from sync.terminal import make_console
 
 _PROBE_ID = "icsync-check-00000000"  # an id no ERP holds: sinks are looked up, never written
 # Which failure the exit code reports when several steps fail: credentials, then configuration.
@@ -69,7 +70,7 @@ class Report:
 
 def run(args: argparse.Namespace) -> int:
     """Check every step; the worst step's exit code."""
-    report = Report(Console(highlight=False))
+    report = Report(make_console(highlight=False))
     try:
         config = load_config(args.config)
     except IcsyncError as exc:

@@ -25,6 +25,7 @@ from rich.panel import Panel
 from sync.commands.sync import execute, exit_code, report
 from sync.demo_transactions import chapter_transactions
 from sync.errors import ExitCode
+from sync.terminal import make_console
 
 if TYPE_CHECKING:  # loaded when the demo runs, not whenever the CLI parses its arguments
     from connectors.icompleat.sandbox import SandboxServer
@@ -227,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     from sync.logs import configure
 
     configure("console", "warning")
-    console = Console()
+    console = make_console()
     started = time.monotonic()
     with ExitStack() as stack:
         if args.workdir is None:

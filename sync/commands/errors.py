@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from sync.config import Config, load_config
@@ -34,6 +33,7 @@ from sync.errors import ConfigError
 from sync.ledger import RESOLVED_PREFIX
 from sync.runtime import open_store
 from sync.state.store import LedgerRow, QuarantineRow, StateStore
+from sync.terminal import make_console
 
 TRANSACTIONS = "transactions"
 RESOLVED = RESOLVED_PREFIX  # the ledger's rules never retry a row whose error starts so
@@ -137,7 +137,7 @@ def show(listed: Listed, config: Config, as_json: bool) -> None:
         print(json.dumps({"records": records, "transactions": transactions}, indent=2,
                          default=str, ensure_ascii=False))
         return
-    console = Console(highlight=False)
+    console = make_console(highlight=False)
     console.print(_table(f"Quarantined records ({len(records)})", records,
                          ("id", "company", "kind", "key", "reason", "field", "message", "status")))
     console.print(_table(f"Quarantined transactions ({len(transactions)})", transactions,

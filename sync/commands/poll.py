@@ -30,6 +30,7 @@ from sync.logs import configure
 from sync.runtime import Runtime, open_runtime
 from sync.secrets import REDACTOR
 from sync.state.store import Fence
+from sync.terminal import make_console
 from sync.transactions import poll_company
 
 JOB = "transactions"  # the daemon's job name: both take the lease "<company>:transactions"
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         doc = {"companies": [r.to_dict() for r in results], "exit_code": int(code)}
         print(REDACTOR(json.dumps(doc, indent=2, default=str)))
     else:
-        render(results, Console(highlight=False))
+        render(results, make_console(highlight=False))
     return int(code)
 
 

@@ -21,6 +21,7 @@ from rich.table import Table
 from sync.config import Config, load_config
 from sync.runtime import open_store
 from sync.state.store import RunRow, StateStore
+from sync.terminal import make_console
 
 _BACKLOG = ("seen", "posting", "posted", "quarantined")
 
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2, default=str, ensure_ascii=False))
     else:
-        render(doc, Console(highlight=False))
+        render(doc, make_console(highlight=False))
     return 0
 
 

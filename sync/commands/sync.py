@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sync.errors import ConfigError, ExitCode, IcsyncError, StateError
+from sync.terminal import make_console
 
 if TYPE_CHECKING:  # the engine's imports (pandas, SQLAlchemy) load only when a command runs
     import httpx
@@ -53,7 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the configuration, run, print, and return the worst exit code."""
-    from rich.console import Console
 
     from sync.config import load_config
     from sync.logs import configure
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     configure(service.log_format, "warning" if service.log_level == "info" else
               service.log_level, stream=sys.stderr)
     results = asyncio.run(execute(config, args))
-    console = Console(soft_wrap=False)
+    console = make_console(soft_wrap=False)
     if args.json:
         print(json.dumps(document(results), indent=2, default=str, ensure_ascii=False))
     else:
