@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.panel import Panel
@@ -26,6 +26,7 @@ from sync.commands.sync import execute, exit_code, report
 from sync.demo_transactions import chapter_transactions
 from sync.errors import ExitCode
 from sync.terminal import make_console
+from sync.tomlout import toml_value
 
 if TYPE_CHECKING:  # loaded when the demo runs, not whenever the CLI parses its arguments
     from connectors.icompleat.sandbox import SandboxServer
@@ -189,17 +190,11 @@ def config_text(ctx_dir: Path, url: str, erp: Path, key_file: Path) -> str:
     ]
     for kind, spec in source["kinds"].items():
         lines += ["", f"[sources.erp.kinds.{kind}]"]
-        lines += [f"{k} = {_toml(v)}" for k, v in spec.items()]
+        lines += [f"{k} = {toml_value(v)}" for k, v in spec.items()]
     lines += ["", "[sinks.erp]", 'type = "sql"', f"url = {json.dumps(source['url'])}", "",
               "[[companies]]", 'name = "demo"', f"company_id = {json.dumps(COMPANY_ID)}",
               'source = "erp"', 'sink = "erp"', ""]
     return "\n".join(lines)
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in value.items()) + " }"
-    return json.dumps(value)
 
 
 def prepare(workdir: Path, url: str, key: str, fast: bool) -> tuple[Path, Path]:

@@ -9,9 +9,9 @@ import pytest
 
 from connectors.icompleat.sandbox import SandboxServer
 from sync.cli import main
+from sync.tomlout import toml_text
 from tests.engine.support import erp_execute, last_seq, settings_dict, writes
 from tests.fixtures.sandbox import CANARY_KEY
-from tests.scenarios.harness import toml_text
 
 
 @pytest.fixture

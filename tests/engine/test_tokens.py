@@ -17,6 +17,7 @@ from sync.engine import sync_company
 from sync.errors import LeaseLost
 from sync.runtime import open_runtime
 from sync.state.store import StateStore
+from sync.tomlout import toml_text
 from tests.engine.support import (
     erp_execute,
     last_seq,
@@ -26,7 +27,6 @@ from tests.engine.support import (
     sync,
     writes,
 )
-from tests.scenarios.harness import toml_text
 
 
 def test_expired_token_falls_back_to_a_refresh(sandbox: SandboxServer, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from connectors.icompleat.sandbox import SandboxServer
 from sync.config import Config, load_config
 from sync.demo_data import create_erp
 from sync.engine import CompanyResult
+from sync.tomlout import toml_text
 from tests.engine.support import settings_dict, sync
 from tests.fixtures.sandbox import CANARY_KEY
 from tests.scenarios.checker import Check, WireTap, check
@@ -34,38 +35,6 @@ from tests.scenarios.checker import Check, WireTap, check
 ROOT = Path(__file__).resolve().parents[2]
 CHILD_TIMEOUT = 90.0
 PYCACHE = Path(tempfile.gettempdir()) / "icsync-test-pycache"
-
-
-def toml_value(value: Any) -> str:
-    """One TOML value (strings, numbers, booleans, lists, inline tables)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}"
-                                for k, v in value.items()) + " }"
-    raise TypeError(f"no TOML form for {value!r}")
-
-
-def toml_text(data: dict[str, Any], prefix: str = "") -> str:
-    """A configuration mapping as TOML (tables for nested mappings, arrays of tables for the
-    companies)."""
-    lines = [f"{json.dumps(k)} = {toml_value(v)}" for k, v in data.items()
-             if not isinstance(v, dict) and not (isinstance(v, list) and v
-                                                 and isinstance(v[0], dict))]
-    for key, value in data.items():
-        name = f"{prefix}{json.dumps(key)}"
-        if isinstance(value, dict):
-            lines += ["", f"[{name}]", toml_text(value, f"{name}.")]
-        elif isinstance(value, list) and value and isinstance(value[0], dict):
-            for item in value:
-                lines += ["", f"[[{name}]]", toml_text(item, f"{name}.")]
-    return "\n".join(lines)
 
 
 @dataclass

@@ -21,7 +21,8 @@ from connectors.icompleat.sandbox.faults import Fault
 from sync.jobs import JobReport, ScheduledJob
 from sync.service import Daemon
 from sync.state.store import StateStore
-from tests.service.world import load, running_daemon, toml_value, wait_for, write_config
+from sync.tomlout import toml_value
+from tests.service.world import load, running_daemon, wait_for, write_config
 
 FAST = {"timeout_seconds": 1, "max_attempts": 2, "backoff_seconds": 0.05,
         "max_backoff_seconds": 0.1}

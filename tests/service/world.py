@@ -23,6 +23,7 @@ import httpx
 
 from sync.config import Config, load_config
 from sync.service import Daemon
+from sync.tomlout import toml_value
 from tests.fixtures.sandbox import CANARY_KEY, COMPANY_ID, TENANT_ID
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,21 +31,6 @@ WEBHOOK_TOKEN = "icsync-canary-webhook-4c1d9e27b83a"
 TAX_CODES = [{"Code": "T1", "Name": "Standard", "Rate": 20}, {"Code": "T0", "Name": "Zero",
                                                               "Rate": 0}]
 ACCOUNTS = [{"Code": "4000", "Name": "Sales"}, {"Code": "5000", "Name": "Purchases"}]
-
-
-def toml_value(value: Any) -> str:
-    """A TOML literal for a str, number, bool, list or inline table."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(type(value))
 
 
 def free_port() -> int:
