@@ -11,10 +11,11 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -25,6 +26,8 @@ from sync.config import Config
 from sync.errors import ConfigError
 from sync.secrets import REDACTOR, Secret, read_secret_file
 from sync.state.store import StateStore
+
+T = TypeVar("T")
 
 
 def make_holder() -> str:
@@ -55,23 +58,15 @@ class Runtime:
     def source(self, name: str) -> Source:
         """The source configured as ``[sources.<name>]``, built on first use."""
         if name not in self._sources:
-            cfg = self.config.settings.sources.get(name)
-            if cfg is None:
-                raise ConfigError(f"no [sources.{name}] table", key=f"sources.{name}")
-            password = file_secret(getattr(cfg, "password_file", None),
-                                   key=f"sources.{name}.password_file")
-            self._sources[name] = build_source(name, cfg, password=password)
+            self._sources[name] = build_source(name, _configured(
+                self.config.settings.sources, "sources", name))
         return self._sources[name]
 
     def sink(self, name: str) -> TransactionSink:
         """The sink configured as ``[sinks.<name>]``, built on first use."""
         if name not in self._sinks:
-            cfg = self.config.settings.sinks.get(name)
-            if cfg is None:
-                raise ConfigError(f"no [sinks.{name}] table", key=f"sinks.{name}")
-            password = file_secret(getattr(cfg, "password_file", None),
-                                   key=f"sinks.{name}.password_file")
-            self._sinks[name] = build_sink(name, cfg, password=password)
+            self._sinks[name] = build_sink(name, _configured(
+                self.config.settings.sinks, "sinks", name))
         return self._sinks[name]
 
     def close_connectors(self) -> None:
@@ -112,3 +107,10 @@ async def open_runtime(
     finally:
         await asyncio.to_thread(runtime.close_connectors)
         await asyncio.to_thread(store.close)
+
+
+def _configured(tables: Mapping[str, T], section: str, name: str) -> T:
+    """``tables[name]``, or ConfigError naming the missing ``[section.name]`` table."""
+    if name not in tables:
+        raise ConfigError(f"no [{section}.{name}] table", key=f"{section}.{name}")
+    return tables[name]
