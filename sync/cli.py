@@ -59,7 +59,10 @@ def build_parser(
 ) -> tuple[argparse.ArgumentParser, dict[str, CommandModule]]:
     """The argument parser; only the command named in ``argv`` is imported (a fast start)."""
     parser = argparse.ArgumentParser(
-        prog="icsync", description="Keeps iCompleat in step with your ERP.")
+        prog="icsync", description="Keeps iCompleat in step with your ERP.",
+        epilog="exit codes (every command): 0 done, 1 unexpected failure, 2 bad configuration "
+               "or usage, 3 blocked by a safety guard, 4 partial (rows rejected or calls "
+               "failed), 5 iCompleat rejected the credentials")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = _chosen(argv)
     loaded: dict[str, CommandModule] = {}
