@@ -31,22 +31,13 @@ from tests.service.world import (
     sql_sink,
     start_daemon,
     stop,
+    wait_until,
     write_config,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 LEASE = 3.0
 JOB = "acme:transactions"
-
-
-def _wait(predicate, seconds: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
 
 
 def _kill_leader(store: StateStore, procs: list[subprocess.Popen[bytes]]) -> tuple[int, float]:
@@ -60,7 +51,7 @@ def _kill_leader(store: StateStore, procs: list[subprocess.Popen[bytes]]) -> tup
                 return pid
         return None
 
-    pid = _wait(leader, 30, "a daemon running the transactions job")
+    pid = wait_until(leader, 30, "a daemon running the transactions job")
     os.kill(int(pid), signal.SIGKILL)
     killed = time.time()
     pids[pid].wait(5)
@@ -81,14 +72,14 @@ def test_one_runner_per_job_and_failover(count: int, tmp_path: Path, sandbox: Sa
     procs = [start_daemon(config, log) for log in logs]
     store = StateStore.open(pg_database_url)
     try:
-        _wait(lambda: all(any(line.get("event") == "daemon_ready" for line in json_lines(log))
+        wait_until(lambda: all(any(line.get("event") == "daemon_ready" for line in json_lines(log))
                           for log in logs), 120, "every daemon ready")
         approve(sandbox, range(11, 31))
         pid, killed = _kill_leader(store, procs)
         for wave in range(3):  # work keeps arriving while the survivors share it
             approve(sandbox, range(31 + 5 * wave, 36 + 5 * wave))
             time.sleep(1)
-        _wait(lambda: all(remote_journals(sandbox).values()), 60, "every journal written back")
+        wait_until(lambda: all(remote_journals(sandbox).values()), 60, "every journal written back")
         runs = store.last_runs("acme", 100_000)
     finally:
         codes = [stop(p) for p in procs if p.poll() is None]

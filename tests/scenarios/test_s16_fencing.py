@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,22 +36,13 @@ from tests.service.world import (
     sql_sink,
     start_daemon,
     stop,
+    wait_until,
     write_config,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 LEASE = 2.0
 JOB = "acme:transactions"
-
-
-def _wait(predicate: Callable[[], Any], seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
 
 
 def _stamp(line: dict[str, Any]) -> float:
@@ -151,16 +142,16 @@ def test_leader_paused_before_its_write_back(pair: Pair, pg_database_url: str) -
     a = start_daemon(pair.config_a, pair.log_a, ICSYNC_PAUSE_AT="before_writeback")
     b = None
     try:
-        _wait(lambda: _stopped(a.pid), 90, "A pausing at its first write-back")
+        wait_until(lambda: _stopped(a.pid), 90, "A pausing at its first write-back")
         paused = time.time()
         b = start_daemon(pair.config_b, pair.log_b)
-        _wait(lambda: _events(pair.log_b, "daemon_ready"), 90, "B ready")
-        _wait(lambda: all(remote_journals(pair.sandbox).values()), 60, "B writing every back")
+        wait_until(lambda: _events(pair.log_b, "daemon_ready"), 90, "B ready")
+        wait_until(lambda: all(remote_journals(pair.sandbox).values()), 60, "B writing every back")
         resumed = time.time()
         os.kill(a.pid, signal.SIGCONT)
-        _wait(lambda: _events(pair.log_a, "job_finished", resumed), 30, "A's run ending")
+        wait_until(lambda: _events(pair.log_a, "job_finished", resumed), 30, "A's run ending")
         approve(pair.sandbox, range(21, 26))
-        _wait(lambda: all(remote_journals(pair.sandbox).values()), 60, "the last five")
+        wait_until(lambda: all(remote_journals(pair.sandbox).values()), 60, "the last five")
     finally:
         codes = [stop(p) for p in (a, b) if p is not None]
     assert codes == [0, 0]
@@ -178,14 +169,14 @@ def test_leader_cut_off_from_the_state_db(pair: Pair, pg_database_url: str) -> N
     store = StateStore.open(pg_database_url)
     b = None
     try:
-        _wait(lambda: _holder(store) == str(a.pid), 90, "A running the transactions job")
+        wait_until(lambda: _holder(store) == str(a.pid), 90, "A running the transactions job")
         b = start_daemon(pair.config_b, pair.log_b)
-        _wait(lambda: _events(pair.log_b, "daemon_ready"), 90, "B ready")
+        wait_until(lambda: _events(pair.log_b, "daemon_ready"), 90, "B ready")
         numbers = iter(range(21, 1000))
         for _ in range(20):  # fresh work, until A (not B) is the one running it
             approve(pair.sandbox, [next(numbers) for _ in range(5)])
             try:
-                _wait(lambda: _holder(store) == str(a.pid), 3, "")
+                wait_until(lambda: _holder(store) == str(a.pid), 3, "")
                 break
             except AssertionError:
                 continue
@@ -196,7 +187,7 @@ def test_leader_cut_off_from_the_state_db(pair: Pair, pg_database_url: str) -> N
         time.sleep(LEASE * 2 + 1)
         pair.db.unblock()
         approve(pair.sandbox, [next(numbers) for _ in range(5)])
-        _wait(lambda: all(remote_journals(pair.sandbox).values()), 60, "every journal")
+        wait_until(lambda: all(remote_journals(pair.sandbox).values()), 60, "every journal")
     finally:
         codes = [stop(p) for p in (a, b) if p is not None]
         store.close()

@@ -82,6 +82,17 @@ def _memory_source() -> str:
         f"rows.{kind} = {toml_value(value)}" for kind, value in rows.items())
 
 
+def wait_until(predicate: Callable[[], Any], seconds: float, what: str) -> Any:
+    """Poll ``predicate`` (blocking) until truthy (its value) or fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
 async def wait_for(predicate: Callable[[], Any], seconds: float, what: str) -> Any:
     """Poll ``predicate`` until truthy (its value) or fail after ``seconds``."""
     deadline = time.monotonic() + seconds
