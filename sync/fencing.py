@@ -33,6 +33,23 @@ _CURRENT: ContextVar[LeaseKeeper | None] = ContextVar("icsync_lease", default=No
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+async def take_lease(store: StateStore, name: str, holder: str, ttl: float, *,
+                     doing: str) -> Fence:
+    """Take lease ``name``, waiting up to one lease time for a live holder to finish or a dead
+    one's lease to expire; then StateError naming the holder and what it is ``doing``."""
+    deadline = time.monotonic() + ttl + 1.0
+    while True:
+        fence = await asyncio.to_thread(store.acquire_lease, name, holder, ttl)
+        if fence is not None:
+            return fence
+        if time.monotonic() > deadline:
+            leases = await asyncio.to_thread(store.leases)
+            holders = [lease.holder for lease in leases if lease.name == name]
+            raise StateError(f"lease {name!r} is held by {holders or 'another instance'}: "
+                             f"another icsync is {doing}; try again when it is done")
+        await asyncio.sleep(min(0.5, ttl / 4))
+
+
 def check_lease(*, write: bool = True) -> None:
     """LeaseLost if the job this code runs in may not send this call.
 

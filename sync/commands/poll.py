@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -22,14 +21,13 @@ from rich.table import Table
 from rich.text import Text
 
 from sync.config import CompanyConfig, Config, load_config
-from sync.errors import ConfigError, ExitCode, LeaseLost, StateError
-from sync.fencing import LeaseKeeper
+from sync.errors import ConfigError, ExitCode, StateError
+from sync.fencing import LeaseKeeper, take_lease
 from sync.jobs import lease_name
 from sync.ledger import PollResult
 from sync.logs import configure
 from sync.runtime import Runtime, open_runtime
 from sync.secrets import REDACTOR
-from sync.state.store import Fence
 from sync.terminal import make_console
 from sync.transactions import poll_company
 
@@ -89,7 +87,8 @@ async def poll_leased(rt: Runtime, company: CompanyConfig) -> PollResult:
     the lease time, released after; losing it cancels the pass with LeaseLost."""
     ttl = rt.config.settings.state.lease_seconds
     try:
-        fence = await acquire(rt, lease_name(company.name, JOB), ttl)
+        fence = await take_lease(rt.store, lease_name(company.name, JOB), rt.holder, ttl,
+                                 doing="polling this company")
         keeper = LeaseKeeper(rt.store, fence, ttl)
         try:
             return await keeper.run(poll_company(rt, company, fence=fence))
@@ -99,21 +98,6 @@ async def poll_leased(rt: Runtime, company: CompanyConfig) -> PollResult:
         result = PollResult(company.name)
         result.fail("failed", ExitCode.FAILED, str(exc))
         return result
-
-
-async def acquire(rt: Runtime, name: str, ttl: float) -> Fence:
-    """Lease ``name`` for this process; LeaseLost naming the holder after one lease time."""
-    deadline = time.monotonic() + ttl + 2.0
-    while True:
-        fence = await asyncio.to_thread(rt.store.acquire_lease, name, rt.holder, ttl)
-        if fence is not None:
-            return fence
-        if time.monotonic() > deadline:
-            holders = [lease.holder for lease in await asyncio.to_thread(rt.store.leases)
-                       if lease.name == name]
-            raise LeaseLost(f"lease {name!r} is held by {holders or 'another runner'}; another "
-                            f"poll of this company is running: try again when it ends")
-        await asyncio.sleep(min(0.5, ttl / 4))
 
 
 def render(results: Sequence[PollResult], console: Console) -> None:

@@ -14,12 +14,11 @@ import asyncio
 import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sync.errors import ConfigError, ExitCode, IcsyncError, StateError
+from sync.errors import ConfigError, ExitCode, IcsyncError
 from sync.terminal import make_console
 
 if TYPE_CHECKING:  # the engine's imports (pandas, SQLAlchemy) load only when a command runs
@@ -29,7 +28,6 @@ if TYPE_CHECKING:  # the engine's imports (pandas, SQLAlchemy) load only when a 
     from sync.config import CompanyConfig, Config
     from sync.engine import CompanyResult
     from sync.runtime import Runtime
-    from sync.state.rows import Fence
 
 DEFAULT_CONFIG = "icsync.toml"
 
@@ -115,30 +113,17 @@ async def execute(config: Config, args: argparse.Namespace, *,
     return results
 
 
-async def acquire(rt: Runtime, name: str) -> Fence:
-    """Take the lease ``name``, waiting up to one lease time for a dead holder's to expire."""
-    ttl = rt.config.settings.state.lease_seconds
-    deadline = time.monotonic() + ttl + 1
-    while True:
-        fence = await asyncio.to_thread(rt.store.acquire_lease, name, rt.holder, ttl)
-        if fence is not None:
-            return fence
-        if time.monotonic() > deadline:
-            holders = [lease.holder for lease in rt.store.leases() if lease.name == name]
-            raise StateError(f"lease {name!r} is held by {holders or 'another instance'}: "
-                             "another icsync is syncing this company; try again when it is done")
-        await asyncio.sleep(min(0.5, ttl / 4))
-
-
 async def run_leased(rt: Runtime, company: CompanyConfig,
                      args: argparse.Namespace) -> CompanyResult:
     """Apply one company under its reference lease, recording the run."""
     from sync.engine import CompanyResult, sync_company
-    from sync.fencing import LeaseKeeper
+    from sync.fencing import LeaseKeeper, take_lease
     from sync.jobs import lease_name
 
-    fence = await acquire(rt, lease_name(company.name, "reference"))
-    keeper = LeaseKeeper(rt.store, fence, rt.config.settings.state.lease_seconds)
+    ttl = rt.config.settings.state.lease_seconds
+    fence = await take_lease(rt.store, lease_name(company.name, "reference"), rt.holder, ttl,
+                             doing="syncing this company")
+    keeper = LeaseKeeper(rt.store, fence, ttl)
     run_id = await asyncio.to_thread(rt.store.start_run, company.name, "reference", None,
                                      fence=fence)
     result = CompanyResult(company.name, outcome="failed", exit_code=ExitCode.FAILED)
