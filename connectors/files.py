@@ -47,8 +47,8 @@ from connectors.memory import (
     to_json,
     validate_required_fields,
 )
-from sync.config import FilesSinkConfig, FilesSourceConfig, KindSourceConfig
-from sync.errors import ConfigError, SinkError, SourceError
+from sync.foundation.config import FilesSinkConfig, FilesSourceConfig, KindSourceConfig
+from sync.foundation.errors import ConfigError, SinkError, SourceError
 
 EXTENSIONS = {"csv": "csv", "excel": "xlsx", "json": "json", "parquet": "parquet"}
 FORMAT_BY_SUFFIX = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "excel",

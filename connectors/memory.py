@@ -6,7 +6,7 @@ posting record of a transaction as flat data (:func:`header_record`, :func:`line
 the ``required_fields`` check (:func:`check_required`) that every sink applies before writing.
 
 Sources here return the source's OWN columns. Mapping, ``defaults`` and trimming are applied by
-normalisation (``sync.normalise``), never by a source, so that every source behaves the same.
+normalisation (``sync.reference.rules.normalise``), never by a source, so that every source behaves the same.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import pandas as pd
 
 from connectors.base import CompanyRef, Posting, SourceRead
 from connectors.icompleat.models import Transaction
-from sync.config import KindSourceConfig, MemorySourceConfig
-from sync.entities import get_kind
-from sync.errors import ConfigError, SinkError, SinkRejected, SourceError
+from sync.foundation.config import KindSourceConfig, MemorySourceConfig
+from sync.foundation.entities import get_kind
+from sync.foundation.errors import ConfigError, SinkError, SinkRejected, SourceError
 
 TRANSACTION_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Transaction))
 _TAX_CODE_NAMES = ("tax code", "taxcode", "vat code", "vatcode")

@@ -17,9 +17,9 @@ from connectors.base import CompanyRef, SourceRead
 from connectors.memory import kind_config
 from connectors.sql_engine import explain, make_engine, reflect
 from connectors.sql_sink import SqlSink
-from sync.config import SqlSourceConfig
-from sync.errors import ConfigError, SourceError
-from sync.secrets import Secret
+from sync.foundation.config import SqlSourceConfig
+from sync.foundation.errors import ConfigError, SourceError
+from sync.foundation.secrets import Secret
 
 __all__ = ["SqlSink", "SqlSource"]
 

@@ -39,8 +39,8 @@ from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError,
 from sqlalchemy.types import TypeEngine
 
 from connectors.memory import json_default
-from sync.errors import ConfigError
-from sync.secrets import REDACTOR, Secret
+from sync.foundation.errors import ConfigError
+from sync.foundation.secrets import REDACTOR, Secret
 
 WRITE = "icsync_write"
 _DEADLINE = "icsync_deadline"

@@ -61,10 +61,10 @@ from connectors.sql_engine import (
     reflect,
     split_name,
 )
-from sync.config import SqlSinkConfig
-from sync.errors import ConfigError, SinkError, SinkRejected
-from sync.logs import get_logger
-from sync.secrets import Secret
+from sync.foundation.config import SqlSinkConfig
+from sync.foundation.errors import ConfigError, SinkError, SinkRejected
+from sync.foundation.logs import get_logger
+from sync.foundation.secrets import Secret
 
 _LOG = get_logger("connectors.sql_sink")
 

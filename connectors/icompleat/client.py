@@ -20,7 +20,7 @@ from connectors.icompleat.session import (
     ClientLimits,
     check_base_url,
 )
-from sync.errors import ApiError
+from sync.foundation.errors import ApiError
 
 __all__ = ["CallRecord", "CallStats", "ClientLimits", "IcompleatClient", "check_base_url"]
 

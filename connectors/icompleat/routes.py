@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote, unquote
 
-from sync.errors import ConfigError
+from sync.foundation.errors import ConfigError
 
 NULL = "NULL"
 REFERENCE_PAGE_SIZE = 100

@@ -13,8 +13,8 @@ import pytest
 
 from connectors.base import CompanyRef, Posting
 from connectors.files import FilesSink, FilesSource, file_stem, hashed_journal
-from sync.config import FilesSinkConfig, FilesSourceConfig
-from sync.errors import ConfigError, SinkError, SourceError
+from sync.foundation.config import FilesSinkConfig, FilesSourceConfig
+from sync.foundation.errors import ConfigError, SinkError, SourceError
 from tests.connectors.data import COMPANY, transaction
 
 

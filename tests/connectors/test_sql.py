@@ -12,9 +12,9 @@ import pytest
 
 from connectors.base import Posting
 from connectors.sql import SqlSink, SqlSource
-from sync.config import SqlSinkConfig, SqlSourceConfig
-from sync.errors import ConfigError, SinkError, SinkRejected, SourceError
-from sync.secrets import Secret
+from sync.foundation.config import SqlSinkConfig, SqlSourceConfig
+from sync.foundation.errors import ConfigError, SinkError, SinkRejected, SourceError
+from sync.foundation.secrets import Secret
 from tests.connectors.conftest import run_sql
 from tests.connectors.data import COMPANY, transaction
 

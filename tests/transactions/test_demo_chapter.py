@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from sync.commands import demo
-from sync.demo_transactions import chapter_transactions
+from sync.cli import demo
+from sync.demo.transactions import chapter_transactions
 
 
 def test_transactions_chapter_tells_the_truth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -26,7 +26,7 @@ from connectors.icompleat.sandbox.faults import ANY_ROUTE, Fault
 from connectors.icompleat.sandbox.state import SandboxState
 from connectors.icompleat.sandbox.transactions import TYPES
 from connectors.icompleat.sandbox.webhooks import Pusher
-from sync.errors import BadRequest
+from sync.foundation.errors import BadRequest
 
 Endpoint = Callable[[Request], Awaitable[Any]]
 

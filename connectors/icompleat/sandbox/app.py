@@ -40,7 +40,7 @@ from connectors.icompleat.sandbox.wire import (
     error_body,
     reject,
 )
-from sync.errors import BadRequest
+from sync.foundation.errors import BadRequest
 
 ADMIN_PREFIX = "/_sandbox/"
 MAX_BODY_BYTES = 16 * 1024 * 1024

@@ -23,7 +23,7 @@ from connectors.icompleat.sandbox.validate import (
     describe,
 )
 from connectors.icompleat.sandbox.wire import UNKNOWN_RECORD, Record, invalid, reject
-from sync.entities import KINDS_LIST, Kind
+from sync.foundation.entities import KINDS_LIST, Kind
 
 
 def kind_for(api: str) -> Kind:

@@ -1,0 +1,141 @@
+"""The six reference kinds as data: key, fields, API names and dependency order.
+
+Adding a kind is a few lines here (and a route prefix in ``connectors.icompleat.routes`` when it
+follows the paged list / refresh / edit / delete shape). Nothing else names a kind's fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+FieldType = Literal["str", "int", "float", "bool", "json"]
+# Named checks applied by normalisation; see sync.reference.rules.normalise for each rule.
+Check = Literal["iso_country", "currency", "email", "vat", "iban", "sort_code_or_bic", "rate"]
+
+CODE_MAX = 20
+NAME_MAX = 100
+TEXT_MAX = 100
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One canonical field: its iCompleat name, type, length limit and checks.
+
+    ``sent`` is False for fields read from the ERP only to be checked (a VAT number), which
+    iCompleat's record does not carry; they never reach the API, the diff or the digest.
+    """
+
+    name: str
+    type: FieldType = "str"
+    max_length: int | None = TEXT_MAX
+    required: bool = False
+    check: Check | None = None
+    sent: bool = True
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One reference kind; ``api`` is its route prefix in the routes table."""
+
+    name: str
+    label: str
+    api: str
+    payload: str
+    singular_payload: str
+    key: tuple[str, ...]
+    fields: tuple[FieldSpec, ...]
+    order: int
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        """All canonical column names, key first."""
+        return tuple(f.name for f in self.fields)
+
+    @property
+    def sent_fields(self) -> tuple[str, ...]:
+        """The fields that make up the remote record (and its digest)."""
+        return tuple(f.name for f in self.fields if f.sent)
+
+    @property
+    def value_fields(self) -> tuple[str, ...]:
+        """The sent fields that are not part of the key: what an edit can change."""
+        return tuple(f for f in self.sent_fields if f not in self.key)
+
+    def field(self, name: str) -> FieldSpec:
+        """The spec of field ``name``; KeyError if the kind has no such field."""
+        for spec in self.fields:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"{self.name} has no field {name!r}")
+
+    def route(self, operation: str) -> str:
+        """The routes-table name of ``operation`` (list, post, edit, delete) for this kind."""
+        return f"{self.api}.{operation}"
+
+
+def _code() -> FieldSpec:
+    return FieldSpec("Code", max_length=CODE_MAX, required=True)
+
+
+def _name() -> FieldSpec:
+    return FieldSpec("Name", max_length=NAME_MAX, required=True)
+
+
+def _texts(*names: str) -> tuple[FieldSpec, ...]:
+    return tuple(FieldSpec(n) for n in names)
+
+
+KINDS_LIST: tuple[Kind, ...] = (
+    Kind("currencies", "Currencies", "currencycodes", "CurrencyCodes", "CurrencyCode",
+         ("Code",), (FieldSpec("Code", max_length=3, required=True, check="currency"), _name(),
+                     FieldSpec("Rate", "float", None, required=True, check="rate"),
+                     FieldSpec("IsBase", "bool", None)), order=10),
+    Kind("tax_codes", "Tax codes", "taxcodes", "TaxCodes", "TaxCode",
+         ("Code",), (_code(), _name(), FieldSpec("Rate", "float", None, required=True,
+                                                 check="rate")), order=10),
+    Kind("account_codes", "Account codes", "accountcodes", "AccountCodes", "AccountCode",
+         ("Code",), (_code(), _name()), order=20),
+    Kind("delivery_sites", "Delivery sites", "deliverysites", "DeliverySites", "DeliverySite",
+         ("Code",), (_code(), _name(),
+                     *_texts("Address1", "Address2", "TownOrCity", "Postcode", "Telephone",
+                             "Country"),
+                     FieldSpec("IsoCode", max_length=2, check="iso_country")), order=20),
+    Kind("custom_fields", "Custom fields", "customfields", "CustomFields", "CustomField",
+         ("Field", "Code"), (FieldSpec("Field", max_length=NAME_MAX, required=True), _code(),
+                             _name(), FieldSpec("Type", max_length=20),
+                             FieldSpec("Mandatory", "bool", None)), order=30),
+    Kind("suppliers", "Suppliers", "suppliers", "Suppliers", "Supplier",
+         ("Code",), (_code(), _name(),
+                     *_texts("AddressLine1", "AddressLine2", "TownOrCity", "StateOrCounty",
+                             "PostcodeOrZip", "Country"),
+                     FieldSpec("IsoCode", max_length=2, check="iso_country"),
+                     FieldSpec("Telephone"), FieldSpec("Email", check="email"),
+                     FieldSpec("BankName"), FieldSpec("BankAccountNumber", check="iban"),
+                     FieldSpec("BankSortCode", check="sort_code_or_bic"),
+                     FieldSpec("PaymentDueDays", "int", None),
+                     FieldSpec("PaymentTermsType", max_length=20),
+                     FieldSpec("AnalysisDefaults", "json", None),
+                     FieldSpec("VatNumber", max_length=30, check="vat", sent=False)), order=40),
+)
+
+KINDS: dict[str, Kind] = {k.name: k for k in KINDS_LIST}
+KIND_NAMES: tuple[str, ...] = tuple(KINDS)
+
+# Custom field values are grouped under their field; the field definition carries these.
+CUSTOM_FIELD_DEFAULT_TYPE = "List"
+
+
+def get_kind(name: str) -> Kind:
+    """The kind called ``name``; ValueError naming the known kinds otherwise."""
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ValueError(f"unknown kind {name!r}; known kinds: {', '.join(KIND_NAMES)}") from None
+
+
+def in_dependency_order(names: Iterable[str]) -> list[str]:
+    """``names`` sorted so that a kind comes after every kind it may refer to (stable)."""
+    index = {n: i for i, n in enumerate(KIND_NAMES)}
+    return sorted(names, key=lambda n: (get_kind(n).order, index[n]))
