@@ -37,7 +37,7 @@ import pandas as pd
 
 from connectors.base import CompanyRef, Posting, SourceRead
 from connectors.icompleat.models import Transaction
-from connectors.memory import (
+from connectors.records import (
     check_required,
     frame_from_records,
     header_record,

@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.base import CompanyRef, SourceRead
-from connectors.memory import kind_config
+from connectors.records import kind_config
 from connectors.sql_engine import explain, make_engine, reflect
 from connectors.sql_sink import SqlSink
 from sync.foundation.config import SqlSourceConfig

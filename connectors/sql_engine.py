@@ -38,7 +38,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError, NoSuchModuleError
 from sqlalchemy.types import TypeEngine
 
-from connectors.memory import json_default
+from connectors.records import json_default
 from sync.foundation.errors import ConfigError
 from sync.foundation.secrets import REDACTOR, Secret
 

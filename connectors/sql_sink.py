@@ -39,7 +39,7 @@ from sqlalchemy.sql.elements import ColumnClause, TextClause
 
 from connectors.base import CompanyRef, Posting
 from connectors.icompleat.models import Transaction
-from connectors.memory import (
+from connectors.records import (
     check_required,
     describe,
     header_record,

@@ -1,170 +1,21 @@
 """``icsync demo``: a guided tour on a local sandbox, a sample ERP and a real configuration.
 
-Everything is written under a temporary directory (or ``--workdir``): the sample ERP, the
-configuration file, its key file and the state database. The tour is a list of CHAPTERS, each a
-function of one shared :class:`DemoContext`; adding a chapter is one line in that list.
+Everything is written under a temporary directory (or ``--workdir``); the chapters live in
+:mod:`sync.demo.tour`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import secrets
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.panel import Panel
-
-from sync.cli.sync import execute, exit_code, report
 from sync.console.terminal import make_console
-from sync.demo.transactions import chapter_transactions
 from sync.foundation.errors import ExitCode
-from sync.foundation.tomlout import toml_value
-
-if TYPE_CHECKING:  # loaded when the demo runs, not whenever the CLI parses its arguments
-    from connectors.icompleat.sandbox import SandboxServer
-    from sync.foundation.config import Config
-    from sync.reference.engine import CompanyResult
-
-TENANT_ID = "5e0d7c1a-2b3f-4a6e-9c8d-1f2e3a4b5c6d"
-COMPANY_ID = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
-
-
-@dataclass
-class DemoContext:
-    """What the chapters share: where things are, the sandbox, the console and the results."""
-
-    workdir: Path
-    console: Console
-    fast: bool
-    sandbox: SandboxServer
-    erp: Path
-    config_path: Path
-    config: Config
-    kept: bool = False
-    results: dict[str, list[CompanyResult]] = field(default_factory=dict)
-
-    def heading(self, title: str, text: str) -> None:
-        """A chapter's heading and the paragraph explaining it."""
-        self.console.print()
-        self.console.print(Panel(text, title=f"[bold]{title}[/]", title_align="left",
-                                 border_style="cyan"))
-
-    def command(self, *args: str) -> None:
-        """Show the command line a chapter is equivalent to."""
-        self.console.print(f"[dim]$ icsync {' '.join(args)}[/]", highlight=False)
-
-    async def sync(self, label: str, *, dry_run: bool = False,
-                   limit: int = 8) -> list[CompanyResult]:
-        """Run ``icsync sync`` (in process) and print its plan or summary."""
-        args = argparse.Namespace(company=None, kinds=None, dry_run=dry_run, full=False,
-                                  allow_deletes=False, json=False)
-        self.command("sync", "--config", str(self.config_path), *(["--dry-run"] * dry_run))
-        results = await execute(self.config, args)
-        report(results, self.console, dry_run=dry_run, limit=limit)
-        code = exit_code(results)
-        self.console.print(f"exit code [bold]{int(code)}[/] ({code.name.lower()})")
-        self.results[label] = results
-        return results
-
-    def remote_count(self, kind: str) -> int:
-        """How many records iCompleat (the sandbox) holds for ``kind``."""
-        return len(self.sandbox.state.records(TENANT_ID, COMPANY_ID, kind))
-
-
-Chapter = Callable[[DemoContext], Awaitable[None]]
-
-
-async def chapter_setup(ctx: DemoContext) -> None:
-    """Show what was created: the sandbox, the ERP and the configuration."""
-    from sync.demo import data as demo_data
-
-    counts = demo_data.table_counts(ctx.erp)
-    ctx.heading("1. The pieces", (
-        f"A local iCompleat sandbox is listening on {ctx.sandbox.url} (the real API contract: "
-        "paging, continuation tokens, validation, errors).\n"
-        f"A sample ERP database: {ctx.erp}\n  " + ", ".join(f"{n} {t}" for t, n in counts.items())
-        + f"\nThe configuration icsync runs with: {ctx.config_path}\n"
-        "(the security key sits in a file next to it; it never appears in output or logs)."))
-
-
-async def chapter_plan(ctx: DemoContext) -> None:
-    """A dry run: what the first sync would send, and the rows it sets aside."""
-    ctx.heading("2. The plan", (
-        "icsync reads every kind from the ERP, validates it, compares it with what iCompleat "
-        "holds (nothing yet) and prints the cheapest set of calls. --dry-run sends nothing."))
-    await ctx.sync("plan", dry_run=True)
-
-
-async def chapter_first_sync(ctx: DemoContext) -> None:
-    """The first real sync: complete sets in chunks of 100."""
-    ctx.heading("3. The first sync", (
-        "Now for real: kinds in dependency order (currencies and tax codes first, suppliers "
-        "last), each as a complete set in chunks of 100 with continuation tokens. Every call is "
-        "journaled before it is sent, so a crash anywhere resumes without duplicates."))
-    await ctx.sync("first")
-    ctx.console.print(f"iCompleat now holds {ctx.remote_count('suppliers')} suppliers.")
-
-
-async def chapter_changes(ctx: DemoContext) -> None:
-    """Change the ERP, then sync again: a small, targeted plan and one rejected row."""
-    from sync.demo import data as demo_data
-
-    changes = demo_data.apply_changes(ctx.erp)
-    lines = "\n".join(f"  {c.key}: {c.what}" for c in changes)
-    ctx.heading("4. Changes in the ERP", (
-        f"Someone edits the ERP:\n{lines}\nThe next run sends only the changes (one call per "
-        "edit and delete, the new supplier appended to the live set) and quarantines the row "
-        "iCompleat could not take, with the reason. The rest still lands."))
-    await ctx.sync("changes-plan", dry_run=True)
-    await ctx.sync("changes")
-
-
-async def chapter_guard(ctx: DemoContext) -> None:
-    """The safety guard: an ERP export that came back empty deletes nothing."""
-    from sync.demo import data as demo_data
-
-    before = ctx.remote_count("suppliers")
-    moved = demo_data.empty_suppliers(ctx.erp)
-    ctx.heading("5. The safety guard", (
-        f"The ERP's supplier table comes back empty ({moved} rows gone: a failed export, a "
-        "wrong filter). Deleting every supplier in iCompleat would be a disaster, so the guard "
-        "blocks the run: exit code 3, nothing deleted, and it says how to override."))
-    try:
-        await ctx.sync("guard")
-    finally:
-        demo_data.restore_suppliers(ctx.erp)
-    after = ctx.remote_count("suppliers")
-    ctx.console.print(f"Suppliers in iCompleat before: {before}, after: {after}.")
-
-
-async def chapter_end(ctx: DemoContext) -> None:
-    """Where to go next."""
-    keep = ("The files stay in " + str(ctx.workdir)) if ctx.kept else (
-        "The files were in a temporary directory, removed now; run `icsync demo --workdir DIR` "
-        "to keep them")
-    ctx.heading("Done", (
-        f"{keep}. The configuration file shows every setting the tour used; "
-        "config/example.toml explains them all. The same shape runs the daemon (icsync run) "
-        "against your own tenant and ERP."))
-
-
-CHAPTERS: list[Chapter] = [
-    chapter_setup,
-    chapter_plan,
-    chapter_first_sync,
-    chapter_changes,
-    chapter_guard,
-    chapter_transactions,
-    chapter_end,
-]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -175,50 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a smaller sample ERP (for tests)")
 
 
-def config_text(ctx_dir: Path, url: str, erp: Path, key_file: Path) -> str:
-    """The demo's configuration file, commented."""
-    from sync.demo import data as demo_data
-
-    source = demo_data.source_settings(erp)
-    lines = [
-        "# icsync demo configuration (written by `icsync demo`).",
-        "[state]", f"url = {json.dumps('sqlite:///' + str(ctx_dir / 'state.db'))}", "",
-        "[icompleat]", f"base_url = {json.dumps(url)}   # the local sandbox",
-        f"tenant_id = {json.dumps(TENANT_ID)}", f"api_key_file = {json.dumps(str(key_file))}",
-        "requests_per_minute = 0   # the sandbox has no quota; a real tenant: 50", "",
-        "[sources.erp]", 'type = "sql"', f"url = {json.dumps(source['url'])}",
-    ]
-    for kind, spec in source["kinds"].items():
-        lines += ["", f"[sources.erp.kinds.{kind}]"]
-        lines += [f"{k} = {toml_value(v)}" for k, v in spec.items()]
-    lines += ["", "[sinks.erp]", 'type = "sql"', f"url = {json.dumps(source['url'])}", "",
-              "[[companies]]", 'name = "demo"', f"company_id = {json.dumps(COMPANY_ID)}",
-              'source = "erp"', 'sink = "erp"', ""]
-    return "\n".join(lines)
-
-
-def prepare(workdir: Path, url: str, key: str, fast: bool) -> tuple[Path, Path]:
-    """Create the ERP, the key file and the configuration under ``workdir``."""
-    from sync.demo import data as demo_data
-
-    erp = demo_data.create_erp(workdir / "erp.db", suppliers_count=150 if fast else 600)
-    key_file = workdir / "icompleat_api_key"
-    key_file.write_text(key + "\n", encoding="utf-8")
-    key_file.chmod(0o600)
-    path = workdir / "icsync.toml"
-    path.write_text(config_text(workdir, url, erp, key_file), encoding="utf-8")
-    return erp, path
-
-
-async def tour(ctx: DemoContext) -> None:
-    """Every chapter in order."""
-    for chapter in CHAPTERS:
-        await chapter(ctx)
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the tour; 0 when every chapter behaved as the tour says."""
     from connectors.icompleat.sandbox import SandboxServer
+    from sync.demo.context import COMPANY_ID, TENANT_ID, DemoContext
+    from sync.demo.tour import as_told, prepare, tour
     from sync.foundation.config import load_config
     from sync.foundation.logs import configure
 
@@ -239,10 +51,6 @@ def run(args: argparse.Namespace) -> int:
                           kept=args.workdir is not None)
         asyncio.run(tour(ctx))
     console.print(f"[dim]The tour took {time.monotonic() - started:.1f} s.[/]")
-    return int(ExitCode.OK if _as_told(ctx) else ExitCode.FAILED)
+    return int(ExitCode.OK if as_told(ctx) else ExitCode.FAILED)
 
 
-def _as_told(ctx: DemoContext) -> bool:
-    """The outcomes the narration promises: ok, partial (one rejected row), blocked."""
-    expect = {"first": "ok", "changes": "partial", "guard": "blocked"}
-    return all(ctx.results[k][0].outcome == v for k, v in expect.items() if k in ctx.results)

@@ -12,28 +12,15 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
+from sync.console.poll import render_poll
 from sync.console.terminal import make_console
-from sync.daemon.jobs import lease_name
-from sync.foundation.config import CompanyConfig, Config, load_config
-from sync.foundation.errors import ConfigError, ExitCode, StateError
+from sync.foundation.config import load_config
 from sync.foundation.logs import configure
+from sync.foundation.outcomes import worst_exit
 from sync.foundation.secrets import REDACTOR
-from sync.runtime.context import Runtime, open_runtime
-from sync.runtime.leases import LeaseKeeper, take_lease
-from sync.transactions.poll import poll_company
-from sync.transactions.rules import PollResult
-
-JOB = "transactions"  # the daemon's job name: both take the lease "<company>:transactions"
-# Worst first: what the process exits with when companies end differently.
-SEVERITY = (ExitCode.AUTH, ExitCode.CONFIG, ExitCode.FAILED, ExitCode.BLOCKED, ExitCode.PARTIAL)
+from sync.transactions.run import poll_all, posting_companies
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,69 +38,10 @@ def run(args: argparse.Namespace) -> int:
     companies = ([config.settings.company(args.company)] if args.company
                  else posting_companies(config))
     results = asyncio.run(poll_all(config, companies))
-    code = worst(r.exit_code for r in results)
+    code = worst_exit(r.exit_code for r in results)
     if args.json:
         doc = {"companies": [r.to_dict() for r in results], "exit_code": int(code)}
         print(REDACTOR(json.dumps(doc, indent=2, default=str)))
     else:
-        render(results, make_console(highlight=False))
+        render_poll(results, make_console(highlight=False))
     return int(code)
-
-
-def posting_companies(config: Config) -> list[CompanyConfig]:
-    """The configured companies that post transactions (a sink and at least one type)."""
-    companies = [c for c in config.settings.companies if c.sink and c.transaction_types]
-    if not companies:
-        raise ConfigError("no company posts transactions: give one a sink = \"NAME\" (with a "
-                          "[sinks.NAME] table) and transaction_types", key="companies")
-    return companies
-
-
-def worst(codes: Iterable[ExitCode]) -> ExitCode:
-    """The most severe of ``codes`` (OK when there are none)."""
-    found = set(codes)
-    return next((code for code in SEVERITY if code in found), ExitCode.OK)
-
-
-async def poll_all(config: Config, companies: Sequence[CompanyConfig]) -> list[PollResult]:
-    """One pass per company, one after the other, each under its lease."""
-    async with open_runtime(config) as rt:
-        return [await poll_leased(rt, company) for company in companies]
-
-
-async def poll_leased(rt: Runtime, company: CompanyConfig) -> PollResult:
-    """Poll ``company`` while holding its transactions lease: taken (waiting at most one lease
-    time for a live holder to finish or a dead one's lease to expire), renewed every third of
-    the lease time, released after; losing it cancels the pass with LeaseLost."""
-    ttl = rt.config.settings.state.lease_seconds
-    try:
-        fence = await take_lease(rt.store, lease_name(company.name, JOB), rt.holder, ttl,
-                                 doing="polling this company")
-        keeper = LeaseKeeper(rt.store, fence, ttl)
-        try:
-            return await keeper.run(poll_company(rt, company, fence=fence))
-        finally:
-            await keeper.release()
-    except StateError as exc:
-        result = PollResult(company.name)
-        result.fail("failed", ExitCode.FAILED, str(exc))
-        return result
-
-
-def render(results: Sequence[PollResult], console: Console) -> None:
-    """The summary table (it fits 80 columns), then each company's problems."""
-    seconds = sum(r.seconds for r in results)
-    table = Table(title="icsync poll", caption=f"{seconds:.1f} s", box=box.SIMPLE_HEAD,
-                  padding=0, pad_edge=False)
-    for column in ("company", "outcome", "seen", "posted", "new", "written back",
-                   "quarantined", "failed", "skipped"):
-        words = max(len(word) for word in column.split())
-        table.add_column(column, min_width=words,
-                         justify="left" if column in ("company", "outcome") else "right")
-    for r in results:
-        table.add_row(r.company, r.outcome, *(str(n) for n in (
-            r.seen, r.posted, r.created, r.written_back, r.quarantined, r.failed, r.skipped)))
-    console.print(table)
-    for r in results:
-        for line in ([r.error] if r.error else []) + r.problems:
-            console.print(Text.assemble((r.company, "bold"), ": ", REDACTOR(line)))

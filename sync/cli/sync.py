@@ -19,15 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sync.console.terminal import make_console
-from sync.foundation.errors import ConfigError, ExitCode, IcsyncError
+from sync.foundation.errors import ConfigError, ExitCode
 
 if TYPE_CHECKING:  # the engine's imports (pandas, SQLAlchemy) load only when a command runs
     import httpx
-    from rich.console import Console
 
     from sync.foundation.config import CompanyConfig, Config
     from sync.reference.engine import CompanyResult
-    from sync.runtime.context import Runtime
 
 DEFAULT_CONFIG = "icsync.toml"
 
@@ -65,15 +63,20 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(document(results), indent=2, default=str, ensure_ascii=False))
     else:
-        report(results, console, dry_run=args.dry_run)
+        from sync.console.progress import print_results
+
+        print_results(results, console, dry_run=args.dry_run)
+    for result in results:  # a run that could not start or failed: one clear line on stderr
+        if result.error and result.outcome in ("failed", "auth", "lease_lost", "error"):
+            print(f"icsync sync: {result.company}: {result.error}", file=sys.stderr)
     return int(exit_code(results))
 
 
 def exit_code(results: Sequence[CompanyResult]) -> ExitCode:
     """The worst exit code across companies."""
-    from sync.reference.engine import EXIT_CODES, worst
+    from sync.foundation.outcomes import worst_exit
 
-    return EXIT_CODES[worst([r.outcome for r in results])]
+    return worst_exit(r.exit_code for r in results)
 
 
 def document(results: Sequence[CompanyResult]) -> dict[str, Any]:
@@ -92,87 +95,13 @@ def companies_of(config: Config, name: str | None) -> list[CompanyConfig]:
 
 async def execute(config: Config, args: argparse.Namespace, *,
                   transport: httpx.AsyncBaseTransport | None = None) -> list[CompanyResult]:
-    """Run every selected company in turn; stop after a rejected credential."""
-    from sync.reference.engine import sync_company
-    from sync.runtime.context import open_runtime
-    from sync.runtime.leases import LeaseGuardTransport
+    """Run every selected company in turn (a progress bar on a terminal); stop after a
+    rejected credential."""
+    from sync.console.progress import LiveProgress
+    from sync.reference.run import sync_companies
 
-    companies = companies_of(config, args.company)
-    guard = LeaseGuardTransport(transport) if transport is not None else LeaseGuardTransport()
-    results: list[CompanyResult] = []
-    async with open_runtime(config, transport=guard) as rt:
-        for company in companies:
-            if args.dry_run:
-                result = await sync_company(rt, company, kinds=args.kinds, dry_run=True,
-                                            full=args.full, allow_deletes=args.allow_deletes)
-            else:
-                result = await run_leased(rt, company, args)
-            results.append(result)
-            if result.outcome == "auth":
-                break
-    return results
-
-
-async def run_leased(rt: Runtime, company: CompanyConfig,
-                     args: argparse.Namespace) -> CompanyResult:
-    """Apply one company under its reference lease, recording the run."""
-    from sync.daemon.jobs import lease_name
-    from sync.reference.engine import CompanyResult, sync_company
-    from sync.runtime.leases import LeaseKeeper, take_lease
-
-    ttl = rt.config.settings.state.lease_seconds
-    fence = await take_lease(rt.store, lease_name(company.name, "reference"), rt.holder, ttl,
-                             doing="syncing this company")
-    keeper = LeaseKeeper(rt.store, fence, ttl)
-    run_id = await asyncio.to_thread(rt.store.start_run, company.name, "reference", None,
-                                     fence=fence)
-    result = CompanyResult(company.name, outcome="failed", exit_code=ExitCode.FAILED)
-    try:
-        result = await keeper.run(sync_company(
-            rt, company, kinds=args.kinds, full=args.full, allow_deletes=args.allow_deletes,
-            fence=fence, progress=sys.stderr.isatty() and not args.json))
-    except IcsyncError as exc:
-        result.error = str(exc)
-        raise
-    finally:
-        counts = {"holder": rt.holder, "manual": True,
-                  **{k.kind: k.to_dict() for k in result.kinds}}
-        try:
-            await asyncio.to_thread(rt.store.finish_run, run_id, result.outcome, counts,
-                                    result.error, fence=fence)
-        except IcsyncError as exc:  # the lease is gone: the error above already says so
-            log_warning("could not record the run", error=str(exc))
-        finally:
-            await keeper.release()
-    return result
-
-
-def log_warning(event: str, **fields: Any) -> None:
-    """A warning in the command's log (stderr)."""
-    from sync.foundation.logs import get_logger
-
-    get_logger("icsync.sync").warning(event, **fields)
-
-
-def report(results: Sequence[CompanyResult], console: Console, *, dry_run: bool,
-           limit: int = 50) -> None:
-    """The human-readable output: plans for a dry run, summaries otherwise."""
-    from sync.console.progress import print_summary
-    from sync.console.render import render_plan
-
-    if not dry_run:
-        print_summary(results, console)
-        return
-
-    for result in results:
-        console.rule(f"{result.company}: plan ({result.outcome})")
-        if result.plan is not None:
-            render_plan(result.plan, console, limit=limit)
-        for kind in result.kinds:
-            if kind.error:
-                console.print(f"{kind.kind}: {kind.error}", markup=False, highlight=False)
-        for drift in result.drift:
-            for line in drift.lines():
-                console.print(f"{drift.kind}: {line}", markup=False, highlight=False)
-        if result.error:
-            console.print(f"error: {result.error}", markup=False, highlight=False)
+    live = sys.stderr.isatty() and not args.json
+    return await sync_companies(config, companies_of(config, args.company), kinds=args.kinds,
+                                dry_run=args.dry_run, full=args.full,
+                                allow_deletes=args.allow_deletes,
+                                progress=LiveProgress if live else None, transport=transport)

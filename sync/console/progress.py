@@ -25,6 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from sync.console.render import render_plan
 from sync.console.terminal import make_console
 
 if TYPE_CHECKING:
@@ -116,3 +117,24 @@ def print_summary(results: Sequence[CompanyResult], console: Console) -> None:
         console.print(summary_table(result))
         for line in notes(result):
             console.print(line, markup=False, highlight=False)
+
+
+def print_results(results: Sequence[CompanyResult], console: Console, *, dry_run: bool,
+           limit: int = 50) -> None:
+    """The human-readable output: plans for a dry run, summaries otherwise."""
+    if not dry_run:
+        print_summary(results, console)
+        return
+
+    for result in results:
+        console.rule(f"{result.company}: plan ({result.outcome})")
+        if result.plan is not None:
+            render_plan(result.plan, console, limit=limit)
+        for kind in result.kinds:
+            if kind.error:
+                console.print(f"{kind.kind}: {kind.error}", markup=False, highlight=False)
+        for drift in result.drift:
+            for line in drift.lines():
+                console.print(f"{drift.kind}: {line}", markup=False, highlight=False)
+        if result.error:
+            console.print(f"error: {result.error}", markup=False, highlight=False)

@@ -14,8 +14,8 @@ from rich.table import Table
 from rich.text import Text
 
 from sync.foundation.entities import KINDS
+from sync.reference.rules.findings import Rejection
 from sync.reference.rules.keys import KEY_SEP
-from sync.reference.rules.normalise import Rejection
 from sync.reference.rules.plan import KindPlan, Plan
 
 

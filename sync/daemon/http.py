@@ -17,22 +17,22 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sync.daemon.metrics import CONTENT_TYPE
-from sync.foundation.config import CompanyConfig
+from sync.daemon.metrics import CONTENT_TYPE, Metrics
+from sync.foundation.config import CompanyConfig, Settings
 from sync.foundation.errors import IcsyncError
 from sync.foundation.logs import get_logger
 from sync.foundation.secrets import REDACTOR
+from sync.runtime.context import Runtime
+from sync.runtime.jobrun import JobReport
 from sync.state.store import StateStore
-
-if TYPE_CHECKING:
-    from sync.daemon.service import Daemon
+from sync.transactions.webhook import create_webhook_routes
 
 log = get_logger("icsync.http")
 PROBE_SECONDS = 2.0
@@ -55,10 +55,46 @@ def state_snapshot(store: StateStore, companies: Sequence[CompanyConfig]
             [(c, s, n) for (c, s), n in sorted(backlog.items())])
 
 
-class Endpoints:
-    """The handlers, bound to one daemon."""
+class JobView(Protocol):
+    """What the endpoints read of one scheduled job."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def failures(self) -> int: ...
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def last(self) -> JobReport | None: ...
+
+
+class DaemonView(Protocol):
+    """The narrow view of the daemon the endpoints need (the daemon serves them; they never
+    drive it)."""
+
+    @property
+    def stopping(self) -> bool: ...
+
+    @property
+    def rt(self) -> Runtime | None: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def jobs(self) -> Sequence[JobView]: ...
+
+
+class Endpoints:
+    """The handlers, bound to one daemon's view."""
+
+    def __init__(self, daemon: DaemonView) -> None:
         self.daemon = daemon
         self._refreshed = -REFRESH_SECONDS
         self._lock = asyncio.Lock()
@@ -122,16 +158,14 @@ class Endpoints:
             self.daemon.metrics.set_backlog(backlog)
 
 
-def webhook_routes(daemon: Daemon) -> list[BaseRoute]:
+def webhook_routes(daemon: DaemonView) -> list[BaseRoute]:
     """The webhook receiver's routes (none before the runtime is open)."""
     if daemon.rt is None:
         return []
-    from sync.transactions.webhook import create_webhook_routes
-
     return create_webhook_routes(daemon.rt)
 
 
-def build_app(daemon: Daemon) -> Starlette:
+def build_app(daemon: DaemonView) -> Starlette:
     """The Starlette application the daemon serves."""
     endpoints = Endpoints(daemon)
     routes: list[Any] = [

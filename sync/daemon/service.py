@@ -40,16 +40,19 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from sync.daemon.http import build_app
-from sync.daemon.jobs import Action, ScheduledJob
+from sync.daemon.jobs import ScheduledJob
 from sync.daemon.metrics import Metrics
 from sync.daemon.notify import Notifier
 from sync.daemon.schedules import ClockWatch, build_trigger, fire_times
 from sync.foundation.config import CompanyConfig, Config
 from sync.foundation.errors import ConfigError, ExitCode
 from sync.foundation.logs import get_logger
+from sync.reference.engine import readback_company, sync_company
 from sync.runtime.context import Runtime, open_runtime
+from sync.runtime.jobrun import Action
 from sync.runtime.leases import LeaseGuardSink, LeaseGuardTransport
 from sync.state.store import Fence
+from sync.transactions.poll import poll_company
 
 log = get_logger("icsync.service")
 
@@ -83,9 +86,6 @@ def bind(listen: str) -> socket.socket:
 
 def job_actions(rt: Runtime, company: CompanyConfig) -> dict[str, Action]:
     """The jobs a company has: what it is configured for AND has a schedule for."""
-    from sync.reference.engine import readback_company, sync_company
-    from sync.transactions.poll import poll_company
-
     plan: dict[str, tuple[bool, Callable[[Fence], Awaitable[Any]]]] = {
         "reference": (bool(company.source and company.kinds),
                       lambda fence: sync_company(rt, company, fence=fence)),

@@ -17,15 +17,19 @@ import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.table import Table
+from starlette.applications import Starlette
 
+from connectors.icompleat.sandbox.server import BackgroundServer
+from sync.console.poll import render_poll
+from sync.demo.context import COMPANY_ID, TENANT_ID, DemoContext
+from sync.foundation.config import Config, load_config
 from sync.foundation.errors import IcsyncError
-
-if TYPE_CHECKING:
-    from sync.cli.demo import DemoContext
-    from sync.foundation.config import Config
+from sync.runtime.context import open_runtime
+from sync.transactions.run import poll_all
+from sync.transactions.webhook import create_webhook_routes
 
 _SUPPLIER_CHECK = ('required_supplier_table = "suppliers"\n'
                    'required_supplier_column = "supplier_code"\n')
@@ -69,7 +73,6 @@ def invoice(n: int, supplier: dict[str, Any]) -> dict[str, Any]:
 
 def approve(ctx: DemoContext, bodies: list[dict[str, Any]]) -> list[str]:
     """Create and approve invoices in the sandbox, as finance would; their ids."""
-    from sync.cli.demo import COMPANY_ID, TENANT_ID
 
     ids = []
     for body in bodies:
@@ -81,7 +84,6 @@ def approve(ctx: DemoContext, bodies: list[dict[str, Any]]) -> list[str]:
 
 def known_suppliers(ctx: DemoContext, count: int) -> list[dict[str, Any]]:
     """A few suppliers the tour synced to iCompleat (so the ERP knows them too)."""
-    from sync.cli.demo import COMPANY_ID, TENANT_ID
 
     return ctx.sandbox.state.records(TENANT_ID, COMPANY_ID, "suppliers")[:count]
 
@@ -97,7 +99,6 @@ def erp_rows(erp: Path, ids: list[str]) -> Iterator[tuple[str, ...]]:
 
 def shown_journal(ctx: DemoContext, tx_id: str) -> str | None:
     """The journal number iCompleat shows for a transaction."""
-    from sync.cli.demo import TENANT_ID
 
     tx = ctx.sandbox.state.transaction(TENANT_ID, tx_id)
     return (tx.get("Posting") or {}).get("JournalNumber")
@@ -106,11 +107,6 @@ def shown_journal(ctx: DemoContext, tx_id: str) -> str | None:
 @contextlib.asynccontextmanager
 async def receiver(config: Config) -> AsyncIterator[str]:
     """The webhook routes served on loopback, with a runtime of their own; the base URL."""
-    from starlette.applications import Starlette
-
-    from connectors.icompleat.sandbox.server import BackgroundServer
-    from sync.runtime.context import open_runtime
-    from sync.transactions.webhook import create_webhook_routes
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -128,8 +124,6 @@ async def receiver(config: Config) -> AsyncIterator[str]:
 
 async def chapter_transactions(ctx: DemoContext) -> None:
     """Approved invoices polled into the ERP with journal numbers, then one pushed by webhook."""
-    from sync.cli.poll import poll_all, render
-    from sync.foundation.config import load_config
 
     path, checked = write_config(ctx)
     config = load_config(path)
@@ -144,7 +138,7 @@ async def chapter_transactions(ctx: DemoContext) -> None:
     ids = approve(ctx, [invoice(i + 1, s) for i, s in enumerate([*suppliers, stranger])])
     ctx.command("poll", "--config", str(path))
     first = (await poll_all(config, config.settings.companies))[0]
-    render([first], ctx.console)
+    render_poll([first], ctx.console)
     _show_rows(ctx, ids)
     again = (await poll_all(config, config.settings.companies))[0]
     ctx.console.print(f"A second pass posts nothing: {again.created} new ERP entries; "
@@ -167,7 +161,6 @@ def _show_rows(ctx: DemoContext, ids: list[str]) -> None:
 
 
 async def _webhook_part(ctx: DemoContext, config: Config, supplier: dict[str, Any]) -> str | None:
-    from sync.cli.demo import TENANT_ID
 
     ctx.heading("7. The webhook", (
         "iCompleat can also push each approved transaction to a URL and expects the journal "

@@ -1,12 +1,13 @@
-"""The six reference kinds as data: key, fields, API names and dependency order.
+"""The six reference kinds as data: key, fields, API names, shape and dependency order.
 
-Adding a kind is a few lines here (and a route prefix in ``connectors.icompleat.routes`` when it
-follows the paged list / refresh / edit / delete shape). Nothing else names a kind's fields.
+Adding a kind is a few lines here: a kind of the ``records`` shape gets its list, refresh, edit
+and delete routes in ``connectors.icompleat.routes`` from its API names. Nothing else names a
+kind's fields or its API names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,6 +18,12 @@ Check = Literal["iso_country", "currency", "email", "vat", "iban", "sort_code_or
 CODE_MAX = 20
 NAME_MAX = 100
 TEXT_MAX = 100
+# Records per write call (refresh / append chunk, custom field value list): the contract's limit.
+WRITE_CHUNK_SIZE = 100
+# How a kind's records live in iCompleat: ``records`` are one paged list with refresh, edit and
+# delete by code; ``field_values`` are list values grouped under custom fields that iCompleat
+# keys by an Id (definitions first, then each field's complete value list).
+Shape = Literal["records", "field_values"]
 
 
 @dataclass(frozen=True)
@@ -37,16 +44,28 @@ class FieldSpec:
 
 @dataclass(frozen=True)
 class Kind:
-    """One reference kind; ``api`` is its route prefix in the routes table."""
+    """One reference kind, with its API names written once.
+
+    ``api`` is its route prefix in the routes table (the API's plural segment), ``api_singular``
+    the singular segment of its one-record routes, ``payload`` / ``singular_payload`` the body
+    names of lists and single records, ``shape`` how iCompleat holds it.
+    """
 
     name: str
     label: str
     api: str
+    api_singular: str
     payload: str
     singular_payload: str
     key: tuple[str, ...]
     fields: tuple[FieldSpec, ...]
     order: int
+    shape: Shape = "records"
+
+    @property
+    def field_values(self) -> bool:
+        """True for list values grouped under custom fields (keyed Field + Code)."""
+        return self.shape == "field_values"
 
     @property
     def field_names(self) -> tuple[str, ...]:
@@ -88,36 +107,58 @@ def _texts(*names: str) -> tuple[FieldSpec, ...]:
 
 
 KINDS_LIST: tuple[Kind, ...] = (
-    Kind("currencies", "Currencies", "currencycodes", "CurrencyCodes", "CurrencyCode",
-         ("Code",), (FieldSpec("Code", max_length=3, required=True, check="currency"), _name(),
-                     FieldSpec("Rate", "float", None, required=True, check="rate"),
-                     FieldSpec("IsBase", "bool", None)), order=10),
-    Kind("tax_codes", "Tax codes", "taxcodes", "TaxCodes", "TaxCode",
-         ("Code",), (_code(), _name(), FieldSpec("Rate", "float", None, required=True,
-                                                 check="rate")), order=10),
-    Kind("account_codes", "Account codes", "accountcodes", "AccountCodes", "AccountCode",
-         ("Code",), (_code(), _name()), order=20),
-    Kind("delivery_sites", "Delivery sites", "deliverysites", "DeliverySites", "DeliverySite",
-         ("Code",), (_code(), _name(),
-                     *_texts("Address1", "Address2", "TownOrCity", "Postcode", "Telephone",
-                             "Country"),
-                     FieldSpec("IsoCode", max_length=2, check="iso_country")), order=20),
-    Kind("custom_fields", "Custom fields", "customfields", "CustomFields", "CustomField",
-         ("Field", "Code"), (FieldSpec("Field", max_length=NAME_MAX, required=True), _code(),
-                             _name(), FieldSpec("Type", max_length=20),
-                             FieldSpec("Mandatory", "bool", None)), order=30),
-    Kind("suppliers", "Suppliers", "suppliers", "Suppliers", "Supplier",
-         ("Code",), (_code(), _name(),
-                     *_texts("AddressLine1", "AddressLine2", "TownOrCity", "StateOrCounty",
-                             "PostcodeOrZip", "Country"),
-                     FieldSpec("IsoCode", max_length=2, check="iso_country"),
-                     FieldSpec("Telephone"), FieldSpec("Email", check="email"),
-                     FieldSpec("BankName"), FieldSpec("BankAccountNumber", check="iban"),
-                     FieldSpec("BankSortCode", check="sort_code_or_bic"),
-                     FieldSpec("PaymentDueDays", "int", None),
-                     FieldSpec("PaymentTermsType", max_length=20),
-                     FieldSpec("AnalysisDefaults", "json", None),
-                     FieldSpec("VatNumber", max_length=30, check="vat", sent=False)), order=40),
+    Kind("currencies", "Currencies",
+         api="currencycodes", api_singular="currencycode",
+         payload="CurrencyCodes", singular_payload="CurrencyCode",
+         key=("Code",),
+         fields=(FieldSpec("Code", max_length=3, required=True, check="currency"), _name(),
+                 FieldSpec("Rate", "float", None, required=True, check="rate"),
+                 FieldSpec("IsBase", "bool", None)),
+         order=10),
+    Kind("tax_codes", "Tax codes",
+         api="taxcodes", api_singular="taxcode",
+         payload="TaxCodes", singular_payload="TaxCode",
+         key=("Code",),
+         fields=(_code(), _name(), FieldSpec("Rate", "float", None, required=True, check="rate")),
+         order=10),
+    Kind("account_codes", "Account codes",
+         api="accountcodes", api_singular="accountcode",
+         payload="AccountCodes", singular_payload="AccountCode",
+         key=("Code",),
+         fields=(_code(), _name()),
+         order=20),
+    Kind("delivery_sites", "Delivery sites",
+         api="deliverysites", api_singular="deliverysite",
+         payload="DeliverySites", singular_payload="DeliverySite",
+         key=("Code",),
+         fields=(_code(), _name(),
+                 *_texts("Address1", "Address2", "TownOrCity", "Postcode", "Telephone",
+                         "Country"),
+                 FieldSpec("IsoCode", max_length=2, check="iso_country")),
+         order=20),
+    Kind("custom_fields", "Custom fields",
+         api="customfields", api_singular="customfield",
+         payload="CustomFields", singular_payload="CustomField",
+         key=("Field", "Code"),
+         fields=(FieldSpec("Field", max_length=NAME_MAX, required=True), _code(), _name(),
+                 FieldSpec("Type", max_length=20), FieldSpec("Mandatory", "bool", None)),
+         order=30, shape="field_values"),
+    Kind("suppliers", "Suppliers",
+         api="suppliers", api_singular="supplier",
+         payload="Suppliers", singular_payload="Supplier",
+         key=("Code",),
+         fields=(_code(), _name(),
+                 *_texts("AddressLine1", "AddressLine2", "TownOrCity", "StateOrCounty",
+                         "PostcodeOrZip", "Country"),
+                 FieldSpec("IsoCode", max_length=2, check="iso_country"),
+                 FieldSpec("Telephone"), FieldSpec("Email", check="email"),
+                 FieldSpec("BankName"), FieldSpec("BankAccountNumber", check="iban"),
+                 FieldSpec("BankSortCode", check="sort_code_or_bic"),
+                 FieldSpec("PaymentDueDays", "int", None),
+                 FieldSpec("PaymentTermsType", max_length=20),
+                 FieldSpec("AnalysisDefaults", "json", None),
+                 FieldSpec("VatNumber", max_length=30, check="vat", sent=False)),
+         order=40),
 )
 
 KINDS: dict[str, Kind] = {k.name: k for k in KINDS_LIST}
@@ -133,6 +174,13 @@ def get_kind(name: str) -> Kind:
         return KINDS[name]
     except KeyError:
         raise ValueError(f"unknown kind {name!r}; known kinds: {', '.join(KIND_NAMES)}") from None
+
+
+def chunked(keys: Sequence[str], size: int = WRITE_CHUNK_SIZE) -> list[list[str]]:
+    """``keys`` in consecutive chunks of ``size``; no chunk for no keys."""
+    if size < 1:
+        raise ValueError(f"chunk size must be at least 1, got {size}")
+    return [list(keys[i:i + size]) for i in range(0, len(keys), size)]
 
 
 def in_dependency_order(names: Iterable[str]) -> list[str]:

@@ -22,11 +22,10 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from connectors.icompleat.routes import WRITE_CHUNK_SIZE
 from sync.foundation import clock
 from sync.foundation.config import CompanyConfig
 from sync.foundation.crashpoints import crash_point
-from sync.foundation.entities import Kind
+from sync.foundation.entities import WRITE_CHUNK_SIZE, Kind
 from sync.foundation.errors import (
     ApiError,
     AuthRejected,

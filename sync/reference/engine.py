@@ -36,6 +36,7 @@ from sync.foundation.errors import (
     SourceError,
 )
 from sync.foundation.logs import get_logger
+from sync.foundation.outcomes import worst
 from sync.reference.apply import KindResult, KindRun
 from sync.reference.kind import KindSync, PlannedKind
 from sync.reference.readback import Drift
@@ -46,16 +47,6 @@ from sync.state.rows import Fence
 __all__ = ["CompanyResult", "KindResult", "readback_company", "sync_company"]
 
 log = get_logger("icsync.engine")
-
-SEVERITY = {"ok": 0, "partial": 1, "blocked": 2, "failed": 3, "auth": 4}
-EXIT_CODES = {"ok": ExitCode.OK, "partial": ExitCode.PARTIAL, "blocked": ExitCode.BLOCKED,
-              "failed": ExitCode.FAILED, "auth": ExitCode.AUTH}
-
-
-def worst(outcomes: Sequence[str]) -> str:
-    """The most severe outcome (``ok`` for none)."""
-    return max(outcomes, key=SEVERITY.__getitem__, default="ok")
-
 
 @dataclass
 class CompanyResult:
@@ -73,8 +64,8 @@ class CompanyResult:
 
     def settle(self) -> CompanyResult:
         """Fix ``outcome`` and ``exit_code`` from the kinds (unless already worse)."""
-        self.outcome = worst([self.outcome, *(k.outcome for k in self.kinds)])
-        self.exit_code = EXIT_CODES[self.outcome]
+        outcome = worst([self.outcome, *(k.outcome for k in self.kinds)])
+        self.outcome, self.exit_code = outcome, outcome.exit_code
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,20 +106,27 @@ def selected_kinds(company: CompanyConfig, kinds: Sequence[str] | None) -> list[
     return in_dependency_order(dict.fromkeys(kinds))
 
 
+def check_selection(company: CompanyConfig, kinds: Sequence[str] | None) -> list[str]:
+    """The kinds to run for ``company`` (see :func:`selected_kinds`); ConfigError when the
+    selection or the company cannot run (no source)."""
+    names = selected_kinds(company, kinds)
+    if company.source is None:
+        raise ConfigError(f"company {company.name!r} has no source to sync from",
+                          key="companies.source")
+    return names
+
+
 async def sync_company(
     rt: Runtime, company: CompanyConfig, *, kinds: Sequence[str] | None = None,
     dry_run: bool = False, full: bool = False, allow_deletes: bool = False,
-    fence: Fence | None = None, progress: bool = False,
+    fence: Fence | None = None, on_plan: Callable[[str, int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> CompanyResult:
     """Plan (``dry_run``) or apply the reference sync of one company; never raises for an
-    outcome (a blocked guard, a 401, a failed source...): read ``CompanyResult.outcome``."""
-    options = Options(dry_run=dry_run, full=full, allow_deletes=allow_deletes, fence=fence)
-    if progress and not dry_run:
-        from sync.console.progress import LiveProgress
-
-        with LiveProgress(company.name) as bar:
-            options.on_plan, options.on_progress = bar.plan, bar.advance
-            return await run_company(rt, company, kinds, options)
+    outcome (a blocked guard, a 401, a failed source...): read ``CompanyResult.outcome``.
+    ``on_plan(kind, calls)`` and ``on_progress(calls)`` report progress (a terminal's bar)."""
+    options = Options(dry_run=dry_run, full=full, allow_deletes=allow_deletes, fence=fence,
+                      on_plan=on_plan, on_progress=on_progress)
     return await run_company(rt, company, kinds, options)
 
 
@@ -145,10 +143,7 @@ async def run_company(rt: Runtime, company: CompanyConfig, kinds: Sequence[str] 
     started = time.monotonic()
     result = CompanyResult(company.name, dry_run=options.dry_run)
     try:
-        names = selected_kinds(company, kinds)
-        if company.source is None:
-            raise ConfigError(f"company {company.name!r} has no source to sync from",
-                              key="companies.source")
+        names = check_selection(company, kinds)
         await _run_kinds(rt, company, names, options, result)
     except AuthRejected as exc:
         result.outcome, result.error = "auth", str(exc)

@@ -17,33 +17,21 @@ them from a read of the fields.
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sync.foundation.entities import WRITE_CHUNK_SIZE, chunked
 from sync.foundation.errors import ApiError, AuthRejected, BadRequest, OutcomeUnknown
 from sync.reference.apply import (
     ApplyOutcome,
     KindRun,
     Records,
-    canonical,
-    frame_records,
     send_rows,
 )
-from sync.reference.refresh import chunked
-from sync.reference.rules.normalise import KEY_SEP
-from sync.reference.settle import RemoteRead
+from sync.reference.remote import DEF_FIELDS, DEFINITIONS, definition_digest
+from sync.reference.rules.keys import field_of
 
-DEFINITIONS = "custom_fields.definitions"
 MARKER_PREFIX = "custom_fields/"
-DEF_FIELDS = ("Type", "Mandatory")
-
-
-def field_of(key: str) -> str:
-    """The field name of a value row's key."""
-    return key.split(KEY_SEP, 1)[0]
 
 
 def by_field(records: Records) -> dict[str, Records]:
@@ -60,48 +48,10 @@ def definition_of(rows: Records) -> dict[str, Any]:
     return {"Name": first["Field"], **{f: first.get(f) for f in DEF_FIELDS}}
 
 
-def _def_digest(definition: Mapping[str, Any]) -> str:
-    text = json.dumps({k: definition.get(k) for k in ("Name", *DEF_FIELDS)}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
-def definition_rows(definitions: Mapping[str, Mapping[str, Any]]
-                    ) -> list[tuple[str, dict[str, Any], str]]:
-    """Remote-copy rows (name, definition, digest) of field definitions."""
-    return [(n, dict(d), _def_digest(d)) for n, d in sorted(definitions.items())]
 
 
-async def read_custom_fields(run: KindRun) -> RemoteRead:
-    """Every active field with its values, as canonical value rows plus the definitions."""
-    client, cid = run.rt.client, run.company.company_id
-    fields = await client.custom_fields(cid)
-    details = [await client.custom_field(cid, str(f["Id"])) for f in fields]
-    run.result.reads += 1 + len(details)
-    run.result.calls += 1 + len(details)
-    rows, definitions = [], {}
-    for detail in details:
-        name = str(detail.get("Name"))
-        definitions[name] = {"Id": str(detail.get("Id")), "Name": name,
-                             **{f: detail.get(f) for f in DEF_FIELDS}}
-        rows += [{"Field": name, "Code": v.get("Code"), "Name": v.get("Name"),
-                  **{f: detail.get(f) for f in DEF_FIELDS}} for v in detail.get("Values") or []]
-    frame = await asyncio.to_thread(canonical, run.kind, rows)
-    records, digests = frame_records(run.kind, frame)
-    return RemoteRead(records, digests, 1 + len(details), definitions)
-
-
-def settle_fields(run: KindRun, names: Sequence[str], remote: RemoteRead) -> str:
-    """Blocking: the remote copy of fields ``names`` (values and definition) := the read."""
-    store, company = run.rt.store, run.company.name
-    wanted = set(names)
-    stale = [k for k in store.remote_digests(company, run.kind.name) if field_of(k) in wanted]
-    store.delete_remote(company, run.kind.name, stale, fence=run.fence)
-    rows = [(k, r, remote.digests[k]) for k, r in remote.records.items() if field_of(k) in wanted]
-    store.upsert_remote(company, run.kind.name, rows, fence=run.fence)
-    store.delete_remote(company, DEFINITIONS, list(wanted), fence=run.fence)
-    defs = definition_rows({n: d for n, d in remote.definitions.items() if n in wanted})
-    store.upsert_remote(company, DEFINITIONS, defs, fence=run.fence)
-    return f"fields {sorted(wanted)}: read back {len(rows)} values, {len(defs)} definitions"
 
 
 async def apply_fields(run: KindRun, touched: Iterable[str], source: Records,
@@ -142,7 +92,7 @@ async def _create_missing(run: KindRun, names: list[str], wanted: dict[str, Reco
            for n in names if n in found}
     defs.update(new)
     await run.acknowledged(op_id, lambda: run.rt.store.upsert_remote(
-        run.company.name, DEFINITIONS, [(n, d, _def_digest(d)) for n, d in new.items()],
+        run.company.name, DEFINITIONS, [(n, d, definition_digest(d)) for n, d in new.items()],
         fence=run.fence))
 
 
@@ -168,10 +118,10 @@ def _values(rows: Records) -> dict[str, Any]:
 
 async def _edit_field(run: KindRun, name: str, definition: dict[str, Any]) -> None:
     body = {k: definition.get(k) for k in ("Name", *DEF_FIELDS)}
-    op_id, _ = await run.journaled("field_edit", [name], _def_digest(definition), lambda: (
+    op_id, _ = await run.journaled("field_edit", [name], definition_digest(definition), lambda: (
         run.rt.client.edit_custom_field(run.company.company_id, definition["Id"], body)))
     await run.acknowledged(op_id, lambda: run.rt.store.upsert_remote(
-        run.company.name, DEFINITIONS, [(name, definition, _def_digest(definition))],
+        run.company.name, DEFINITIONS, [(name, definition, definition_digest(definition))],
         fence=run.fence))
 
 
@@ -207,7 +157,8 @@ async def _post_values(run: KindRun, name: str, field_id: str, wanted: Records,
         return await run.rt.client.post_custom_field_values(run.company.company_id, field_id,
                                                             body, token)
 
-    chunks = chunked(keys, 100)
+    # An empty list is still one call: it clears the field's values.
+    chunks = chunked(keys, WRITE_CHUNK_SIZE) or [[]]
     await run.db(store.begin_refresh, company, marker, total_chunks=len(chunks),
                  plan_hash="", fence=run.fence)
     token = ""

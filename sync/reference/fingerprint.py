@@ -20,12 +20,11 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
-if TYPE_CHECKING:
-    from sync.reference.apply import KindRun
+from sync.reference.apply import KindRun
 
 FINGERPRINTS = "_fingerprints"
 RULES_VERSION = "1"  # bump when normalisation or planning rules change meaning

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from sync.reference.apply import KindRun
-from sync.reference.rules.normalise import Rejection
+from sync.reference.rules.findings import Rejection
 from sync.state.rows import QuarantineEntry
 
 

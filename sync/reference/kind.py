@@ -20,10 +20,9 @@ import numpy as np
 import pandas as pd
 
 from connectors.base import CompanyRef, SourceRead
-from connectors.icompleat.routes import WRITE_CHUNK_SIZE
 from sync.foundation import clock
 from sync.foundation.config import Settings
-from sync.foundation.entities import Kind
+from sync.foundation.entities import WRITE_CHUNK_SIZE, Kind
 from sync.reference import fingerprint, holds
 from sync.reference.apply import (
     ApplyOutcome,
@@ -37,9 +36,17 @@ from sync.reference.fields import MARKER_PREFIX, apply_fields
 from sync.reference.readback import Drift, confirmed_read, find_drift, readback_kind
 from sync.reference.refresh import apply_refresh
 from sync.reference.rules.diff import KindDiff, diff
-from sync.reference.rules.guard import GuardVerdict, check_guard
-from sync.reference.rules.normalise import KindMapping, Normalised, Rejection, normalise
-from sync.reference.rules.plan import KindPlan, Plan, plan_custom_fields, plan_kind, restricted
+from sync.reference.rules.findings import Rejection
+from sync.reference.rules.guard import check_guard
+from sync.reference.rules.normalise import KindMapping, Normalised, normalise
+from sync.reference.rules.plan import (
+    GuardVerdict,
+    KindPlan,
+    Plan,
+    plan_custom_fields,
+    plan_kind,
+    restricted,
+)
 from sync.reference.settle import settle_open
 from sync.state.rows import RefreshRow
 
@@ -207,7 +214,7 @@ class KindSync:
         rows = await self.run.db(self.run.rt.store.open_refreshes, self.run.company.name)
         mine = next((r for r in rows if r.kind == self.run.kind.name), None)
         fields = {r.kind[len(MARKER_PREFIX):] for r in rows if r.kind.startswith(MARKER_PREFIX)}
-        return mine, fields if self.run.kind.name == "custom_fields" else set()
+        return mine, fields if self.run.kind.field_values else set()
 
     async def _can_append(self) -> str | None:
         token = await self.run.db(self.run.rt.store.append_token, self.run.company.name,
@@ -219,7 +226,7 @@ class KindSync:
     async def _rounds(self, source: pd.DataFrame, override: StateView | None) -> None:
         run = self.run
         for round_no in range(MAX_ROUNDS):
-            state = override or await self._state(light=run.kind.name != "custom_fields")
+            state = override or await self._state(light=not run.kind.field_values)
             held = await self._held(source)
             work = without(source, held)
             marker, forced = await self._markers()
@@ -249,7 +256,7 @@ class KindSync:
     def _plan(self, kind_diff: KindDiff, work: pd.DataFrame, state: StateView,
               can_append: bool, marker: RefreshRow | None) -> KindPlan:
         rejected = len(self.planned.rejected)
-        if self.run.kind.name == "custom_fields":
+        if self.run.kind.field_values:
             return plan_custom_fields(self.run.kind, kind_diff, work, state.frame,
                                       delete_policy=self.policy, rejected=rejected)
         return plan_kind(self.run.kind, kind_diff, work, delete_policy=self.policy,
@@ -290,7 +297,7 @@ class KindSync:
         """Records to send: the source's, plus the remote copy's version of the KEPT ones
         (held rows, and those beyond the source under delete policy "ignore"). A targeted
         plan only needs the rows it edits or creates."""
-        if plan.strategy == "targeted" and self.run.kind.name != "custom_fields":
+        if plan.strategy == "targeted" and not self.run.kind.field_values:
             needed = [*plan.diff.edited_keys, *plan.diff.creates]
             work = work.loc[[k for k in needed if k in work.index]]
         records, digests = frame_records(self.run.kind, work)
@@ -303,7 +310,7 @@ class KindSync:
                      token: str | None, marker: RefreshRow | None,
                      forced: set[str]) -> ApplyOutcome:
         records, digests = self._records(plan, work, state)
-        if self.run.kind.name == "custom_fields":
+        if self.run.kind.field_values:
             touched = {*plan.field_creates, *plan.field_edits, *plan.field_deletes,
                        *plan.value_sets}
             out = await apply_fields(self.run, touched, records, digests,

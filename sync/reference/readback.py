@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sync.reference.apply import KindRun, Records, display_key
-from sync.reference.settle import RemoteRead, read_remote
+from sync.reference.remote import DEFINITIONS, RemoteRead, definition_rows, read_remote
 
 FieldDiff = tuple[str, Any, Any]
 
@@ -124,8 +124,6 @@ def take_remote_truth(run: KindRun, remote: RemoteRead) -> None:
     store, company = run.rt.store, run.company.name
     rows = [(k, r, remote.digests[k]) for k, r in remote.records.items()]
     store.replace_remote(company, run.kind.name, rows, fence=run.fence)
-    if run.kind.name == "custom_fields":
-        from sync.reference.fields import DEFINITIONS, definition_rows
-
+    if run.kind.field_values:
         store.replace_remote(company, DEFINITIONS, definition_rows(remote.definitions),
                              fence=run.fence)

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from sync.foundation import clock
 from sync.foundation.crashpoints import crash_point
+from sync.foundation.entities import chunked
 from sync.foundation.errors import ApiError, AuthRejected, BadContinuationToken, OutcomeUnknown
 from sync.reference.apply import (
     TOKEN_TTL,
@@ -26,11 +27,6 @@ from sync.reference.apply import (
     send_rows,
 )
 from sync.state.rows import RefreshRow
-
-
-def chunked(keys: Sequence[str], size: int) -> list[list[str]]:
-    """``keys`` in chunks of ``size``; one empty chunk for an empty set (it empties the list)."""
-    return [list(keys[i:i + size]) for i in range(0, len(keys), size)] or [[]]
 
 
 def resume_point(marker: RefreshRow | None, set_hash: str, total: int) -> tuple[int, str]:
@@ -55,7 +51,8 @@ async def apply_refresh(run: KindRun, keys: Sequence[str], records: Records,
     when the set is unchanged and the token still valid, else sent again from the start).
     """
     store, name, kind = run.rt.store, run.company.name, run.kind.name
-    chunks = chunked(keys, chunk_size(run))
+    # An empty set is still one call: it empties the remote list.
+    chunks = chunked(keys, chunk_size(run)) or [[]]
     set_hash = keys_digest(keys, digests)
     start, token = resume_point(marker, set_hash, len(chunks))
     if start == 0:

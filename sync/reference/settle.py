@@ -10,43 +10,13 @@ refresh marker makes the next plan finish the set.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Sequence
 
-from sync.reference.apply import KindRun, Records, canonical, frame_records, keys_digest
+from sync.reference.apply import KindRun, keys_digest
+from sync.reference.remote import DEFINITIONS, RemoteRead, definition_rows, read_remote
+from sync.reference.rules.keys import field_of
 from sync.state.rows import OperationRow
 from sync.state.store import StateStore
-
-
-@dataclass
-class RemoteRead:
-    """One complete read of a kind's remote list, canonical, with the calls it took."""
-
-    records: Records
-    digests: dict[str, str]
-    reads: int
-    definitions: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-async def read_remote(run: KindRun) -> RemoteRead:
-    """Every remote record of the run's kind, as canonical records keyed like the state."""
-    if run.kind.name == "custom_fields":
-        from sync.reference.fields import read_custom_fields
-
-        return await read_custom_fields(run)
-    raw: list[dict[str, Any]] = []
-    pages = 0
-    async for page in run.rt.client.reference_pages(run.kind.api, run.company.company_id):
-        raw.extend(page)
-        pages += 1
-    pages += 1  # the empty page that ended the list
-    run.result.reads += pages
-    run.result.calls += pages
-    frame = await asyncio.to_thread(canonical, run.kind, raw)
-    records, digests = frame_records(run.kind, frame)
-    return RemoteRead(records, digests, pages)
 
 
 async def settle_open(run: KindRun, remote: RemoteRead | None = None) -> RemoteRead | None:
@@ -75,8 +45,6 @@ def _settle_one(run: KindRun, op: OperationRow, remote: RemoteRead) -> str:
     if op.op == "refresh":
         return _settle_chunk(run, op, remote)
     if op.op.startswith("field"):
-        from sync.reference.fields import field_of, settle_fields
-
         return settle_fields(run, sorted({field_of(k) for k in op.keys}), remote)
     present = [k for k in op.keys if k in remote.records]
     absent = [k for k in op.keys if k not in remote.records]
@@ -106,3 +74,17 @@ def _take_remote(store: StateStore, run: KindRun, keys: list[str], remote: Remot
     rows = [(k, remote.records[k], remote.digests[k]) for k in keys]
     if rows:
         store.upsert_remote(run.company.name, run.kind.name, rows, fence=run.fence)
+
+
+def settle_fields(run: KindRun, names: Sequence[str], remote: RemoteRead) -> str:
+    """Blocking: the remote copy of fields ``names`` (values and definition) := the read."""
+    store, company = run.rt.store, run.company.name
+    wanted = set(names)
+    stale = [k for k in store.remote_digests(company, run.kind.name) if field_of(k) in wanted]
+    store.delete_remote(company, run.kind.name, stale, fence=run.fence)
+    rows = [(k, r, remote.digests[k]) for k, r in remote.records.items() if field_of(k) in wanted]
+    store.upsert_remote(company, run.kind.name, rows, fence=run.fence)
+    store.delete_remote(company, DEFINITIONS, list(wanted), fence=run.fence)
+    defs = definition_rows({n: d for n, d in remote.definitions.items() if n in wanted})
+    store.upsert_remote(company, DEFINITIONS, defs, fence=run.fence)
+    return f"fields {sorted(wanted)}: read back {len(rows)} values, {len(defs)} definitions"

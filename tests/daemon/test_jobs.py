@@ -12,10 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from sync.daemon.jobs import ScheduledJob, counts_by_kind, lease_name
+from sync.daemon.jobs import ScheduledJob
 from sync.daemon.metrics import Metrics
 from sync.daemon.schedules import build_trigger
 from sync.foundation.errors import ExitCode, LeaseLost
+from sync.runtime.jobrun import counts_by_kind, lease_name
 from sync.runtime.leases import LeaseGuardTransport, LeaseKeeper, check_lease
 from sync.state.store import Fence, StateStore
 

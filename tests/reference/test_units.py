@@ -16,13 +16,15 @@ from rich.console import Console
 from connectors.icompleat.sandbox import SandboxServer
 from sync.console.progress import LiveProgress, notes, summary_table
 from sync.foundation.config import Config, parse_settings
+from sync.foundation.entities import chunked
 from sync.foundation.errors import ConfigError
+from sync.foundation.outcomes import worst
 from sync.reference.apply import KindResult, keys_digest
-from sync.reference.engine import CompanyResult, readback_company, worst
+from sync.reference.engine import CompanyResult, readback_company
 from sync.reference.fingerprint import remote_hash, source_hash
 from sync.reference.readback import find_drift, merge_reads
-from sync.reference.refresh import chunked, resume_point
-from sync.reference.settle import RemoteRead
+from sync.reference.refresh import resume_point
+from sync.reference.remote import RemoteRead
 from sync.runtime.context import open_runtime
 from sync.state.rows import RefreshRow
 from tests.fixtures.sandbox import COMPANY_ID, TENANT_ID
@@ -71,7 +73,7 @@ def test_resume_point_only_for_the_same_set_and_a_live_token() -> None:
 def test_chunks_and_digests() -> None:
     """Chunks of 100 (one empty chunk for an empty set); set digests depend on order."""
     assert [len(c) for c in chunked([str(i) for i in range(250)], 100)] == [100, 100, 50]
-    assert chunked([], 100) == [[]]
+    assert chunked([], 100) == []
     assert keys_digest(["a", "b"], {"a": "1", "b": "2"}) != keys_digest(["b", "a"],
                                                                          {"a": "1", "b": "2"})
 

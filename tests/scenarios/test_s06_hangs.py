@@ -18,9 +18,10 @@ from sqlalchemy.pool import NullPool
 
 from connectors.icompleat.sandbox import SandboxServer
 from connectors.icompleat.sandbox.faults import Fault
-from sync.daemon.jobs import JobReport, ScheduledJob
+from sync.daemon.jobs import ScheduledJob
 from sync.daemon.service import Daemon
 from sync.foundation.tomlout import toml_value
+from sync.runtime.jobrun import JobReport
 from sync.state.store import StateStore
 from tests.daemon.world import load, running_daemon, wait_for, write_config
 

@@ -22,13 +22,9 @@ import numpy as np
 import pandas as pd
 
 from sync.foundation.entities import Kind
-from sync.reference.rules.keys import (
-    as_arrow,
-    canonical_json,
-    collision_key,
-    positions,
-    strictly_increasing,
-)
+from sync.reference.rules.columns import as_arrow
+from sync.reference.rules.keys import collision_key, positions, strictly_increasing
+from sync.reference.rules.values import canonical_json
 
 
 @dataclass(frozen=True)

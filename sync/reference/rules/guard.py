@@ -15,24 +15,13 @@ the rule it overrode, for the log.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sync.foundation.config import GuardConfig
 from sync.foundation.errors import GuardBlocked
-from sync.reference.rules.plan import KindPlan
+from sync.reference.rules.plan import GuardVerdict, KindPlan
 
 OVERRIDE_FLAG = "--allow-deletes"
 
 
-@dataclass(frozen=True)
-class GuardVerdict:
-    """Whether a kind's plan may run; ``rule`` names the rule that refused (or was overridden)."""
-
-    allowed: bool
-    rule: str | None
-    message: str
-    kind: str = ""
-    company: str = ""
 
 
 def _broken_rule(source_count: int, remote_count: int, complete: bool, deletes: int,

@@ -1,8 +1,7 @@
 """Canonical keys and digests: the rules that make a source row and a remote record equal.
 
-Values follow one rule per field type (:mod:`sync.reference.rules.values`, :func:`canonical_value`), a column
-at a time in :mod:`sync.reference.rules.columns`; both are re-exported here, so this module stays the one
-place callers import the equality rules from.
+Values follow one rule per field type (:mod:`sync.reference.rules.values`), a column at a time
+in :mod:`sync.reference.rules.columns`; callers import each rule from the module that defines it.
 
 Keys: :func:`record_key` joins the canonical key fields with ``KEY_SEP`` (custom field values:
 ``Field + KEY_SEP + Code``). :func:`collision_key` folds a key so that variants a person would
@@ -34,30 +33,16 @@ import pyarrow.compute as pc
 
 from sync.foundation.entities import FieldSpec, Kind
 from sync.reference.rules.columns import (
-    Column,
     as_arrow,
     as_objects,
-    canonical_column,
-    column_of,
     mask,
-    none_mask,
     object_values,
 )
 from sync.reference.rules.values import (
-    InvalidValue,
     canonical_json,
     canonical_value,
-    is_missing,
     number_text,
-    plain,
 )
-
-__all__ = [
-    "KEY_SEP", "Column", "InvalidValue", "as_arrow", "canonical_column", "canonical_json",
-    "canonical_value", "collision_key", "collision_keys", "column_of", "digests",
-    "duplicate_groups", "is_missing", "mask", "none_mask", "number_text", "object_values",
-    "plain", "positions", "record_digest", "record_key", "sha256_hex", "strictly_increasing",
-]
 
 KEY_SEP = "\x1f"
 
@@ -105,6 +90,11 @@ def digests(kind: Kind, columns: Mapping[str, np.ndarray], rows: Iterable[int]) 
     sha = hashlib.sha256
     return [sha(("{" + ",".join(filter(None, row)) + "}").encode("utf-8", "surrogatepass"))
             .hexdigest() for row in zip(*parts, strict=True)]
+
+
+def field_of(key: str) -> str:
+    """The custom field a value row's key (``Field + KEY_SEP + Code``) belongs to."""
+    return key.split(KEY_SEP, 1)[0]
 
 
 def record_key(kind: Kind, record: Mapping[str, Any]) -> str:

@@ -52,38 +52,18 @@ import pandas as pd
 from sync.foundation.config import KindSourceConfig, ValidationConfig
 from sync.foundation.entities import CUSTOM_FIELD_DEFAULT_TYPE, FieldSpec, Kind
 from sync.foundation.errors import ConfigError
-from sync.reference.rules.checks import CHECKS, EMAIL_PATTERN, base_currency, collisions
-from sync.reference.rules.findings import Finding, Rejection, Severity, Work, rejections
+from sync.reference.rules.checks import CHECKS, base_currency, collisions
+from sync.reference.rules.columns import canonical_column, column_of, mask, none_mask
+from sync.reference.rules.findings import Rejection, Work, rejections
 from sync.reference.rules.frame import make_frame, row_digests, sorted_rows, take
 from sync.reference.rules.keys import (
     KEY_SEP,
-    InvalidValue,
-    as_arrow,
-    canonical_column,
-    canonical_json,
-    canonical_value,
-    collision_key,
-    column_of,
     digests,
-    duplicate_groups,
-    mask,
-    none_mask,
-    positions,
-    record_digest,
-    record_key,
-    sha256_hex,
-    strictly_increasing,
 )
+from sync.reference.rules.values import InvalidValue, canonical_value
 
 # Besides the entry points, the names callers imported from here before the rules moved into
 # sync.reference.rules.checks, sync.reference.rules.findings and sync.reference.rules.keys; they stay importable from here.
-__all__ = [
-    "EMAIL_PATTERN", "KEY_SEP", "Finding", "InvalidValue", "KindMapping", "Normalised",
-    "Rejection", "Severity", "as_arrow", "canonical_column", "canonical_json",
-    "canonical_records", "canonical_value", "collision_key", "column_of", "digests",
-    "duplicate_groups", "mask", "none_mask", "normalise", "positions", "record_digest",
-    "record_key", "sha256_hex", "strictly_increasing",
-]
 
 IMPLIED: dict[tuple[str, str], Any] = {("currencies", "IsBase"): False}
 DEFINITION_DEFAULTS: dict[str, Any] = {"Type": CUSTOM_FIELD_DEFAULT_TYPE, "Mandatory": False}
@@ -224,7 +204,7 @@ def normalise(
     for spec in kind.fields:
         if spec.check is not None:
             CHECKS[spec.check](work, spec, validation)
-    if kind.name == "custom_fields":
+    if kind.field_values:
         _field_definitions(work, warn=True)
     keys = _keys(work)
     collisions(work, keys)
@@ -260,7 +240,7 @@ def canonical_records(kind: Kind, records: Iterable[Mapping[str, Any]], *, trim:
         if implied is not None:
             cols[spec.name] = np.where(none_mask(cols[spec.name]), implied, cols[spec.name])
     work = Work(kind, len(items), {}, cols)
-    if kind.name == "custom_fields":
+    if kind.field_values:
         _field_definitions(work, warn=False)
     keys = _keys(work)
     last = pd.Series(np.arange(len(items)), index=pd.Index(keys, dtype=object))

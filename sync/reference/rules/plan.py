@@ -30,22 +30,30 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import pandas as pd
 
-from connectors.icompleat.routes import WRITE_CHUNK_SIZE
-from sync.foundation.entities import Kind
+from sync.foundation.entities import WRITE_CHUNK_SIZE, Kind, chunked
 from sync.reference.rules.diff import KindDiff
-from sync.reference.rules.keys import KEY_SEP, canonical_json, sha256_hex
-
-if TYPE_CHECKING:
-    from sync.reference.rules.guard import GuardVerdict
-    from sync.reference.rules.normalise import Rejection
+from sync.reference.rules.findings import Rejection
+from sync.reference.rules.keys import field_of, sha256_hex
+from sync.reference.rules.values import canonical_json
 
 Strategy = Literal["none", "targeted", "refresh"]
 DeletePolicy = Literal["delete", "ignore"]
 DEFINITION_FIELDS = ("Type", "Mandatory")
+
+
+@dataclass(frozen=True)
+class GuardVerdict:
+    """The guard's verdict on a kind's plan (:mod:`sync.reference.rules.guard` decides it): whether a kind's plan may run; ``rule`` names the rule that refused (or was overridden)."""
+
+    allowed: bool
+    rule: str | None
+    message: str
+    kind: str = ""
+    company: str = ""
 
 
 @dataclass(frozen=True)
@@ -87,9 +95,9 @@ class KindPlan:
         return {**out, "chunks": len(self.chunks), **self.diff.to_dict(), "kind": self.kind}
 
 
-def chunked(keys: Sequence[str], size: int = WRITE_CHUNK_SIZE) -> tuple[tuple[str, ...], ...]:
-    """``keys`` in consecutive chunks of ``size``."""
-    return tuple(tuple(keys[i:i + size]) for i in range(0, len(keys), size))
+def chunks_of(keys: Sequence[str], size: int = WRITE_CHUNK_SIZE) -> tuple[tuple[str, ...], ...]:
+    """``keys`` in consecutive chunks of ``size``, as plain data for the plan."""
+    return tuple(tuple(c) for c in chunked(keys, size))
 
 
 def _set_keys(source: pd.DataFrame, kept: Sequence[str]) -> list[str]:
@@ -132,11 +140,11 @@ def plan_kind(
     work = bool(d.creates or d.edits or deletes)
     if force == "refresh" or (allow_refresh and work and (not can_create or refresh < targeted)):
         strategy: Strategy = "refresh"
-        chunks = chunked(set_keys)
+        chunks = chunks_of(set_keys)
     else:
         strategy = "targeted" if (work or force) else "none"
         creates = d.creates if can_create else ()
-        chunks = chunked(creates)
+        chunks = chunks_of(creates)
     deferred = () if strategy == "refresh" or can_create else d.creates
     calls = {"refresh": refresh, "none": 0}.get(strategy, len(d.edits) + len(deletes) + len(chunks))
     return KindPlan(
@@ -151,16 +159,11 @@ def restricted(kind: Kind, plan: KindPlan, source: pd.DataFrame, *,
                can_append: bool = False) -> KindPlan:
     """What ``plan`` may still do when the guard blocks it: creates and edits, no deletes and
     no refresh (new records that would need a refresh are deferred)."""
-    if kind.name == "custom_fields":
+    if kind.field_values:
         return plan_custom_fields(kind, plan.diff, source, delete_policy="ignore",
                                   rejected=plan.rejected)
     return plan_kind(kind, plan.diff, source, delete_policy="ignore", can_append=can_append,
                      allow_refresh=False, rejected=plan.rejected)
-
-
-def field_of(key: str) -> str:
-    """The custom field a value row's key belongs to."""
-    return key.split(KEY_SEP, 1)[0]
 
 
 def _fields(keys: Iterable[str]) -> set[str]:
@@ -214,7 +217,7 @@ def plan_custom_fields(
     work = _field_work(d, set(by_field), ignore)
     values = tuple(sorted(by_field)) if force == "refresh" else work.values
     kept_by_field = _group(kept)
-    chunks = tuple(c for f in values for c in chunked(
+    chunks = tuple(c for f in values for c in chunks_of(
         sorted({*by_field.get(f, ()), *kept_by_field.get(f, ())})))
     fixed = math.ceil(len(work.new) / WRITE_CHUNK_SIZE) + len(work.edited) + len(work.gone)
     every = sum(math.ceil(len(v) / WRITE_CHUNK_SIZE) for v in by_field.values())

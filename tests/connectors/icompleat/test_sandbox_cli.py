@@ -18,7 +18,7 @@ from sync.cli import sandbox as command
 from sync.foundation.errors import ConfigError
 from tests.fixtures.sandbox import CANARY_KEY, COMPANY_ID, TENANT_ID, api_headers
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SECOND_COMPANY = "0b6f7c1d-2e3a-4b5c-8d9e-0f1a2b3c4d5e"
 
 

@@ -18,10 +18,10 @@ import pandas as pd
 from sync.foundation.config import GuardConfig, ValidationConfig
 from sync.foundation.entities import Kind
 from sync.reference.rules.diff import diff
-from sync.reference.rules.guard import GuardVerdict, check_guard
+from sync.reference.rules.guard import check_guard
 from sync.reference.rules.keys import collision_key
 from sync.reference.rules.normalise import KindMapping, Normalised, canonical_records, normalise
-from sync.reference.rules.plan import KindPlan, Plan, plan_kind, restricted
+from sync.reference.rules.plan import GuardVerdict, KindPlan, Plan, plan_kind, restricted
 
 Records = dict[str, dict[str, Any]]
 

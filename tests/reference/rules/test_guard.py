@@ -7,8 +7,8 @@ import pytest
 from sync.foundation.config import GuardConfig
 from sync.foundation.errors import ExitCode, GuardBlocked
 from sync.reference.rules.diff import diff
-from sync.reference.rules.guard import GuardVerdict, check_guard, guard_plan
-from sync.reference.rules.plan import KindPlan, plan_kind
+from sync.reference.rules.guard import check_guard, guard_plan
+from sync.reference.rules.plan import GuardVerdict, KindPlan, plan_kind
 from tests.reference.rules.support import SUPPLIERS, frame_of, suppliers
 
 

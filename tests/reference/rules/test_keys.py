@@ -12,12 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sync.foundation.entities import FieldSpec
+from sync.reference.rules.columns import canonical_column
 from sync.reference.rules.keys import (
     KEY_SEP,
-    InvalidValue,
-    canonical_column,
-    canonical_json,
-    canonical_value,
     collision_key,
     collision_keys,
     digests,
@@ -27,6 +24,7 @@ from sync.reference.rules.keys import (
     record_key,
     strictly_increasing,
 )
+from sync.reference.rules.values import InvalidValue, canonical_json, canonical_value
 from tests.reference.rules.support import FIELDS, SUPPLIERS, TAX
 
 TEXT = FieldSpec("Name", max_length=10)

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 
 from sync.reference.rules.diff import diff
-from sync.reference.rules.guard import GuardVerdict
-from sync.reference.rules.normalise import Rejection
+from sync.reference.rules.findings import Rejection
 from sync.reference.rules.plan import (
+    GuardVerdict,
     KindPlan,
     Plan,
-    chunked,
+    chunks_of,
     plan_custom_fields,
     plan_kind,
     restricted,
@@ -186,10 +186,10 @@ def test_plan_hash_covers_rejections_and_verdicts_in_any_order() -> None:
     assert plan_of(base, verdicts=(verdict,)).plan_hash != plan_of(base).plan_hash
 
 
-def test_chunked() -> None:
-    """Keys in order, 100 a chunk."""
-    assert [len(c) for c in chunked([str(i) for i in range(201)])] == [100, 100, 1]
-    assert chunked([]) == ()
+def test_chunks_of() -> None:
+    """Keys in order, 100 a chunk, as tuples; no chunk for no keys."""
+    assert [len(c) for c in chunks_of([str(i) for i in range(201)])] == [100, 100, 1]
+    assert chunks_of([]) == ()
 
 
 @settings(max_examples=60, deadline=None)

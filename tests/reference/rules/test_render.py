@@ -6,9 +6,8 @@ from rich.console import Console
 
 from sync.console.render import render_plan, show_key
 from sync.reference.rules.diff import diff
-from sync.reference.rules.guard import GuardVerdict
 from sync.reference.rules.normalise import normalise
-from sync.reference.rules.plan import Plan, plan_kind
+from sync.reference.rules.plan import GuardVerdict, Plan, plan_kind
 from tests.reference.rules.support import SUPPLIERS, frame_of, source_frame, suppliers
 
 
