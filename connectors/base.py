@@ -46,7 +46,8 @@ class Source(Protocol):
     Contract:
     - ``read`` returns every row the ERP holds for that kind and company, or raises
       :class:`sync.foundation.errors.SourceError`: a failed read is NEVER an empty frame.
-    - A kind with no configuration in this source raises :class:`sync.foundation.errors.ConfigError`.
+    - A kind with no configuration in this source raises
+      :class:`sync.foundation.errors.ConfigError`.
     - Parameters (the company) are bound, never formatted into a query.
     - ``kinds()`` names the kinds this source is configured for.
     """
@@ -84,8 +85,9 @@ class TransactionSink(Protocol):
     - ``post`` is find-or-create keyed on the iCompleat id: called twice (or concurrently, or after
       a crash between the ERP commit and the caller's bookkeeping) it makes ONE entry and returns
       the same journal number every time (``created`` True only for the call that made it).
-    - The ERP refusing the document raises :class:`sync.foundation.errors.SinkRejected`; any other failure
-      raises :class:`sync.foundation.errors.SinkError`, and then no entry was made or ``find`` sees it.
+    - The ERP refusing the document raises :class:`sync.foundation.errors.SinkRejected`; any
+      other failure raises :class:`sync.foundation.errors.SinkError`, and then no entry was made
+      or ``find`` sees it.
     """
 
     name: str

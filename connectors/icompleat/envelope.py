@@ -1,4 +1,5 @@
-"""iCompleat's answers read as data: the envelope, its payloads, and failures as sync.foundation.errors.
+"""iCompleat's answers read as data: the envelope, its payloads, and failures as
+sync.foundation.errors.
 
 Every success body is a JSON object with one named payload beside ``MetaData`` (the tenant object
 is not wrapped); values may be omitted or null. Failures are mapped here, in one place, to the

@@ -5,7 +5,8 @@
   state DB does not answer within 2 s, when a job failed ``[service] failing_runs_unready``
   runs in a row (a failed, auth or crashed run; ok, partial and blocked runs reset the count),
   or while the daemon is stopping.
-- ``GET /metrics``: :mod:`sync.daemon.metrics`; the quarantine and ledger-backlog gauges are refreshed
+- ``GET /metrics``: :mod:`sync.daemon.metrics`; the quarantine and ledger-backlog gauges are
+refreshed
   from the state DB at most every 10 s (bounded, so a slow DB never hangs a scrape).
 - ``POST /webhooks/icompleat/{orders|invoices|credit-notes}``: the receiver of
   :func:`sync.transactions.webhook.create_webhook_routes`.

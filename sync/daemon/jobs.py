@@ -50,7 +50,7 @@ class ScheduledJob:
     def __init__(self, *, company: str, job: str, action: Action, store: StateStore,
                  holder: str, lease_seconds: float, metrics: Metrics, trigger: BaseTrigger,
                  wall: Callable[[], datetime] = clock.utcnow) -> None:
-        self.company, self.job, self.action = company, job, action
+        self.company, self.job = company, job
         self.store, self.holder, self.lease_seconds = store, holder, lease_seconds
         self.metrics, self.wall = metrics, wall
         self.counting = unjittered(trigger)
@@ -69,6 +69,15 @@ class ScheduledJob:
         """The host clock stepped by ``seconds``: move the last slot with it (no false misses)."""
         if self.last_slot is not None:
             self.last_slot += timedelta(seconds=seconds)
+
+    @property
+    def action(self) -> Action:
+        """What a run does (the engine's job function)."""
+        return self.leased.action
+
+    @action.setter
+    def action(self, action: Action) -> None:
+        self.leased.action = action
 
     @property
     def keeper(self) -> LeaseKeeper | None:

@@ -1,7 +1,8 @@
 """The daemon (``icsync run``): schedules, HTTP (health, readiness, metrics, webhook), signals.
 
 Everything runs in ONE asyncio loop: APScheduler's AsyncIOScheduler starts the jobs of
-:mod:`sync.daemon.jobs` (one per company and job: reference, readback, transactions), and uvicorn serves
+:mod:`sync.daemon.jobs` (one per company and job: reference, readback, transactions), and uvicorn
+serves
 the Starlette app as a task of the same loop on ``[service] listen``:
 
 - ``GET /healthz``: 200 while the loop runs (liveness);

@@ -1,7 +1,8 @@
 """Typed configuration: one TOML file, plus secrets from files, systemd credentials or env.
 
 :func:`load_config` validates everything before anything runs; a bad file raises
-:class:`sync.foundation.errors.ConfigError` naming the key (``companies.0.kinds: unknown kind 'foo'``).
+:class:`sync.foundation.errors.ConfigError` naming the key (``companies.0.kinds: unknown kind
+'foo'``).
 """
 
 from __future__ import annotations

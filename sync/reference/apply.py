@@ -93,7 +93,8 @@ class ApplyOutcome:
 
 
 def canonical(kind: Kind, records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """The canonical frame of remote records (see :func:`sync.reference.rules.normalise.canonical_records`)."""
+    """The canonical frame of remote records (see
+    :func:`sync.reference.rules.normalise.canonical_records`)."""
     return canonical_records(kind, records)
 
 

@@ -1,6 +1,7 @@
 """Rows held back from a plan: rejected by validation, or refused by iCompleat and unchanged.
 
-A held key is never created, edited or deleted (see :func:`sync.reference.rules.diff.diff`'s ``hold``). Rows
+A held key is never created, edited or deleted (see :func:`sync.reference.rules.diff.diff`'s
+``hold``). Rows
 the validation rejects are quarantined with origin ``validation`` on every run and released as
 soon as they pass. Rows iCompleat refused (origin ``remote``) stay held while their source
 digest is the one refused and their status is ``open``; a changed source row, or an operator's

@@ -1,6 +1,7 @@
 """One kind of one company through the whole pipeline: settle, read-back, read, plan, apply.
 
-:class:`KindSync` is the per-kind half of :mod:`sync.reference.engine`. Rows that must not be sent are
+:class:`KindSync` is the per-kind half of :mod:`sync.reference.engine`. Rows that must not be sent
+are
 HELD: rows the validation rejected in this read and rows iCompleat refused earlier whose source
 is unchanged (quarantine). A held key is never created, edited or deleted (the diff's ``hold``);
 a refresh re-sends the remote copy's version of held records so it does not drop them either.

@@ -6,7 +6,8 @@ that depends on it (the fencing check, a compare-and-set) cannot interleave with
 PostgreSQL goes through psycopg 3 with pre-ping, connect and statement timeouts; its password
 comes from a :class:`~sync.foundation.secrets.Secret` and never appears in a URL shown to anyone.
 
-Every SQLAlchemy or driver error leaving this package is a :class:`~sync.foundation.errors.StateError`
+Every SQLAlchemy or driver error leaving this package is a
+:class:`~sync.foundation.errors.StateError`
 (``StateCorrupt`` for a damaged SQLite file) naming the database without its password.
 """
 

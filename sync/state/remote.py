@@ -86,7 +86,8 @@ class RemoteStore:
     def begin_refresh(self, company: str, kind: str, *, total_chunks: int, plan_hash: str,
                       fence: Fence | None = None) -> None:
         """Mark a refresh of ``kind`` as started (replacing any earlier marker)."""
-        values = {"company": company, "kind": kind, "started_at": clock.utcnow(), "last_token": None,
+        values = {"company": company, "kind": kind, "started_at": clock.utcnow(),
+                  "last_token": None,
                   "token_expires_at": None, "chunks_sent": 0, "total_chunks": total_chunks,
                   "plan_hash": plan_hash}
         with self._db.write(f"starting the {company}/{kind} refresh", fence) as conn:

@@ -8,7 +8,8 @@ calls it from the event loop with ``asyncio.to_thread``. Its methods, grouped by
 - transaction ledger: :class:`sync.state.ledger.LedgerStore`
 - leases (below) and the fencing rule: every method taking ``fence=`` checks, in the SAME
   database transaction as its write, that the lease still has that holder and token and has
-  not expired by the database's clock, and raises :class:`~sync.foundation.errors.LeaseLost` (writing
+  not expired by the database's clock, and raises :class:`~sync.foundation.errors.LeaseLost`
+  (writing
   nothing) otherwise.
 
 Every failure is a :class:`~sync.foundation.errors.StateError`; a damaged SQLite file is

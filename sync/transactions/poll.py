@@ -3,7 +3,8 @@
 :func:`poll_company` settles what a previous run left (``posting`` rows by a look-up in the ERP
 before anything else, ``posted`` rows written back), then lists approved transactions per type,
 skips those iCompleat already shows with a journal number (once the ledger agrees), and takes
-every other one through :class:`sync.transactions.poster.Poster`. A transaction the ERP refuses is quarantined
+every other one through :class:`sync.transactions.poster.Poster`. A transaction the ERP refuses is
+quarantined
 and retried later; it never holds up the others.
 """
 

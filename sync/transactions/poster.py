@@ -1,13 +1,15 @@
 """One approved transaction into the ERP, exactly once, its journal number written back.
 
-A :class:`Poster` carries one transaction through the ledger (:mod:`sync.transactions.rules`): ``seen`` is
+A :class:`Poster` carries one transaction through the ledger
+(:mod:`sync.transactions.rules`): ``seen`` is
 committed before the ERP is touched; the sink posts find-or-create on the iCompleat id; the
 journal number is recorded in the ledger, then in iCompleat. Callers racing on one transaction
 (the poller, the webhook, another process) are kept apart by a per-transaction lock inside the
 process and by the ledger's compare-and-set across processes; the sink's find-or-create is the
 last line, so even a caller that settles a row another one is still posting makes no second entry.
 
-The poll job (:mod:`sync.transactions.poll`) and the webhook receiver (:mod:`sync.transactions.webhook`) both post
+The poll job (:mod:`sync.transactions.poll`) and the webhook receiver
+(:mod:`sync.transactions.webhook`) both post
 through here.
 """
 

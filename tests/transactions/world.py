@@ -214,7 +214,8 @@ def run_poll(config_path: Path, *, crash_at: str | None = None, timeout: float =
 
 
 class WebhookServer:
-    """sync.transactions.webhook's routes under uvicorn on loopback, on a runtime (and loop) of their own,
+    """sync.transactions.webhook's routes under uvicorn on loopback, on a runtime (and loop) of
+    their own,
     as the daemon would serve them."""
 
     def __init__(self, config: Config) -> None:

@@ -5,7 +5,8 @@ currency codes (upper-cased, then looked up in pycountry), non-negative rates, e
 (a warning only), VAT numbers with python-stdnum, IBANs with schwifty, and UK sort codes or
 BICs; the VAT and bank outcomes follow ``[validation]`` (reject, warn or off). Across rows:
 keys that collide once folded (:func:`collisions`) and the one base currency
-(:func:`base_currency`). Every rule only adds findings to the :class:`~sync.reference.rules.findings.Work`;
+(:func:`base_currency`). Every rule only adds findings to the
+:class:`~sync.reference.rules.findings.Work`;
 turning them into rejected rows is :mod:`sync.reference.rules.normalise`'s job.
 """
 

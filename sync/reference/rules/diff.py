@@ -1,6 +1,7 @@
 """What must change remotely: a canonical source frame against the state's copy (pure, no IO).
 
-Both frames follow the canonical convention of :mod:`sync.reference.rules.normalise` (index = record keys,
+Both frames follow the canonical convention of :mod:`sync.reference.rules.normalise` (index =
+record keys,
 one object column per field, ``_digest``). Keys are aligned with one merge of the two sorted
 indexes and rows compared by digest, so the cost is a few vector passes whatever the size;
 field-level before/after is worked out only for the rows whose digest differs. Every output

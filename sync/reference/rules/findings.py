@@ -1,7 +1,8 @@
 """What normalisation found wrong: a cell's :class:`Finding`, then a row's :class:`Rejection`.
 
 :class:`Work` carries the columns being normalised and collects findings from every rule
-(:mod:`sync.reference.rules.normalise`, :mod:`sync.reference.rules.checks`); :func:`rejections` turns them into the rejected
+(:mod:`sync.reference.rules.normalise`, :mod:`sync.reference.rules.checks`); :func:`rejections`
+turns them into the rejected
 and warned rows reported to the operator, each with a digest of the row as read.
 """
 

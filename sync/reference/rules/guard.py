@@ -73,7 +73,8 @@ def guard_plan(
     kind: str, company: str, *, source_count: int, remote_count: int, complete: bool,
     plan: KindPlan, config: GuardConfig, allow: bool,
 ) -> GuardVerdict:
-    """:func:`check_guard`, raising :class:`sync.foundation.errors.GuardBlocked` when the plan is refused."""
+    """:func:`check_guard`, raising :class:`sync.foundation.errors.GuardBlocked` when the plan is
+    refused."""
     return raise_if_blocked(check_guard(
         kind, company, source_count=source_count, remote_count=remote_count,
         complete=complete, plan=plan, config=config, allow=allow))

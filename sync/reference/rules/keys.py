@@ -9,7 +9,8 @@ call "the same code" meet: NFKC, casefold, surrounding whitespace stripped, and 
 removed from a key part made only of digits ("0042" meets "42"; "A01" does not meet "A1").
 
 Digest: :func:`record_digest` is the hex SHA-256 of :func:`canonical_json` of the record's sent
-fields with missing values omitted (so omitted and null are equal); see :mod:`sync.reference.rules.values` for
+fields with missing values omitted (so omitted and null are equal); see
+:mod:`sync.reference.rules.values` for
 the JSON form. The bytes depend only on the values, so the digest is the same on every version
 and machine.
 

@@ -3,7 +3,8 @@
 Columns: a field takes the source column its mapping names (matched case-insensitively), else
 the source column whose name equals the field's name ignoring case; a field with neither is
 missing on every row. A configured default fills a field's missing cells (and a missing column).
-Values then follow the rules of :mod:`sync.reference.rules.values` (NBSP -> space, NFC, trimmed, "" -> missing;
+Values then follow the rules of :mod:`sync.reference.rules.values` (NBSP -> space, NFC,
+trimmed, "" -> missing;
 emoji and RTL marks kept; control characters, undecodable bytes, U+FFFD and lone surrogates
 refused; text longer than the contract's limit refused).
 
@@ -61,9 +62,6 @@ from sync.reference.rules.keys import (
     digests,
 )
 from sync.reference.rules.values import InvalidValue, canonical_value
-
-# Besides the entry points, the names callers imported from here before the rules moved into
-# sync.reference.rules.checks, sync.reference.rules.findings and sync.reference.rules.keys; they stay importable from here.
 
 IMPLIED: dict[tuple[str, str], Any] = {("currencies", "IsBase"): False}
 DEFINITION_DEFAULTS: dict[str, Any] = {"Type": CUSTOM_FIELD_DEFAULT_TYPE, "Mandatory": False}

@@ -47,7 +47,8 @@ DEFINITION_FIELDS = ("Type", "Mandatory")
 
 @dataclass(frozen=True)
 class GuardVerdict:
-    """The guard's verdict on a kind's plan (:mod:`sync.reference.rules.guard` decides it): whether a kind's plan may run; ``rule`` names the rule that refused (or was overridden)."""
+    """The guard's verdict on a kind's plan (:mod:`sync.reference.rules.guard` decides it):
+    whether it may run; ``rule`` names the rule that refused (or was overridden)."""
 
     allowed: bool
     rule: str | None

@@ -24,7 +24,8 @@ cannot be converted is kept as its text, so it simply compares unequal to a good
 JSON: :func:`canonical_json` has sorted keys, no spaces, raw UTF-8 (lone surrogates passed
 through), and numbers in one form: an integral float below 2**53 is written as an integer
 ("20"), any other float as Python's shortest round-trip repr. The bytes depend only on the
-values, never on a library's internals, which is what keeps digests stable (:mod:`sync.reference.rules.keys`).
+values, never on a library's internals, which is what keeps digests stable
+(:mod:`sync.reference.rules.keys`).
 """
 
 from __future__ import annotations
