@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sync.cli.poll import posting_companies
+from sync.transactions.run import posting_companies
 from sync.foundation.config import Config, parse_settings
 from sync.foundation.errors import ConfigError, ExitCode
 from tests.fixtures.sandbox import CANARY_KEY
