@@ -185,7 +185,7 @@ class KindSync:
     async def _read_source(self) -> SourceRead:
         run = self.run
         source = run.rt.source(str(run.company.source))
-        ref = CompanyRef(run.company.name, run.company.company_id)
+        ref = CompanyRef(run.company.name, run.company.company_id, run.company.params)
         return await asyncio.to_thread(source.read, run.kind.name, ref)
 
     async def _normalise(self, read: SourceRead) -> Normalised:

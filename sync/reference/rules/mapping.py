@@ -1,0 +1,411 @@
+"""The ERP's columns -> iCompleat's fields, before any value rule runs (pure, no IO).
+
+:func:`shape` turns the frame a source returned into one column per canonical field:
+
+- **blank rows** (every cell empty or spaces: the trailer line many exports write) are
+  skipped and counted, never quarantined;
+- a ``where`` filter (SQL-like, see :func:`parse_where`) leaves out rows such as inactive or
+  closed accounts; they are counted, and being absent from the source they are deleted from
+  iCompleat like any record that left the ERP;
+- each field takes, in order: its ``mapping`` entry, else the source column of the same name
+  (ignoring case). A mapping entry is a column name, a template (``"{Street 1}, {Street 2}"``:
+  text with ``{column}`` placeholders; empty when every placeholder is), a list of those (a
+  FALLBACK: the first that is not empty, for example ``["IBAN", "Account Number"]``), or a
+  constant (``{ value = "NetDays" }``);
+- ``base_currency = "GBP"`` marks that currency as the base (``IsBase``, and ``Rate`` 1 when
+  empty) for ERPs whose currency list has no base flag.
+
+A mapped column that the source does not have is a configuration error naming the field and the
+columns the source does have (a fallback list needs at least one of its columns).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sync.entities import Kind
+from sync.errors import ConfigError
+
+MappingEntry = str | Sequence[str] | Mapping[str, Any]
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+
+
+@dataclass(frozen=True)
+class Shaped:
+    """Canonical-named columns, the source position of each kept row, and the rows left out."""
+
+    frame: pd.DataFrame
+    origin: np.ndarray
+    blank: int = 0
+    filtered: int = 0
+
+
+@dataclass(frozen=True)
+class Rules:
+    """How one kind's columns are mapped (the kind's source table, resolved presets included)."""
+
+    mapping: Mapping[str, MappingEntry] = field(default_factory=dict)
+    where: str | None = None
+    base_currency: str | None = None
+
+
+def _text(value: Any) -> str:
+    """A cell as text for templates and filters ("" for missing)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if value is pd.NA or value is pd.NaT:
+        return ""
+    return str(value)
+
+
+def _empty(values: pd.Series) -> np.ndarray:
+    """Which cells are missing, or text of spaces only."""
+    out = values.isna().to_numpy(dtype=bool)
+    text = np.array([isinstance(v, str) and not v.strip() for v in values.tolist()], dtype=bool)
+    return np.asarray(out | text, dtype=bool)
+
+
+def blank_rows(raw: pd.DataFrame) -> np.ndarray:
+    """Rows in which every cell is missing or blank text."""
+    if raw.shape[1] == 0:
+        return np.ones(len(raw), dtype=bool)
+    blank = np.ones(len(raw), dtype=bool)
+    for column in raw.columns:
+        blank &= _empty(raw[column])
+    return blank
+
+
+class _Columns:
+    """The source's columns by case-insensitive name."""
+
+    def __init__(self, raw: pd.DataFrame) -> None:
+        self.raw = raw
+        self.lookup = {str(c).casefold(): c for c in raw.columns}
+
+    def has(self, name: str) -> bool:
+        return name.strip().casefold() in self.lookup
+
+    def get(self, name: str) -> pd.Series:
+        return self.raw[self.lookup[name.strip().casefold()]]
+
+    def names(self) -> str:
+        return ", ".join(map(str, self.raw.columns))
+
+
+def _placeholders(entry: str) -> list[str]:
+    return _PLACEHOLDER.findall(entry)
+
+
+def _needs(entry: str) -> list[str]:
+    """The source columns one column-or-template entry reads."""
+    return _placeholders(entry) if "{" in entry else [entry]
+
+
+def _template(entry: str, cols: _Columns) -> pd.Series:
+    names = _placeholders(entry)
+    parts = [cols.get(n).map(_text).tolist() for n in names]
+    out: list[str | None] = []
+    for row in zip(*parts, strict=True) if parts else [()] * len(cols.raw):
+        if parts and not any(p.strip() for p in row):
+            out.append(None)
+            continue
+        out.append(_fill(entry, row))
+    return pd.Series(out, index=cols.raw.index, dtype=object)
+
+
+def _fill(entry: str, row: Sequence[str]) -> str:
+    """``entry`` with its placeholders replaced, in order, by ``row``."""
+    values = iter(row)
+    return _PLACEHOLDER.sub(lambda _m: next(values), entry)
+
+
+def _one(entry: str, cols: _Columns) -> pd.Series:
+    return _template(entry, cols) if "{" in entry else cols.get(entry)
+
+
+def _constant(value: Any, n: int, index: pd.Index) -> pd.Series:
+    return pd.Series([value] * n, index=index, dtype=object)
+
+
+def _resolve(kind: Kind, name: str, entry: MappingEntry, cols: _Columns) -> pd.Series:
+    """The column one mapping entry gives (ConfigError when its columns are missing)."""
+    if isinstance(entry, Mapping):
+        if set(entry) != {"value"}:
+            raise ConfigError(f"{kind.label}: a constant is written {{ value = ... }}, not "
+                              f"{dict(entry)!r}", key=f"mapping.{name}")
+        return _constant(entry["value"], len(cols.raw), cols.raw.index)
+    choices = [entry] if isinstance(entry, str) else list(entry)
+    usable = [c for c in choices if all(cols.has(n) for n in _needs(c))]
+    if not usable:
+        missing = sorted({n for c in choices for n in _needs(c) if not cols.has(n)})
+        raise ConfigError(f"{kind.label}: {name} is mapped from column(s) {missing}, which the "
+                          f"source does not have; it has: {cols.names()}", key=f"mapping.{name}")
+    result = _one(usable[0], cols).astype(object)
+    for choice in usable[1:]:
+        empty = _empty(result)
+        if not empty.any():
+            break
+        result = result.where(~empty, _one(choice, cols).astype(object))
+    return result
+
+
+def _used_columns(mapping: Mapping[str, MappingEntry]) -> set[str]:
+    used: set[str] = set()
+    for entry in mapping.values():
+        if isinstance(entry, Mapping):
+            continue
+        for choice in [entry] if isinstance(entry, str) else entry:
+            used |= {n.strip().casefold() for n in _needs(choice)}
+    return used
+
+
+def map_columns(kind: Kind, raw: pd.DataFrame,
+                mapping: Mapping[str, MappingEntry]) -> dict[str, pd.Series]:
+    """Field -> its column: the mapping's entry, else the same-named source column."""
+    cols = _Columns(raw)
+    chosen: dict[str, pd.Series] = {}
+    for name, entry in mapping.items():
+        if name not in kind.field_names:
+            raise ConfigError(f"{kind.label} have no field {name!r}; fields: "
+                              f"{', '.join(kind.field_names)} (see icsync fields {kind.name})",
+                              key=f"mapping.{name}")
+        chosen[name] = _resolve(kind, name, entry, cols)
+    used = _used_columns(mapping)
+    for name in kind.field_names:
+        if name not in chosen and cols.has(name) and name.casefold() not in used:
+            chosen[name] = cols.get(name)
+    return chosen
+
+
+def _base_currency(chosen: dict[str, pd.Series], code: str, index: pd.Index) -> None:
+    codes = chosen.get("Code")
+    if codes is None:
+        return
+    is_base = codes.map(lambda v: _text(v).strip().upper() == code.strip().upper())
+    chosen["IsBase"] = is_base.astype(object)
+    rate = chosen.get("Rate")
+    if rate is None:
+        rate = pd.Series([None] * len(index), index=index, dtype=object)
+    chosen["Rate"] = rate.astype(object).where(~(is_base.to_numpy() & _empty(rate)), 1)
+
+
+def shape(kind: Kind, raw: pd.DataFrame, rules: Rules) -> Shaped:
+    """The canonical-named frame of ``raw`` (see the module docstring)."""
+    blank = blank_rows(raw)
+    keep = ~blank
+    filtered = 0
+    if rules.where:
+        matches = evaluate(parse_where(rules.where), _Columns(raw))
+        filtered = int((keep & ~matches).sum())
+        keep &= matches
+    origin = np.flatnonzero(keep)
+    rows = raw if keep.all() else raw.iloc[origin].reset_index(drop=True)
+    chosen = map_columns(kind, rows, rules.mapping)
+    if rules.base_currency and kind.name == "currencies":
+        _base_currency(chosen, rules.base_currency, rows.index)
+    frame = pd.DataFrame(chosen, index=rows.index, dtype=object) if chosen else \
+        pd.DataFrame(index=rows.index)
+    return Shaped(frame, origin, int(blank.sum()), filtered)
+
+
+# --- the where filter ---------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"""\s*(?:
+    (?P<str>'(?:[^']|'')*')
+  | (?P<num>-?\d+(?:\.\d+)?(?![\w.]))
+  | (?P<quoted>"(?:[^"]|"")*"|\[[^\]]*\]|`[^`]*`)
+  | (?P<op><>|!=|<=|>=|=|<|>|\(|\)|,)
+  | (?P<word>[A-Za-z_][\w.]*)
+)""", re.X)
+_KEYWORDS = {"and", "or", "not", "in", "is", "null", "empty", "like"}
+
+
+@dataclass(frozen=True)
+class _Tok:
+    kind: str
+    text: str
+
+
+def _tokens(text: str) -> list[_Tok]:
+    out, pos = [], 0
+    text = text.strip()
+    while pos < len(text):
+        found = _TOKEN.match(text, pos)
+        if found is None or found.end() == pos:
+            raise ConfigError(f"cannot read the where filter at {text[pos:pos + 20]!r}; write "
+                              "it like: Status <> 'Inactive' AND \"Account Type\" = 'Posting'",
+                              key="where")
+        group = str(found.lastgroup)
+        value = found.group(group)
+        if group == "word" and value.lower() in _KEYWORDS:
+            out.append(_Tok("kw", value.lower()))
+        elif group == "quoted":
+            out.append(_Tok("col", value[1:-1].replace('""', '"')))
+        elif group == "word":
+            out.append(_Tok("col", value))
+        elif group == "str":
+            out.append(_Tok("lit", value[1:-1].replace("''", "'")))
+        else:
+            out.append(_Tok(group, value))
+        pos = found.end()
+    return out
+
+
+class _Parser:
+    """Recursive descent over: or_expr := and_expr (OR and_expr)*; and_expr := not_expr
+    (AND not_expr)*; not_expr := NOT not_expr | '(' or_expr ')' | comparison."""
+
+    def __init__(self, tokens: list[_Tok]) -> None:
+        self.tokens, self.i = tokens, 0
+
+    def peek(self) -> _Tok | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def take(self, kind: str | None = None, text: str | None = None) -> _Tok:
+        tok = self.peek()
+        if tok is None or (kind and tok.kind != kind) or (text and tok.text != text):
+            wanted = text or kind or "more"
+            got = "the end" if tok is None else repr(tok.text)
+            raise ConfigError(f"where filter: expected {wanted} but found {got}", key="where")
+        self.i += 1
+        return tok
+
+    def accept(self, text: str) -> bool:
+        tok = self.peek()
+        if tok is not None and tok.kind in ("kw", "op") and tok.text == text:
+            self.i += 1
+            return True
+        return False
+
+    def or_expr(self) -> tuple[Any, ...]:
+        node = self.and_expr()
+        while self.accept("or"):
+            node = ("or", node, self.and_expr())
+        return node
+
+    def and_expr(self) -> tuple[Any, ...]:
+        node = self.not_expr()
+        while self.accept("and"):
+            node = ("and", node, self.not_expr())
+        return node
+
+    def not_expr(self) -> tuple[Any, ...]:
+        if self.accept("not"):
+            return ("not", self.not_expr())
+        if self.accept("("):
+            node = self.or_expr()
+            self.take("op", ")")
+            return node
+        return self.comparison()
+
+    def operand(self) -> tuple[str, str]:
+        tok = self.peek()
+        if tok is None or tok.kind not in ("col", "lit", "num"):
+            raise ConfigError("where filter: expected a column or a value but found "
+                              f"{'the end' if tok is None else repr(tok.text)}", key="where")
+        self.i += 1
+        return (tok.kind, tok.text)
+
+    def comparison(self) -> tuple[Any, ...]:
+        left = self.operand()
+        if self.accept("is"):
+            negate = self.accept("not")
+            word = self.take("kw")
+            if word.text not in ("null", "empty"):
+                raise ConfigError("where filter: IS takes NULL or EMPTY", key="where")
+            node: tuple[Any, ...] = ("empty", left)
+            return ("not", node) if negate else node
+        negate = self.accept("not")
+        if self.accept("in"):
+            self.take("op", "(")
+            values = [self.operand()]
+            while self.accept(","):
+                values.append(self.operand())
+            self.take("op", ")")
+            node = ("in", left, values)
+            return ("not", node) if negate else node
+        if self.accept("like"):
+            node = ("like", left, self.operand())
+            return ("not", node) if negate else node
+        if negate:
+            raise ConfigError("where filter: NOT here must be followed by IN or LIKE", key="where")
+        op = self.take("op")
+        if op.text not in ("=", "<>", "!=", "<", "<=", ">", ">="):
+            raise ConfigError(f"where filter: {op.text!r} is not a comparison", key="where")
+        return ("cmp", op.text, left, self.operand())
+
+
+def parse_where(text: str) -> tuple[Any, ...]:
+    """The filter as a small tree; ConfigError (key ``where``) naming what could not be read.
+
+    Grammar: comparisons ``col = 'text'`` (``=``, ``<>``/``!=``, ``<``, ``<=``, ``>``, ``>=``),
+    ``col IN ('a', 'b')``, ``col LIKE 'Z%'``, ``col IS [NOT] EMPTY`` (or NULL), joined with
+    AND, OR, NOT and parentheses. Columns are bare names or quoted (``"Account Type"``,
+    ``[Account Type]``); text compares case-insensitively, ignoring surrounding spaces;
+    numbers compare as numbers when both sides are numbers.
+    """
+    parser = _Parser(_tokens(text))
+    node = parser.or_expr()
+    if parser.peek() is not None:
+        raise ConfigError(f"where filter: unexpected {parser.peek().text!r}",  # type: ignore[union-attr]
+                          key="where")
+    return node
+
+
+def _values(operand: tuple[str, str], cols: _Columns) -> list[str]:
+    kind, text = operand
+    if kind == "col":
+        if not cols.has(text):
+            raise ConfigError(f"where filter: the source has no column {text!r}; it has: "
+                              f"{cols.names()}", key="where")
+        return [_text(v).strip() for v in cols.get(text).tolist()]
+    return [text] * len(cols.raw)
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def _compare(op: str, a: str, b: str) -> bool:
+    x, y = _number(a), _number(b)
+    left: Any = x if x is not None and y is not None else a.casefold()
+    right: Any = y if x is not None and y is not None else b.casefold()
+    return bool({"=": left == right, "<>": left != right, "!=": left != right,
+                 "<": left < right, "<=": left <= right, ">": left > right,
+                 ">=": left >= right}[op])
+
+
+def _like(value: str, pattern: str) -> bool:
+    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, flags=re.I | re.S) is not None
+
+
+def evaluate(node: tuple[Any, ...], cols: _Columns) -> np.ndarray:
+    """Which rows the filter keeps."""
+    op = node[0]
+    if op in ("and", "or"):
+        left, right = evaluate(node[1], cols), evaluate(node[2], cols)
+        return np.asarray(left & right if op == "and" else left | right, dtype=bool)
+    if op == "not":
+        return ~evaluate(node[1], cols)
+    if op == "empty":
+        return np.array([v == "" for v in _values(node[1], cols)], dtype=bool)
+    if op == "in":
+        left_values = _values(node[1], cols)
+        options = [_values(v, cols) for v in node[2]]
+        return np.array([any(_compare("=", v, o[i]) for o in options)
+                         for i, v in enumerate(left_values)], dtype=bool)
+    if op == "like":
+        pairs = zip(_values(node[1], cols), _values(node[2], cols), strict=True)
+        return np.array([_like(v, p) for v, p in pairs], dtype=bool)
+    pairs = zip(_values(node[2], cols), _values(node[3], cols), strict=True)
+    return np.array([_compare(node[1], a, b) for a, b in pairs], dtype=bool)
