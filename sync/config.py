@@ -157,6 +157,9 @@ class SqlSinkConfig(_Model):
     line_columns: dict[str, str] = Field(default_factory=dict)
     required_supplier_table: str | None = None
     required_supplier_column: str = "code"
+    # How a transaction's supplier code is found there: "ignore_case" (case and surrounding
+    # spaces ignored, as reference codes are matched) or "exact".
+    supplier_match: Literal["ignore_case", "exact"] = "ignore_case"
     required_fields: list[str] = Field(default_factory=list)
 
 

@@ -44,9 +44,24 @@ HEALTHY = frozenset({"ok", "partial", "blocked"})
 
 def is_failure(report: JobReport) -> bool:
     """A run that counts towards /readyz's failure streak: it failed, or it was "partial"
-    because a dependency failed (a job-level error), not merely because rows were rejected."""
-    return report.outcome in FAILING or (report.outcome == "partial" and bool(report.error))
-_REFERENCE_COUNTS = ("created", "edited", "deleted", "unchanged", "rejected", "failed")
+    because a dependency failed (see :func:`operational_problem`); business outcomes (rejected
+    rows, quarantined transactions waiting for their retry) never make the service unready."""
+    return report.outcome in FAILING or (report.outcome == "partial" and report.operational)
+
+
+def operational_problem(result: Mapping[str, Any]) -> bool:
+    """True when a result's run met a failing dependency: its own error, a kind that could not
+    be read or written, or a transaction that failed for a passing reason (ERP or iCompleat
+    down); rows rejected and transactions the ERP refused (quarantined) are not."""
+    if isinstance(result.get("error"), str):
+        return True
+    kinds = result.get("kinds")
+    if isinstance(kinds, list):
+        return any(isinstance(k, Mapping) and isinstance(k.get("error"), str) for k in kinds)
+    failed = result.get("failed")
+    return isinstance(failed, int) and not isinstance(failed, bool) and failed > 0
+_REFERENCE_COUNTS = ("created", "edited", "deleted", "unchanged", "rejected", "failed", "blank",
+                     "filtered")
 _TX_COUNTS = ("seen", "posted", "created", "written_back", "quarantined", "failed", "skipped")
 
 
@@ -106,6 +121,7 @@ class JobReport:
     seconds: float = 0.0
     error: str | None = None
     kinds: dict[str, dict[str, int]] = field(default_factory=dict)
+    operational: bool = False  # a dependency failed (see operational_problem)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for logs, the run record and JSON output."""
@@ -304,6 +320,7 @@ def _fill(report: JobReport, result: JobResult) -> None:
     report.exit_code = int(result.exit_code)
     report.error = first_error(data)
     report.kinds = counts_by_kind(data)
+    report.operational = operational_problem(data)
 
 
 def first_error(result: Mapping[str, Any]) -> str | None:

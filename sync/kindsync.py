@@ -136,7 +136,8 @@ class KindSync:
                 return self._nothing_to_do(count)
         norm = await self._normalise(read)
         self.planned = PlannedKind(None, norm.rejected, norm.warnings)
-        run.result.rejected += len(norm.rejected)
+        run.result.rejected += norm.rejected_rows
+        run.result.blank, run.result.filtered = norm.blank, norm.filtered
         if not self.dry_run:
             await holds.record_rejections(run, norm.rejected)
         await self._rounds(norm.frame, override)
@@ -249,7 +250,7 @@ class KindSync:
 
     def _plan(self, kind_diff: KindDiff, work: pd.DataFrame, state: StateView,
               can_append: bool, marker: RefreshRow | None) -> KindPlan:
-        rejected = len(self.planned.rejected)
+        rejected = len({r.row for r in self.planned.rejected})  # rows, not messages
         if self.run.kind.name == "custom_fields":
             return plan_custom_fields(self.run.kind, kind_diff, work, state.frame,
                                       delete_policy=self.policy, rejected=rejected)
@@ -272,8 +273,11 @@ class KindSync:
         if verdict.allowed:
             return plan
         run.result.outcome, run.result.error = "blocked", verdict.message
-        self._first_plan(plan)
+        # The plan shown (dry run or not) is the plan applied: what the block leaves.
         if marker is not None:
+            run.result.error = verdict.message.replace(
+                "creates and edits still go out one record at a time",
+                "an unfinished refresh means nothing at all is sent")
             return replace(plan, strategy="none", calls=0, chunks=())
         return restricted(run.kind, plan, work, can_append=can_append)
 

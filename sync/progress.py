@@ -90,9 +90,22 @@ def summary_table(result: CompanyResult) -> Table:
     return table
 
 
+def skipped_notes(result: CompanyResult) -> list[str]:
+    """Source rows that were skipped on purpose: blank rows and rows a where filter left out."""
+    lines = []
+    for kind in result.kinds:
+        if kind.blank:
+            lines.append(f"{kind.kind}: {kind.blank} blank row(s) skipped (not quarantined)")
+        if kind.filtered:
+            lines.append(f"{kind.kind}: {kind.filtered} row(s) left out by the where filter")
+    return lines
+
+
 def notes(result: CompanyResult) -> list[str]:
-    """Lines explaining the outcome: errors, refresh windows, settled unknowns, drift."""
+    """Lines explaining the outcome: errors, refresh windows, settled unknowns, drift, and the
+    rows skipped on purpose."""
     lines = [f"error: {result.error}"] if result.error else []
+    lines += skipped_notes(result)
     for kind in result.kinds:
         if kind.error:
             lines.append(f"{kind.kind}: {kind.error}")

@@ -118,7 +118,7 @@ async def run_leased(rt: Runtime, company: CompanyConfig,
     """Apply one company under its reference lease, recording the run."""
     from sync.engine import CompanyResult, sync_company
     from sync.fencing import LeaseKeeper, take_lease
-    from sync.jobs import lease_name
+    from sync.jobs import counts_by_kind, first_error, lease_name
 
     ttl = rt.config.settings.state.lease_seconds
     fence = await take_lease(rt.store, lease_name(company.name, "reference"), rt.holder, ttl,
@@ -135,11 +135,12 @@ async def run_leased(rt: Runtime, company: CompanyConfig,
         result.error = str(exc)
         raise
     finally:
-        counts = {"holder": rt.holder, "manual": True,
-                  **{k.kind: k.to_dict() for k in result.kinds}}
+        # The same shape as the daemon's run records, so `icsync status` shows both alike.
+        data = result.to_dict()
+        counts = {"holder": rt.holder, "manual": True, "kinds": counts_by_kind(data)}
         try:
             await asyncio.to_thread(rt.store.finish_run, run_id, result.outcome, counts,
-                                    result.error, fence=fence)
+                                    first_error(data), fence=fence)
         except IcsyncError as exc:  # the lease is gone: the error above already says so
             log_warning("could not record the run", error=str(exc))
         finally:
@@ -157,7 +158,7 @@ def log_warning(event: str, **fields: Any) -> None:
 def report(results: Sequence[CompanyResult], console: Console, *, dry_run: bool,
            limit: int = 50) -> None:
     """The human-readable output: plans for a dry run, summaries otherwise."""
-    from sync.progress import print_summary
+    from sync.progress import print_summary, skipped_notes
     from sync.render import render_plan
 
     if not dry_run:
@@ -166,11 +167,15 @@ def report(results: Sequence[CompanyResult], console: Console, *, dry_run: bool,
 
     for result in results:
         console.rule(f"{result.company}: plan ({result.outcome})")
+        unread = {k.kind: k.error for k in result.kinds if k.error}
+        planned = {kp.kind for kp in result.plan.kinds} if result.plan is not None else set()
         if result.plan is not None:
-            render_plan(result.plan, console, limit=limit)
+            render_plan(result.plan, console, limit=limit, unread=unread)
         for kind in result.kinds:
-            if kind.error:
+            if kind.error and (result.plan is None or kind.kind in planned):
                 console.print(f"{kind.kind}: {kind.error}", markup=False, highlight=False)
+        for line in skipped_notes(result):
+            console.print(line, markup=False, highlight=False)
         for drift in result.drift:
             for line in drift.lines():
                 console.print(f"{drift.kind}: {line}", markup=False, highlight=False)
