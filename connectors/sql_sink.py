@@ -23,10 +23,10 @@ turned into "found the other's posting".
 
 Rejections (SinkRejected): a missing ``required_fields`` value, a supplier absent from
 ``required_supplier_table`` (matched ignoring case and surrounding spaces, as reference codes
-are, unless ``supplier_match = "exact"``), a value longer than its column, a constraint (NOT NULL, CHECK,
-foreign key, a trigger's RAISE) or data error, or an error raised by the ERP's procedure
-(SQLSTATE classes 22, 23, P0). Anything else (connection, timeout, bad SQL) is SinkError, after
-a rollback.
+are, unless ``supplier_match = "exact"``), a value longer than its column, a constraint (NOT
+NULL, CHECK, foreign key, a trigger's RAISE) or data error, or an error raised by the ERP's
+procedure (SQLSTATE classes 22, 23, P0). Anything else (connection, timeout, bad SQL) is
+SinkError, after a rollback.
 """
 
 from __future__ import annotations
