@@ -34,6 +34,11 @@ from sync.secrets import Secret
 
 __all__ = ["SqlSink", "SqlSource"]
 
+# A query that cannot work whatever the database's state: SQLite's messages, and the SQLSTATEs
+# of a syntax error, an unknown column, an unknown function and an ambiguous column.
+_BAD_SQL = re.compile(r"syntax error|no such (column|function)|incomplete input|"
+                      r"unrecognized token|ambiguous column", re.I)
+_BAD_SQLSTATES = frozenset({"42601", "42703", "42883", "42702"})
 # SQLite's own message for a TEXT value that is not UTF-8 (it names the column).
 _NOT_UTF8 = re.compile(r"Could not decode to UTF-8 column '([^']*)' with text '(.*)'", re.S)
 
@@ -73,6 +78,7 @@ class SqlSource:
                 f"encoding_errors = \"quarantine\" in [{key}]", key=f"{key}.encoding") from exc
         except (SQLAlchemyError, pd.errors.DatabaseError) as exc:
             self._not_utf8(kind, exc)
+            self._bad_sql(kind, spec, exc)
             what = "query" if spec.query else f"table {spec.table!r}"
             raise SourceError(
                 f"source {self.name!r}: reading {kind} for company {company.name!r} from "
@@ -95,6 +101,17 @@ class SqlSource:
             f"UTF-8 ({shown[:60]!r}); {decode_hint(suggestion)} in [{key}] (or "
             f"encoding_errors = \"quarantine\" to set only those rows aside as bad_encoding)",
             key=f"{key}.encoding") from exc
+
+    def _bad_sql(self, kind: str, spec: KindSourceConfig, exc: BaseException) -> None:
+        """ConfigError (exit 2) when the query itself is wrong (syntax, an unknown column or
+        function), whatever the database's state; a missing table stays a failed read."""
+        state = getattr(getattr(exc, "orig", None), "sqlstate", None)
+        if state not in _BAD_SQLSTATES and not _BAD_SQL.search(str(exc)):
+            return
+        setting = "query" if spec.query else "table"
+        raise ConfigError(f"source {self.name!r}: the {setting} for {kind} is wrong: "
+                          f"{explain(exc)}", key=f"sources.{self.name}.kinds.{kind}.{setting}"
+                          ) from exc
 
     def close(self) -> None:
         """Close the connection pool."""

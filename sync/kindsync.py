@@ -37,12 +37,16 @@ from sync.config import Settings
 from sync.diff import KindDiff, diff
 from sync.entities import Kind
 from sync.guard import GuardVerdict, check_guard
+from sync.logs import get_logger
 from sync.normalise import KindMapping, Normalised, Rejection, normalise
 from sync.plan import KindPlan, Plan, plan_custom_fields, plan_kind, restricted
 from sync.readback import Drift, confirmed_read, find_drift, readback_kind
+from sync.reference.rules.mapping import unsent_note
 from sync.refresh import apply_refresh
 from sync.settle import settle_open
 from sync.state.rows import RefreshRow
+
+log = get_logger("icsync.engine")
 
 MAX_ROUNDS = 4  # apply rounds per kind and run: the first, then re-plans after settling
 
@@ -193,7 +197,11 @@ class KindSync:
         settings = self.run.rt.config.settings
         mapping = kind_mapping(settings, str(self.run.company.source), self.run.kind.name)
         self.complete = read.complete
-        return await asyncio.to_thread(normalise, self.run.kind, read.frame, mapping,
+        kind = self.run.kind
+        unsent = [n for n in mapping.mapping if n in kind.field_names and not kind.field(n).sent]
+        if unsent:
+            log.info("mapping feeds a field never sent", note=unsent_note(kind, unsent))
+        return await asyncio.to_thread(normalise, kind, read.frame, mapping,
                                        settings.validation)
 
     async def _held(self, frame: pd.DataFrame) -> set[str]:

@@ -195,6 +195,18 @@ def _base_currency(chosen: dict[str, pd.Series], code: str, index: pd.Index) -> 
     chosen["Rate"] = rate.astype(object).where(~(is_base.to_numpy() & _empty(rate)), 1)
 
 
+def unsent_fields(kind: Kind, frame: pd.DataFrame) -> list[str]:
+    """The fields a shaped frame feeds that are checked only, never sent to iCompleat."""
+    return [str(c) for c in frame.columns if c in kind.field_names and not kind.field(c).sent]
+
+
+def unsent_note(kind: Kind, fields: Sequence[str]) -> str:
+    """The warning for a mapping that feeds fields iCompleat never receives."""
+    return (f"{kind.label}: {', '.join(fields)} is validated only and never sent: iCompleat's "
+            f"{kind.singular_payload.lower()} record has no such field (see icsync fields "
+            f"{kind.name})")
+
+
 def shape(kind: Kind, raw: pd.DataFrame, rules: Rules) -> Shaped:
     """The canonical-named frame of ``raw`` (see the module docstring)."""
     blank = blank_rows(raw)
