@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sync.entities import KIND_NAMES, in_dependency_order
 from sync.errors import ConfigError
+from sync.foundation.presets import resolve_source
 from sync.secrets import REDACTOR, Secret, load_secret
 
 
@@ -287,6 +288,23 @@ class Settings(_Model):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     webhook: WebhookConfig = Field(default_factory=WebhookConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _presets(cls, data: Any) -> Any:
+        """Merge each source's presets into its kinds' tables (see sync.foundation.presets)."""
+        if not isinstance(data, dict) or not isinstance(data.get("sources"), dict):
+            return data
+        sources = {}
+        for name, table in data["sources"].items():
+            if not isinstance(table, dict):
+                sources[name] = table
+                continue
+            try:
+                sources[name] = resolve_source(table)
+            except ValueError as exc:
+                raise ConfigError(str(exc), key=f"sources.{name}.preset") from None
+        return {**data, "sources": sources}
 
     @model_validator(mode="after")
     def _references(self) -> Settings:

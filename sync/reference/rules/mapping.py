@@ -10,10 +10,12 @@
 - each field takes, in order: its ``mapping`` entry, else the source column of the same name
   (ignoring case). A mapping entry is a column name, a template (``"{Street 1}, {Street 2}"``:
   text with ``{column}`` placeholders; empty when every placeholder is), a list of those (a
-  FALLBACK: the first that is not empty, for example ``["IBAN", "Account Number"]``), or a
-  constant (``{ value = "NetDays" }``);
+  FALLBACK: the first that is not empty, for example ``["IBAN", "Account Number"]``), the same
+  marked optional (``{ columns = ["IBAN"], optional = true }``: no error, and no value, when
+  the source has none of them), or a constant (``{ value = "NetDays" }``);
 - ``base_currency = "GBP"`` marks that currency as the base (``IsBase``, and ``Rate`` 1 when
-  empty) for ERPs whose currency list has no base flag.
+  empty) for ERPs whose currency list has no base flag, and adds it (named by its code, rate
+  1) when the list leaves the base currency out altogether (Business Central).
 
 A mapped column that the source does not have is a configuration error naming the field and the
 columns the source does have (a fallback list needs at least one of its columns).
@@ -133,15 +135,22 @@ def _constant(value: Any, n: int, index: pd.Index) -> pd.Series:
     return pd.Series([value] * n, index=index, dtype=object)
 
 
-def _resolve(kind: Kind, name: str, entry: MappingEntry, cols: _Columns) -> pd.Series:
-    """The column one mapping entry gives (ConfigError when its columns are missing)."""
+def _resolve(kind: Kind, name: str, entry: MappingEntry, cols: _Columns) -> pd.Series | None:
+    """The column one mapping entry gives (ConfigError when its columns are missing; None
+    for an optional entry none of whose columns the source has)."""
+    optional = False
     if isinstance(entry, Mapping):
-        if set(entry) != {"value"}:
-            raise ConfigError(f"{kind.label}: a constant is written {{ value = ... }}, not "
+        if set(entry) == {"value"}:
+            return _constant(entry["value"], len(cols.raw), cols.raw.index)
+        if "columns" not in entry or not set(entry) <= {"columns", "optional"}:
+            raise ConfigError(f"{kind.label}: write a constant as {{ value = ... }} and "
+                              f"columns as {{ columns = [...], optional = true }}, not "
                               f"{dict(entry)!r}", key=f"mapping.{name}")
-        return _constant(entry["value"], len(cols.raw), cols.raw.index)
+        optional, entry = bool(entry.get("optional", False)), entry["columns"]
     choices = [entry] if isinstance(entry, str) else list(entry)
     usable = [c for c in choices if all(cols.has(n) for n in _needs(c))]
+    if not usable and optional:
+        return None
     if not usable:
         missing = sorted({n for c in choices for n in _needs(c) if not cols.has(n)})
         raise ConfigError(f"{kind.label}: {name} is mapped from column(s) {missing}, which the "
@@ -159,7 +168,7 @@ def _used_columns(mapping: Mapping[str, MappingEntry]) -> set[str]:
     used: set[str] = set()
     for entry in mapping.values():
         if isinstance(entry, Mapping):
-            continue
+            entry = entry.get("columns", [])
         for choice in [entry] if isinstance(entry, str) else entry:
             used |= {n.strip().casefold() for n in _needs(choice)}
     return used
@@ -175,7 +184,9 @@ def map_columns(kind: Kind, raw: pd.DataFrame,
             raise ConfigError(f"{kind.label} have no field {name!r}; fields: "
                               f"{', '.join(kind.field_names)} (see icsync fields {kind.name})",
                               key=f"mapping.{name}")
-        chosen[name] = _resolve(kind, name, entry, cols)
+        column = _resolve(kind, name, entry, cols)
+        if column is not None:
+            chosen[name] = column
     used = _used_columns(mapping)
     for name in kind.field_names:
         if name not in chosen and cols.has(name) and name.casefold() not in used:
@@ -223,6 +234,13 @@ def shape(kind: Kind, raw: pd.DataFrame, rules: Rules) -> Shaped:
         _base_currency(chosen, rules.base_currency, rows.index)
     frame = pd.DataFrame(chosen, index=rows.index, dtype=object) if chosen else \
         pd.DataFrame(index=rows.index)
+    if rules.base_currency and "IsBase" in frame.columns and not frame["IsBase"].any():
+        code = rules.base_currency.upper()
+        added = pd.DataFrame([{"Code": code, "Name": code, "Rate": 1, "IsBase": True}],
+                             dtype=object)
+        frame = pd.concat([frame, added], ignore_index=True).astype(object)
+        frame = frame.where(frame.notna(), None)
+        origin = np.append(origin, len(raw))
     return Shaped(frame, origin, int(blank.sum()), filtered)
 
 
