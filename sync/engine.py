@@ -118,17 +118,16 @@ def selected_kinds(company: CompanyConfig, kinds: Sequence[str] | None) -> list[
 async def sync_company(
     rt: Runtime, company: CompanyConfig, *, kinds: Sequence[str] | None = None,
     dry_run: bool = False, full: bool = False, allow_deletes: bool = False,
-    fence: Fence | None = None, progress: bool = False,
+    fence: Fence | None = None, on_plan: Callable[[str, int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> CompanyResult:
     """Plan (``dry_run``) or apply the reference sync of one company; never raises for an
-    outcome (a blocked guard, a 401, a failed source...): read ``CompanyResult.outcome``."""
-    options = Options(dry_run=dry_run, full=full, allow_deletes=allow_deletes, fence=fence)
-    if progress and not dry_run:
-        from sync.progress import LiveProgress
+    outcome (a blocked guard, a 401, a failed source...): read ``CompanyResult.outcome``.
 
-        with LiveProgress(company.name) as bar:
-            options.on_plan, options.on_progress = bar.plan, bar.advance
-            return await run_company(rt, company, kinds, options)
+    Progress is reported through callbacks (the engine never draws anything): ``on_plan(label,
+    calls)`` when a kind's plan is made, ``on_progress(calls)`` after each call it makes."""
+    options = Options(dry_run=dry_run, full=full, allow_deletes=allow_deletes, fence=fence,
+                      on_plan=on_plan, on_progress=on_progress)
     return await run_company(rt, company, kinds, options)
 
 

@@ -14,7 +14,8 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # the engine's imports (pandas, SQLAlchemy) load only when a 
 
     from sync.config import CompanyConfig, Config
     from sync.engine import CompanyResult
+    from sync.progress import LiveProgress
     from sync.runtime import Runtime
 
 DEFAULT_CONFIG = "icsync.toml"
@@ -128,9 +130,11 @@ async def run_leased(rt: Runtime, company: CompanyConfig,
                                      fence=fence)
     result = CompanyResult(company.name, outcome="failed", exit_code=ExitCode.FAILED)
     try:
-        result = await keeper.run(sync_company(
-            rt, company, kinds=args.kinds, full=args.full, allow_deletes=args.allow_deletes,
-            fence=fence, progress=sys.stderr.isatty() and not args.json))
+        with progress_bar(company.name, args) as bar:
+            result = await keeper.run(sync_company(
+                rt, company, kinds=args.kinds, full=args.full, allow_deletes=args.allow_deletes,
+                fence=fence, on_plan=bar.plan if bar else None,
+                on_progress=bar.advance if bar else None))
     except IcsyncError as exc:
         result.error = str(exc)
         raise
@@ -146,6 +150,18 @@ async def run_leased(rt: Runtime, company: CompanyConfig,
         finally:
             await keeper.release()
     return result
+
+
+@contextmanager
+def progress_bar(company: str, args: argparse.Namespace) -> Iterator[LiveProgress | None]:
+    """A live progress bar on the terminal when standard output is one (and not --json)."""
+    if args.json or not sys.stdout.isatty():
+        yield None
+        return
+    from sync.progress import LiveProgress
+
+    with LiveProgress(company, make_console()) as bar:
+        yield bar
 
 
 def log_warning(event: str, **fields: Any) -> None:

@@ -3,8 +3,10 @@ real command line, the sandbox over loopback and real files and SQLite databases
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
+import sys
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -277,3 +279,25 @@ def test_full_reads_the_source_and_the_remote_list_once(
     assert cli(capsys, "sync", "--config", str(config), "--full")[0] == 0
     pages = [e.path for e in sandbox.state.log.entries() if e.seq > seq]
     assert len(pages) == len(set(pages)) == 3  # pages 1, 2 and the empty page 3
+
+
+class _Terminal(io.StringIO):
+    """Captured standard output that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_sync_on_a_terminal_shows_progress(
+        sandbox: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal the real run draws a progress bar per kind, sized by its planned calls
+    (the engine reports through callbacks; the command draws)."""
+    rows = "".join(f"S{i:04d},Supplier {i},GB,,\r\n" for i in range(250))
+    folder = csv_folder(tmp_path, (HEADER + rows).encode())
+    config = files_config(sandbox, tmp_path, folder, {"suppliers": {}})
+    screen = _Terminal()
+    monkeypatch.setattr(sys, "stdout", screen)
+    assert main(["sync", "--config", str(config)]) == 0
+    text = screen.getvalue()
+    assert "uk: Suppliers" in text
+    assert "3/3" in text  # a refresh of 250 records: three chunks
