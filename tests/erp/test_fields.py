@@ -42,3 +42,29 @@ def test_fields_of_an_unknown_kind_is_exit_2(capsys: pytest.CaptureFixture[str])
     """An unknown kind is a usage error naming the known ones."""
     assert main(["fields", "vendors"]) == 2
     assert "suppliers" in capsys.readouterr().err
+
+
+SINK_KEYS = ("create_tables =", "header_table =", "lines_table =", "header_columns =",
+             "line_columns =", "journal_digits =", "required_supplier_table =",
+             "required_supplier_column =", "supplier_match =", "required_fields =")
+
+
+def test_example_sink_mapping_is_valid() -> None:
+    """The ERP-table sink mapping documented (commented out) in config/example.toml validates,
+    and its required fields are transaction fields."""
+    import tomllib
+
+    from connectors.memory import validate_required_fields
+    from sync.config import SqlSinkConfig, parse_settings
+
+    text = (DOC.parents[1] / "config" / "example.toml").read_text(encoding="utf-8")
+    data = tomllib.loads(text)
+    documented = [line.strip()[2:] for line in text.splitlines()
+                  if line.strip().startswith("# ") and line.strip()[2:].startswith(SINK_KEYS)]
+    assert len(documented) == len(SINK_KEYS)
+    for line in documented:
+        data["sinks"]["ledger"].update(tomllib.loads(line))
+    sink = parse_settings(data).sinks["ledger"]
+    assert isinstance(sink, SqlSinkConfig)
+    assert sink.line_columns["header_id"] == sink.header_columns["id"]
+    validate_required_fields("ledger", sink.required_fields)
