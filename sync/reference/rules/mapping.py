@@ -68,18 +68,23 @@ def _text(value: Any) -> str:
 
 def _empty(values: pd.Series) -> np.ndarray:
     """Which cells are missing, or text of spaces only."""
-    out = values.isna().to_numpy(dtype=bool)
-    text = np.array([isinstance(v, str) and not v.strip() for v in values.tolist()], dtype=bool)
-    return np.asarray(out | text, dtype=bool)
+    cells = values.to_numpy(dtype=object)
+    missing = np.asarray(pd.isna(cells), dtype=bool)
+    blank = np.fromiter((isinstance(v, str) and not v.strip() for v in cells.tolist()),
+                        dtype=bool, count=len(cells))
+    return np.asarray(missing | blank, dtype=bool)
 
 
 def blank_rows(raw: pd.DataFrame) -> np.ndarray:
-    """Rows in which every cell is missing or blank text."""
-    if raw.shape[1] == 0:
-        return np.ones(len(raw), dtype=bool)
+    """Rows in which every cell is missing or blank text (each column is only looked at for
+    the rows still blank so far, so a filled first column makes this almost free)."""
     blank = np.ones(len(raw), dtype=bool)
-    for column in raw.columns:
-        blank &= _empty(raw[column])
+    for position in range(raw.shape[1]):
+        rows = np.flatnonzero(blank)
+        if not len(rows):
+            break
+        column = raw.iloc[:, position]
+        blank[rows] = _empty(column if len(rows) == len(raw) else column.iloc[rows])
     return blank
 
 
