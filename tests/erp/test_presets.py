@@ -167,3 +167,60 @@ def test_own_settings_win_over_the_preset() -> None:
     assert kind.mapping["Name"] == "Account Name"
     assert kind.mapping["Code"] == ["A/C", "Account Reference"]
     assert kind.encoding == "cp1252"
+
+
+def test_company_params_are_bound_into_queries(tmp_path: Path) -> None:
+    """[companies.params] binds the ERP's own company number into a query (never formats it),
+    beside :company and :company_id; the reserved names are refused."""
+    from connectors.base import CompanyRef
+    from connectors.factory import build_source
+
+    db = tmp_path / "erp.db"
+    with closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("CREATE TABLE gl (company_no INTEGER, code TEXT, name TEXT)")
+        conn.executemany("INSERT INTO gl VALUES (?, ?, ?)",
+                         [(1, "4000", "Sales"), (2, "4000", "Other sales"), (1, "5000", "Cost")])
+    parsed = parse_settings({
+        "sources": {"erp": {"type": "sql", "url": f"sqlite:///{db}", "kinds": {
+            "account_codes": {"query": "SELECT code AS Code, name AS Name FROM gl "
+                                       "WHERE company_no = :erp_company"}}}},
+        "companies": [{"name": "uk", "company_id": "c1", "source": "erp",
+                       "params": {"erp_company": 1}}]})
+    company = parsed.companies[0]
+    source = build_source("erp", parsed.sources["erp"])
+    frame = source.read("account_codes", CompanyRef(company.name, company.company_id,
+                                                     company.params)).frame
+    source.close()
+    assert sorted(frame["Code"]) == ["4000", "5000"]
+    with pytest.raises(ConfigError) as caught:
+        parse_settings({"companies": [{"name": "uk", "company_id": "c1",
+                                       "params": {"company": 3}}]})
+    assert caught.value.key == "companies.0.params"
+
+
+def test_csv_with_a_byte_order_mark_reads_its_first_column() -> None:
+    """A UTF-8 export with a BOM read with the default encoding still finds its first column."""
+    norm = read_kind({"type": "files", "directory": str(SAMPLES / "netsuite"), "kinds": {
+        "suppliers": {"file": "VendorSearchResults.csv",
+                      "mapping": {"Code": "Internal ID", "Name": "Company Name"}}}}, "suppliers")
+    assert codes(norm) == ["1201", "1202", "1203"]
+
+
+def test_sqlite_text_not_utf8_quarantined_or_decoded(tmp_path: Path) -> None:
+    """Windows-1252 text in a SQLite ERP: encoding = "cp1252" reads it; encoding_errors =
+    "quarantine" sets only that row aside as bad_encoding."""
+    db = tmp_path / "erp.db"
+    with closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("CREATE TABLE sup (code TEXT, name TEXT)")
+        conn.execute("INSERT INTO sup VALUES ('A1', 'Abbey'), ('B2', CAST(? AS TEXT))",
+                     ("Café".encode("cp1252"),))
+
+    def source(**kind: object) -> dict[str, object]:
+        return {"type": "sql", "url": f"sqlite:///{db}", "kinds": {"suppliers": {
+            "query": "SELECT code AS Code, name AS Name FROM sup", **kind}}}
+
+    decoded = read_kind(source(encoding="cp1252"), "suppliers")
+    assert decoded.frame.loc["B2", "Name"] == "Café"
+    kept = read_kind(source(encoding_errors="quarantine"), "suppliers")
+    assert codes(kept) == ["A1"]
+    assert reasons(kept) == {"bad_encoding": {"B2"}}
