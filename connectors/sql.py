@@ -6,8 +6,8 @@ whole). Values come back as the driver returns them, in object columns: text sta
 (``"0042"``). Mapping, ``defaults`` and trimming belong to normalisation, as for every source.
 Text that is not UTF-8 (a SQLite file written by a Windows program) stops the read with a
 ConfigError naming the column and the encoding that reads it; on SQLite the kind's ``encoding``
-(``"cp1252"``) then decodes its text, and ``encoding_errors = "quarantine"`` keeps undecodable
-bytes as lone surrogates so only those rows are rejected (``bad_encoding``). Other databases
+(``"cp1252"``) then decodes its text, and ``encoding_errors = "quarantine"`` marks undecodable
+bytes with U+FFFD so only those rows are rejected (``bad_encoding``). Other databases
 convert text on the server, in their client encoding.
 Connections and timeouts: :mod:`connectors.sql_engine`. The sink: :mod:`connectors.sql_sink`.
 """
@@ -133,7 +133,9 @@ def _decoding(conn: Connection, spec: KindSourceConfig) -> Iterator[None]:
     if conn.dialect.name != "sqlite" or (plain and spec.encoding_errors == "strict"):
         yield
         return
-    errors = "surrogateescape" if spec.encoding_errors == "quarantine" else "strict"
+    # Quarantine: U+FFFD marks the bytes (normalisation rejects it as bad_encoding); pandas
+    # cannot build a frame of lone surrogates from a query's rows.
+    errors = "replace" if spec.encoding_errors == "quarantine" else "strict"
     raw.text_factory = text_decoder(spec.encoding, errors)
     try:
         yield
