@@ -80,6 +80,7 @@ def test_sage50_exports_end_to_end(sandbox: SandboxServer, sage50: Path, tmp_pat
 
     code, out = cli(capsys, "sync", "--config", config)
     assert code == 4
+    assert len(writes(sandbox)) == plan["total_calls"]  # the dry run's plan is what ran
     assert "suppliers: 1 blank row(s) skipped" in out
     assert_remote_is_valid_rows(sandbox, VALID_SUPPLIERS)
     code, out = cli(capsys, "errors", "list", "--config", config, "--json")
