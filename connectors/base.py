@@ -9,8 +9,8 @@ every implementation passes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
@@ -19,10 +19,12 @@ from connectors.icompleat.models import Transaction
 
 @dataclass(frozen=True)
 class CompanyRef:
-    """Which company a read or a posting is for: the configured name and iCompleat's id."""
+    """Which company a read or a posting is for: the configured name and iCompleat's id, plus
+    the company's own query parameters (``[companies.params]``: how the ERP numbers it)."""
 
     name: str
     company_id: str
+    params: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,13 @@
 Steps, in order (a failed step does not hide the later ones, except that nothing runs without a
 valid configuration): the configuration; the state database (opened and migrated); every
 source's kinds for every company that uses it (read, rows counted, nothing printed from them);
-every sink (a look-up that writes nothing); iCompleat's tenant and companies endpoints, and that
+the kind's mapping over what was read (every mapped column present, the where filter
+readable; a note for fields that are validated but never sent); every sink (a look-up that
+writes nothing); iCompleat's tenant and companies endpoints, and that
 each configured company id is one of the tenant's. Nothing is written anywhere but the state
-database's schema. The exit code is the worst step's: 2 configuration, 5 credentials rejected,
-1 anything else that failed, 0 all ok.
+database's schema. The exit code is the worst step's: 2 configuration (a bad query, a mapped
+column the source lacks, a file that does not decode), 5 credentials rejected, 1 anything else
+that failed, 0 all ok.
 """
 
 from __future__ import annotations
@@ -17,14 +20,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
+from rich.text import Text
 
 from connectors.base import CompanyRef
 from connectors.icompleat.client import IcompleatClient
 from sync.console.terminal import make_console
 from sync.foundation.config import Config, load_config
+from sync.foundation.entities import get_kind
 from sync.foundation.errors import ConfigError, ExitCode, IcsyncError, exit_code_for
 from sync.foundation.secrets import REDACTOR
+from sync.reference.rules.mapping import Shaped, shape, unsent_fields, unsent_note
+from sync.reference.rules.normalise import KindMapping
 from sync.runtime.context import Runtime, make_holder, open_store
 
 _PROBE_ID = "icsync-check-00000000"  # an id no ERP holds: sinks are looked up, never written
@@ -47,13 +55,14 @@ class Report:
 
     def ok(self, step: str, detail: str = "") -> None:
         """Report a step that worked."""
-        self.console.print(f"[green]ok  [/green] {step}" + (f": {detail}" if detail else ""))
+        line = Text.assemble(("ok  ", "green"), f" {step}" + (f": {detail}" if detail else ""))
+        self.console.print(line)
 
     def fail(self, step: str, exc: BaseException) -> None:
         """Report a failed step, keeping the worst exit code."""
         code = exit_code_for(exc)
         text = REDACTOR(str(exc)) if isinstance(exc, IcsyncError) else REDACTOR(repr(exc))
-        self.console.print(f"[red]FAIL[/red] {step}: {text}")
+        self.console.print(Text.assemble(("FAIL", "red"), f" {step}: {text}"))
         self.failed.append(step)
         self.code = max(self.code, code, key=lambda c: _RANK.get(c, 1))
 
@@ -113,7 +122,7 @@ async def check_connectors(rt: Runtime, report: Report) -> None:
     """Read each source's kinds for each company using it; look each sink up."""
     try:
         for company in rt.config.settings.companies:
-            ref = CompanyRef(company.name, company.company_id)
+            ref = CompanyRef(company.name, company.company_id, company.params)
             if company.source is not None:
                 for kind in company.kinds:
                     await report.step(f"source {company.source}: {kind} for {company.name}",
@@ -127,11 +136,29 @@ async def check_connectors(rt: Runtime, report: Report) -> None:
 def _read(rt: Runtime, source: str, kind: str, ref: CompanyRef) -> Callable[[], Awaitable[str]]:
     async def read() -> str:
         got = await asyncio.to_thread(lambda: rt.source(source).read(kind, ref))
+        shaped = mapped(rt, source, kind, got.frame)
         rows = len(got.frame)
         columns = ", ".join(map(str, got.frame.columns[:8]))
         partial = "" if got.complete else " (the source says the read was PARTIAL)"
-        return f"{rows} rows; columns {columns}{partial}"
+        skipped = "".join(f"; {n} {what}" for n, what in (
+            (shaped.blank, "blank rows skipped"), (shaped.filtered, "rows left out by where"))
+            if n)
+        unsent = unsent_fields(get_kind(kind), shaped.frame)
+        note = f"; note: {unsent_note(get_kind(kind), unsent)}" if unsent else ""
+        return f"{rows} rows; columns {columns}{partial}{skipped}{note}"
     return read
+
+
+def mapped(rt: Runtime, source: str, kind: str, frame: pd.DataFrame) -> Shaped:
+    """The kind's mapping applied to a read: ConfigError naming the setting when a mapped
+    column is missing or the where filter cannot be read."""
+    spec = rt.config.settings.sources[source].kinds.get(kind)
+    try:
+        return shape(get_kind(kind), frame, KindMapping.from_config(spec).rules)
+    except ConfigError as exc:
+        text, key = str(exc), exc.key or ""
+        text = text[len(key) + 2:] if key and text.startswith(f"{key}: ") else text
+        raise ConfigError(text, key=f"sources.{source}.kinds.{kind}.{key}") from None
 
 
 def _look_up(rt: Runtime, name: str) -> Callable[[], Awaitable[str]]:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from sync.console.terminal import make_console
 from sync.foundation.config import Config, load_config
@@ -149,5 +150,5 @@ def _table(title: str, rows: list[dict[str, Any]], columns: Sequence[str]) -> Ta
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+        table.add_row(*(Text("" if row[c] is None else str(row[c])) for c in columns))
     return table

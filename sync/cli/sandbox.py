@@ -23,8 +23,23 @@ KEY_ENV = "ICSYNC_API_KEY"
 WEBHOOK_TOKEN_ENV = "ICSYNC_WEBHOOK_TOKEN"  # noqa: S105 (the variable's name, not a token)
 
 
+ADMIN_INTRO = """\
+admin API (loopback clients only, no key; JSON bodies and answers; /_sandbox and /_sandbox/
+answer alike). For example, approve a transaction so `icsync poll` posts it:
+  curl -s -X POST http://127.0.0.1:8080/_sandbox/transactions/TENANT/COMPANY \\
+       -d '{"Type": "INV", "Title": "Office chairs", "References": {"Supplier": "S00001"}}'
+  curl -s -X POST http://127.0.0.1:8080/_sandbox/transactions/TENANT/ID/approve
+  curl -s -X PUT http://127.0.0.1:8080/_sandbox/faults/suppliers.list -d '{"error_rate": 0.3}'
+endpoints:
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the sandbox's options."""
+    from connectors.icompleat.sandbox.admin import admin_help
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = ADMIN_INTRO + admin_help()
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8080, help="port (0: any free port)")
     parser.add_argument("--tenant-id", required=True, help="the tenant GUID clients use")

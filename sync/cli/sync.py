@@ -100,8 +100,12 @@ async def execute(config: Config, args: argparse.Namespace, *,
     from sync.console.progress import LiveProgress
     from sync.reference.run import sync_companies
 
-    live = sys.stderr.isatty() and not args.json
+    def bar(company: str) -> LiveProgress:
+        return LiveProgress(company, make_console())
+
+    # A live bar when standard output is a terminal (and not --json).
+    live = sys.stdout.isatty() and not args.json
     return await sync_companies(config, companies_of(config, args.company), kinds=args.kinds,
                                 dry_run=args.dry_run, full=args.full,
                                 allow_deletes=args.allow_deletes,
-                                progress=LiveProgress if live else None, transport=transport)
+                                progress=bar if live else None, transport=transport)

@@ -91,9 +91,22 @@ def summary_table(result: CompanyResult) -> Table:
     return table
 
 
+def skipped_notes(result: CompanyResult) -> list[str]:
+    """Source rows that were skipped on purpose: blank rows and rows a where filter left out."""
+    lines = []
+    for kind in result.kinds:
+        if kind.blank:
+            lines.append(f"{kind.kind}: {kind.blank} blank row(s) skipped (not quarantined)")
+        if kind.filtered:
+            lines.append(f"{kind.kind}: {kind.filtered} row(s) left out by the where filter")
+    return lines
+
+
 def notes(result: CompanyResult) -> list[str]:
-    """Lines explaining the outcome: errors, refresh windows, settled unknowns, drift."""
+    """Lines explaining the outcome: errors, refresh windows, settled unknowns, drift, and the
+    rows skipped on purpose."""
     lines = [f"error: {result.error}"] if result.error else []
+    lines += skipped_notes(result)
     for kind in result.kinds:
         if kind.error:
             lines.append(f"{kind.kind}: {kind.error}")
@@ -120,7 +133,7 @@ def print_summary(results: Sequence[CompanyResult], console: Console) -> None:
 
 
 def print_results(results: Sequence[CompanyResult], console: Console, *, dry_run: bool,
-           limit: int = 50) -> None:
+                  limit: int = 50) -> None:
     """The human-readable output: plans for a dry run, summaries otherwise."""
     if not dry_run:
         print_summary(results, console)
@@ -128,11 +141,15 @@ def print_results(results: Sequence[CompanyResult], console: Console, *, dry_run
 
     for result in results:
         console.rule(f"{result.company}: plan ({result.outcome})")
+        unread = {k.kind: k.error for k in result.kinds if k.error}
+        planned = {kp.kind for kp in result.plan.kinds} if result.plan is not None else set()
         if result.plan is not None:
-            render_plan(result.plan, console, limit=limit)
+            render_plan(result.plan, console, limit=limit, unread=unread)
         for kind in result.kinds:
-            if kind.error:
+            if kind.error and (result.plan is None or kind.kind in planned):
                 console.print(f"{kind.kind}: {kind.error}", markup=False, highlight=False)
+        for line in skipped_notes(result):
+            console.print(line, markup=False, highlight=False)
         for drift in result.drift:
             for line in drift.lines():
                 console.print(f"{drift.kind}: {line}", markup=False, highlight=False)

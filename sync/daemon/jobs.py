@@ -40,8 +40,10 @@ JOBS: tuple[str, ...] = ("reference", "readback", "transactions")
 
 def is_failure(report: JobReport) -> bool:
     """A run that counts towards /readyz's failure streak: it failed, or it was "partial"
-    because a dependency failed (a job-level error), not merely because rows were rejected."""
-    return report.outcome in FAILING or (report.outcome == "partial" and bool(report.error))
+    because a dependency failed (see :func:`sync.runtime.jobrun.operational_problem`); business
+    outcomes (rejected rows, quarantined transactions waiting for their retry) never make the
+    service unready."""
+    return report.outcome in FAILING or (report.outcome == "partial" and report.operational)
 
 
 class ScheduledJob:

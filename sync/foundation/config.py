@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sync.foundation.entities import KIND_NAMES, in_dependency_order
 from sync.foundation.errors import ConfigError
+from sync.foundation.presets import resolve_source
 from sync.foundation.secrets import REDACTOR, Secret, load_secret
 
 
@@ -90,11 +91,21 @@ class KindSourceConfig(_Model):
     file: str | None = None
     format: Literal["csv", "excel", "json", "parquet"] | None = None
     encoding: str = "utf-8"
+    # "strict": undecodable bytes stop the read naming the line and the encoding to set;
+    # "quarantine": they are kept as lone surrogates and their rows rejected as bad_encoding.
+    encoding_errors: Literal["strict", "quarantine"] = "strict"
     delimiter: str = ","
     sheet: str | int | None = None
-    mapping: dict[str, str] = Field(default_factory=dict)
+    # iCompleat field <- a column, a "{template}", a fallback list or a { value = ... } constant.
+    mapping: dict[str, str | list[str] | dict[str, Any]] = Field(default_factory=dict)
     defaults: dict[str, Any] = Field(default_factory=dict)
     trim: bool = True
+    # SQL-like filter on the source's own columns: Status <> 'Inactive' AND Balance >= 0
+    where: str | None = None
+    # For currency lists without a base flag: this code is the base (IsBase, Rate 1).
+    base_currency: str | None = Field(None, min_length=3, max_length=3)
+    # A ready-made mapping for an ERP's own columns (see sync.foundation.presets).
+    preset: str | None = None
 
 
 class SqlSourceConfig(_Model):
@@ -148,6 +159,9 @@ class SqlSinkConfig(_Model):
     line_columns: dict[str, str] = Field(default_factory=dict)
     required_supplier_table: str | None = None
     required_supplier_column: str = "code"
+    # How a transaction's supplier code is found there: "ignore_case" (case and surrounding
+    # spaces ignored, as reference codes are matched) or "exact".
+    supplier_match: Literal["ignore_case", "exact"] = "ignore_case"
     required_fields: list[str] = Field(default_factory=list)
 
 
@@ -216,6 +230,20 @@ class CompanyConfig(_Model):
     drift_policy: Literal["source-wins", "report"] = "source-wins"
     guard: dict[str, GuardConfig] = Field(default_factory=dict)
     schedules: SchedulesConfig = Field(default_factory=SchedulesConfig)
+    # Bound parameters for this company's source queries, beside :company and :company_id
+    # (an ERP numbers its companies its own way: params = { erp_company = 3 }).
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _param_names(cls, params: dict[str, Any]) -> dict[str, Any]:
+        reserved = sorted({"company", "company_id"} & set(params))
+        if reserved:
+            raise ValueError(f"{reserved} are bound by icsync itself; choose other names")
+        bad = [n for n in params if not n.isidentifier()]
+        if bad:
+            raise ValueError(f"parameter names must be identifiers usable as :name, not {bad}")
+        return params
 
     @field_validator("kinds")
     @classmethod
@@ -261,6 +289,23 @@ class Settings(_Model):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     webhook: WebhookConfig = Field(default_factory=WebhookConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _presets(cls, data: Any) -> Any:
+        """Merge each source's presets into its kinds' tables (see sync.foundation.presets)."""
+        if not isinstance(data, dict) or not isinstance(data.get("sources"), dict):
+            return data
+        sources = {}
+        for name, table in data["sources"].items():
+            if not isinstance(table, dict):
+                sources[name] = table
+                continue
+            try:
+                sources[name] = resolve_source(table)
+            except ValueError as exc:
+                raise ConfigError(str(exc), key=f"sources.{name}.preset") from None
+        return {**data, "sources": sources}
 
     @model_validator(mode="after")
     def _references(self) -> Settings:

@@ -187,3 +187,41 @@ def in_dependency_order(names: Iterable[str]) -> list[str]:
     """``names`` sorted so that a kind comes after every kind it may refer to (stable)."""
     index = {n: i for i, n in enumerate(KIND_NAMES)}
     return sorted(names, key=lambda n: (get_kind(n).order, index[n]))
+
+# What each check means, and where ERP data usually goes: shown by `icsync fields` and in
+# docs/fields.md (both generated from this registry; a test keeps every entry a real field).
+CHECK_NOTES: dict[str, str] = {
+    "iso_country": "ISO 3166 two-letter country code, upper-cased; unknown codes are rejected",
+    "currency": "ISO 4217 three-letter code, upper-cased; unknown codes are rejected",
+    "email": "an email address; a malformed one is a warning, never a rejection",
+    "vat": "checked with python-stdnum (the IsoCode's country when it has no prefix); "
+           "[validation] vat = reject, warn or off",
+    "iban": "checked as an IBAN when it looks like one (two letters, two digits, 11+ more); "
+            "[validation] bank",
+    "sort_code_or_bic": "a UK sort code (6 digits, dashes allowed) or a valid BIC; "
+                        "[validation] bank",
+    "rate": "a number, zero or more",
+}
+FIELD_NOTES: dict[tuple[str, str], str] = {
+    ("currencies", "Code"): "the currency's ISO code (GBP), not the ERP's own number",
+    ("currencies", "Rate"): "exchange rate to the base currency; the base has 1",
+    ("currencies", "IsBase"): "exactly one currency is the base; without a base flag in the "
+                              "ERP set base_currency = \"GBP\" on the kind",
+    ("tax_codes", "Rate"): "percent: 20 for 20% (not 0.2)",
+    ("account_codes", "Code"): "the nominal / G/L account number",
+    ("custom_fields", "Field"): "the custom field's name; one source row per list value",
+    ("custom_fields", "Type"): "taken from the field's first row (default List)",
+    ("custom_fields", "Mandatory"): "taken from the field's first row (default false)",
+    ("suppliers", "Code"): "the supplier account reference (A/C, Vendor No.)",
+    ("suppliers", "Country"): "the country's name as text; the ISO code goes in IsoCode",
+    ("suppliers", "BankAccountNumber"): "IBAN, else the local account number (map a fallback: "
+                                        "[\"IBAN\", \"Account Number\"])",
+    ("suppliers", "BankSortCode"): "UK sort code, or the BIC/SWIFT code where there is none",
+    ("suppliers", "PaymentDueDays"): "whole days (30), with PaymentTermsType",
+    ("suppliers", "PaymentTermsType"): "NetDays is the value iCompleat is known to use",
+    ("suppliers", "AnalysisDefaults"): "JSON list of {FieldCode, Value}, e.g. a default "
+                                       "AccountCode",
+    ("suppliers", "VatNumber"): "validated only, NEVER sent: iCompleat's supplier record has "
+                                "no VAT field",
+    ("delivery_sites", "Address1"): "note the names differ from a supplier's (AddressLine1)",
+}

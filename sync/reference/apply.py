@@ -73,6 +73,8 @@ class KindResult:
     settle_reads: int = 0
     drift: int = 0
     partial_window_seconds: float | None = None
+    blank: int = 0     # blank source rows skipped (an export's trailer line)
+    filtered: int = 0  # source rows the kind's where filter left out
     outcome: str = "ok"
     error: str | None = None
 

@@ -124,7 +124,9 @@ async def sync_company(
 ) -> CompanyResult:
     """Plan (``dry_run``) or apply the reference sync of one company; never raises for an
     outcome (a blocked guard, a 401, a failed source...): read ``CompanyResult.outcome``.
-    ``on_plan(kind, calls)`` and ``on_progress(calls)`` report progress (a terminal's bar)."""
+
+    Progress is reported through callbacks (the engine never draws anything): ``on_plan(label,
+    calls)`` when a kind's plan is made, ``on_progress(calls)`` after each call it makes."""
     options = Options(dry_run=dry_run, full=full, allow_deletes=allow_deletes, fence=fence,
                       on_plan=on_plan, on_progress=on_progress)
     return await run_company(rt, company, kinds, options)

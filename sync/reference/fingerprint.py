@@ -63,7 +63,11 @@ class Fingerprint:
 def source_hash(frame: pd.DataFrame) -> str:
     """A stable hash of a raw source frame: column names, dtypes and every cell."""
     head = json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()])
-    cells = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
+    try:
+        cells = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
+    except UnicodeEncodeError:  # lone surrogates (undecodable bytes kept for quarantine)
+        escaped = frame.map(lambda v: repr(v) if isinstance(v, str) else v)
+        cells = pd.util.hash_pandas_object(escaped, index=False).to_numpy().tobytes()
     return hashlib.sha256(head.encode() + b"\0" + cells).hexdigest()
 
 

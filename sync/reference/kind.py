@@ -24,6 +24,7 @@ from connectors.base import CompanyRef, SourceRead
 from sync.foundation import clock
 from sync.foundation.config import Settings
 from sync.foundation.entities import WRITE_CHUNK_SIZE, Kind
+from sync.foundation.logs import get_logger
 from sync.reference import fingerprint, holds
 from sync.reference.apply import (
     ApplyOutcome,
@@ -39,6 +40,7 @@ from sync.reference.refresh import apply_refresh
 from sync.reference.rules.diff import KindDiff, diff
 from sync.reference.rules.findings import Rejection
 from sync.reference.rules.guard import check_guard
+from sync.reference.rules.mapping import unsent_note
 from sync.reference.rules.normalise import KindMapping, Normalised, normalise
 from sync.reference.rules.plan import (
     GuardVerdict,
@@ -50,6 +52,8 @@ from sync.reference.rules.plan import (
 )
 from sync.reference.settle import settle_open
 from sync.state.rows import RefreshRow
+
+log = get_logger("icsync.engine")
 
 MAX_ROUNDS = 4  # apply rounds per kind and run: the first, then re-plans after settling
 
@@ -143,7 +147,8 @@ class KindSync:
                 return self._nothing_to_do(count)
         norm = await self._normalise(read)
         self.planned = PlannedKind(None, norm.rejected, norm.warnings)
-        run.result.rejected += len(norm.rejected)
+        run.result.rejected += norm.rejected_rows
+        run.result.blank, run.result.filtered = norm.blank, norm.filtered
         if not self.dry_run:
             await holds.record_rejections(run, norm.rejected)
         await self._rounds(norm.frame, override)
@@ -192,14 +197,18 @@ class KindSync:
     async def _read_source(self) -> SourceRead:
         run = self.run
         source = run.rt.source(str(run.company.source))
-        ref = CompanyRef(run.company.name, run.company.company_id)
+        ref = CompanyRef(run.company.name, run.company.company_id, run.company.params)
         return await asyncio.to_thread(source.read, run.kind.name, ref)
 
     async def _normalise(self, read: SourceRead) -> Normalised:
         settings = self.run.rt.config.settings
         mapping = kind_mapping(settings, str(self.run.company.source), self.run.kind.name)
         self.complete = read.complete
-        return await asyncio.to_thread(normalise, self.run.kind, read.frame, mapping,
+        kind = self.run.kind
+        unsent = [n for n in mapping.mapping if n in kind.field_names and not kind.field(n).sent]
+        if unsent:
+            log.info("mapping feeds a field never sent", note=unsent_note(kind, unsent))
+        return await asyncio.to_thread(normalise, kind, read.frame, mapping,
                                        settings.validation)
 
     async def _held(self, frame: pd.DataFrame) -> set[str]:
@@ -256,7 +265,7 @@ class KindSync:
 
     def _plan(self, kind_diff: KindDiff, work: pd.DataFrame, state: StateView,
               can_append: bool, marker: RefreshRow | None) -> KindPlan:
-        rejected = len(self.planned.rejected)
+        rejected = len({r.row for r in self.planned.rejected})  # rows, not messages
         if self.run.kind.field_values:
             return plan_custom_fields(self.run.kind, kind_diff, work, state.frame,
                                       delete_policy=self.policy, rejected=rejected)
@@ -279,8 +288,11 @@ class KindSync:
         if verdict.allowed:
             return plan
         run.result.outcome, run.result.error = "blocked", verdict.message
-        self._first_plan(plan)
+        # The plan shown (dry run or not) is the plan applied: what the block leaves.
         if marker is not None:
+            run.result.error = verdict.message.replace(
+                "creates and edits still go out one record at a time",
+                "an unfinished refresh means nothing at all is sent")
             return replace(plan, strategy="none", calls=0, chunks=())
         return restricted(run.kind, plan, work, can_append=can_append)
 

@@ -35,7 +35,8 @@ from sync.state.store import Fence, StateStore
 
 log = get_logger("icsync.jobs")
 
-_REFERENCE_COUNTS = ("created", "edited", "deleted", "unchanged", "rejected", "failed")
+_REFERENCE_COUNTS = ("created", "edited", "deleted", "unchanged", "rejected", "failed", "blank",
+                     "filtered")
 _TX_COUNTS = ("seen", "posted", "created", "written_back", "quarantined", "failed", "skipped")
 
 
@@ -75,6 +76,7 @@ class JobReport:
     seconds: float = 0.0
     error: str | None = None
     manual: bool = False
+    operational: bool = False  # a dependency failed (see operational_problem)
     kinds: dict[str, dict[str, int]] = field(default_factory=dict)
     result: JobResult | None = field(default=None, repr=False, compare=False)
 
@@ -200,6 +202,20 @@ def fill(report: JobReport, result: JobResult) -> None:
     report.exit_code = int(result.exit_code)
     report.error = first_error(data)
     report.kinds = counts_by_kind(data)
+    report.operational = operational_problem(data)
+
+
+def operational_problem(result: Mapping[str, Any]) -> bool:
+    """True when a result's run met a failing dependency: its own error, a kind that could not
+    be read or written, or a transaction that failed for a passing reason (ERP or iCompleat
+    down); rows rejected and transactions the ERP refused (quarantined) are not."""
+    if isinstance(result.get("error"), str):
+        return True
+    kinds = result.get("kinds")
+    if isinstance(kinds, list):
+        return any(isinstance(k, Mapping) and isinstance(k.get("error"), str) for k in kinds)
+    failed = result.get("failed")
+    return isinstance(failed, int) and not isinstance(failed, bool) and failed > 0
 
 
 def counts_by_kind(result: Mapping[str, Any]) -> dict[str, dict[str, int]]:

@@ -105,7 +105,7 @@ class SandboxApp:
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
             raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-            if raw.startswith(ADMIN_PREFIX):
+            if raw.startswith(ADMIN_PREFIX) or raw == ADMIN_PREFIX.rstrip("/"):
                 await self.admin(scope, receive, send)
             else:
                 await self._api(scope, receive, send, raw)

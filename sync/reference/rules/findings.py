@@ -60,6 +60,12 @@ class Work:
     cols: dict[str, np.ndarray] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     arrow: dict[str, Any] = field(default_factory=dict)
+    # The source position of each row, when rows were left out before (blank, filtered).
+    origin: np.ndarray | None = None
+
+    def number(self, row: int) -> int:
+        """The 1-based row number in the frame the source returned."""
+        return (int(self.origin[row]) if self.origin is not None else row) + 1
 
     def add(self, rows: Iterable[int], spec: FieldSpec, reason: str, detail: str,
             severity: Severity = "reject") -> None:
@@ -89,8 +95,9 @@ def rejections(work: Work, keys: np.ndarray) -> tuple[list[Rejection], list[Reje
     digest_of: dict[int, str] = {}
     for f in sorted(work.findings, key=lambda f: (f.row, f.field, f.reason)):
         key = keys[f.row]
-        where = f"{work.kind.label} row {f.row + 1}" + (f" ({_show(key)})" if key else "")
+        number = work.number(f.row)
+        where = f"{work.kind.label} row {number}" + (f" ({_show(key)})" if key else "")
         digest = digest_of.setdefault(f.row, _source_digest(work, f.row))
-        out[f.severity].append(Rejection(work.kind.name, key, f.row + 1, f.field, f.reason,
+        out[f.severity].append(Rejection(work.kind.name, key, number, f.field, f.reason,
                                          f"{where}: {f.field} {f.detail}", digest, f.severity))
     return out["reject"], out["warn"]

@@ -56,7 +56,8 @@ def check_guard(
         return GuardVerdict(True, rule, f"{where}: {why}; going ahead because {OVERRIDE_FLAG} "
                             "was given", kind, company)
     return GuardVerdict(False, rule, (
-        f"{where}: blocked ({rule}): {why}. Nothing will be deleted or refreshed. Check the "
+        f"{where}: blocked ({rule}): {why}. Nothing will be deleted or refreshed; creates and "
+        f"edits still go out one record at a time. Check the "
         f"source; if the removal is intended, run again with {OVERRIDE_FLAG} (or raise "
         "[guard] max_shrink_percent / max_shrink_rows)"), kind, company)
 

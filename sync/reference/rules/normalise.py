@@ -1,12 +1,13 @@
 """Source frame -> canonical frame, plus every row set aside with its reason (pure, no IO).
 
-Columns: a field takes the source column its mapping names (matched case-insensitively), else
-the source column whose name equals the field's name ignoring case; a field with neither is
-missing on every row. A configured default fills a field's missing cells (and a missing column).
+Columns (:mod:`sync.reference.rules.mapping`): blank rows are skipped and counted, a ``where``
+filter leaves rows out, then a field takes what its mapping names (a column matched
+case-insensitively, a template, a fallback list or a constant), else the source column whose
+name equals the field's name ignoring case; a field with neither is missing on every row. A
+configured default fills a field's missing cells (and a missing column).
 Values then follow the rules of :mod:`sync.reference.rules.values` (NBSP -> space, NFC,
-trimmed, "" -> missing;
-emoji and RTL marks kept; control characters, undecodable bytes, U+FFFD and lone surrogates
-refused; text longer than the contract's limit refused).
+trimmed, "" -> missing; emoji and RTL marks kept; control characters, undecodable bytes, U+FFFD
+and lone surrogates refused; text longer than the contract's limit refused).
 
 Rows are REJECTED (left out of the frame, listed with a reason) for: a missing or empty key
 (``missing_code``), a missing required value (``missing_value``), a bad text value
@@ -57,10 +58,8 @@ from sync.reference.rules.checks import CHECKS, base_currency, collisions
 from sync.reference.rules.columns import canonical_column, column_of, mask, none_mask
 from sync.reference.rules.findings import Rejection, Work, rejections
 from sync.reference.rules.frame import make_frame, row_digests, sorted_rows, take
-from sync.reference.rules.keys import (
-    KEY_SEP,
-    digests,
-)
+from sync.reference.rules.keys import KEY_SEP, digests
+from sync.reference.rules.mapping import MappingEntry, Rules, shape
 from sync.reference.rules.values import InvalidValue, canonical_value
 
 IMPLIED: dict[tuple[str, str], Any] = {("currencies", "IsBase"): False}
@@ -69,18 +68,27 @@ DEFINITION_DEFAULTS: dict[str, Any] = {"Type": CUSTOM_FIELD_DEFAULT_TYPE, "Manda
 
 @dataclass(frozen=True)
 class KindMapping:
-    """Canonical field name <- source column, constant defaults, and whether to trim text."""
+    """Canonical field name <- source column(s) (see :mod:`sync.reference.rules.mapping`),
+    constant defaults, whether to trim text, a ``where`` filter and a base currency."""
 
-    mapping: Mapping[str, str] = field(default_factory=dict)
+    mapping: Mapping[str, MappingEntry] = field(default_factory=dict)
     defaults: Mapping[str, Any] = field(default_factory=dict)
     trim: bool = True
+    where: str | None = None
+    base_currency: str | None = None
 
     @classmethod
     def from_config(cls, config: KindSourceConfig | None) -> KindMapping:
         """The mapping a ``[sources.<name>.kinds.<kind>]`` table describes (None: no table)."""
         if config is None:
             return cls()
-        return cls(dict(config.mapping), dict(config.defaults), config.trim)
+        return cls(dict(config.mapping), dict(config.defaults), config.trim, config.where,
+                   config.base_currency)
+
+    @property
+    def rules(self) -> Rules:
+        """The column rules of this mapping."""
+        return Rules(self.mapping, self.where, self.base_currency)
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,8 @@ class Normalised:
     frame: pd.DataFrame
     rejected: tuple[Rejection, ...] = ()
     warnings: tuple[Rejection, ...] = ()
+    blank: int = 0      # blank rows (an export's trailer line) skipped, never quarantined
+    filtered: int = 0   # rows the kind's ``where`` filter left out
 
     @property
     def held_keys(self) -> tuple[str, ...]:
@@ -196,7 +206,9 @@ def normalise(
     row takes that row's digest instead of computing it again. The result is the same.
     """
     mapping, validation = mapping or KindMapping(), validation or ValidationConfig()
-    work = Work(kind, len(raw), _columns(kind, raw, mapping))
+    shaped = shape(kind, raw, mapping.rules)
+    work = Work(kind, len(shaped.frame), _columns(kind, shaped.frame, KindMapping()),
+                origin=shaped.origin)
     for spec in kind.fields:
         _canonicalise(work, spec, mapping)
     for spec in kind.fields:
@@ -216,7 +228,7 @@ def normalise(
     frame = make_frame(kind, take(work.cols, rows, work.n), take({"": keys}, rows, work.n)[""],
                        row_digests(work, keys, rows, known))
     bad, warned = rejections(work, keys)
-    return Normalised(frame, tuple(bad), tuple(warned))
+    return Normalised(frame, tuple(bad), tuple(warned), shaped.blank, shaped.filtered)
 
 
 def canonical_records(kind: Kind, records: Iterable[Mapping[str, Any]], *, trim: bool = True,

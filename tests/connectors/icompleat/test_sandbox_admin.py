@@ -161,3 +161,28 @@ async def test_admin_answers_loopback_clients_only(sandbox: SandboxServer) -> No
             assert (await client.get("/_sandbox/")).status_code == status
     assert (is_loopback("::1"), is_loopback("localhost"), is_loopback("nope")) == (
         True, True, False)
+
+
+def test_admin_root_answers_with_and_without_the_slash(sandbox: SandboxServer) -> None:
+    """/_sandbox and /_sandbox/ both answer the summary."""
+    for path in ("/_sandbox", "/_sandbox/"):
+        response = httpx.get(sandbox.url + path, timeout=10, trust_env=False)
+        assert response.status_code == 200
+        assert response.json()["tenants"][0]["Id"] == TENANT_ID
+
+
+def test_sandbox_help_documents_every_admin_endpoint() -> None:
+    """`icsync sandbox --help` lists every admin endpoint with what it does."""
+    import contextlib
+    import io
+
+    from sync.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        main(["sandbox", "--help"])
+    text = out.getvalue()
+    for path in ("/_sandbox/faults/{route}", "/_sandbox/log", "/_sandbox/webhooks",
+                 "/_sandbox/transactions/{tenant}/{tx}/approve", "/_sandbox/posting-failures"):
+        assert path in text
+    assert "Approve a transaction" in text
