@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
+import uuid
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -38,6 +39,8 @@ class IcompleatConfig(_Model):
 
     base_url: str = "https://api-eu1.compleat.online"
     tenant_id: str = ""
+    # Sent in the user segment of the documented tax and currency lists (NULL when unset).
+    user_id: str | None = None
     api_key: str | None = Field(None, repr=False)
     api_key_file: Path | None = None
     requests_per_minute: int = Field(50, ge=0)
@@ -59,6 +62,17 @@ class IcompleatConfig(_Model):
         if parts.username or parts.password or parts.query:
             raise ValueError("must not carry credentials or a query string")
         return value.rstrip("/")
+
+    @field_validator("user_id")
+    @classmethod
+    def _user_guid(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            return str(uuid.UUID(value.strip()))
+        except ValueError:
+            raise ValueError("must be a GUID such as 1b4e28ba-2fa1-11d2-883f-0016d3cca427 "
+                             "(a user's Id in iCompleat), or left out") from None
 
     @model_validator(mode="after")
     def _insecure(self) -> IcompleatConfig:
