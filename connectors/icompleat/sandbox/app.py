@@ -125,12 +125,13 @@ class SandboxApp:
                 return
 
     async def _api(self, scope: Scope, receive: Receive, send: Send, raw: str) -> None:
+        arrived = self.state.now()
         request = Request(scope, receive)
         found = self.routes.resolve(request.method, raw)
         reply = await self._serve(request, *found) if found else self._not_found(request, raw)
         # Logged BEFORE the answer leaves: whoever has an answer finds its request in the log.
         self.state.log.add(self.state.now(), request.method, raw,
-                           found[0].name if found else "?", reply.status, reply.fault)
+                           found[0].name if found else "?", reply.status, reply.fault, arrived)
         if reply.status == NO_ANSWER:
             await drop_connection(send)
         elif reply.fault == "throttle":
