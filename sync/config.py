@@ -52,6 +52,8 @@ class IcompleatConfig(_Model):
     max_backoff_seconds: float = Field(60.0, ge=0)
     routes: dict[str, dict[str, Any]] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
+    # A call that answered 404/405 is avoided this long, then tried again (default a day).
+    reprobe_seconds: float = Field(86_400.0, gt=0)
 
     @field_validator("base_url")
     @classmethod

@@ -22,6 +22,7 @@ import httpx
 from connectors.base import Source, TransactionSink
 from connectors.factory import build_sink, build_source
 from connectors.icompleat.client import CallRecord, IcompleatClient
+from sync.capabilities import Capabilities
 from sync.config import Config
 from sync.errors import ConfigError
 from sync.secrets import REDACTOR, Secret, read_secret_file
@@ -54,6 +55,16 @@ class Runtime:
     holder: str
     _sources: dict[str, Source] = field(default_factory=dict, repr=False)
     _sinks: dict[str, TransactionSink] = field(default_factory=dict, repr=False)
+    _capabilities: Capabilities | None = field(default=None, repr=False)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this tenant's iCompleat supports, as learned and remembered in the state DB."""
+        if self._capabilities is None:
+            ic = self.config.settings.icompleat
+            self._capabilities = Capabilities(self.store, ic.tenant_id,
+                                              reprobe_seconds=ic.reprobe_seconds)
+        return self._capabilities
 
     def source(self, name: str) -> Source:
         """The source configured as ``[sources.<name>]``, built on first use."""
