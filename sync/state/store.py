@@ -41,8 +41,8 @@ from sync.state.rows import (
 )
 
 __all__ = [
-    "CapabilityRow", "CursorRow", "Fence", "LeaseRow", "LedgerRow", "OperationRow", "QuarantineEntry", "QuarantineRow",
-    "RefreshRow", "RunRow", "StateStore",
+    "CapabilityRow", "CursorRow", "Fence", "LeaseRow", "LedgerRow", "OperationRow",
+    "QuarantineEntry", "QuarantineRow", "RefreshRow", "RunRow", "StateStore",
 ]
 
 
