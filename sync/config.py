@@ -247,6 +247,8 @@ class WebhookConfig(_Model):
     tokens: list[str] = Field(default_factory=list, repr=False)
     tokens_file: Path | None = None
     header: str = "x-compleat-secret-token"
+    # Text before the token in the header's value, such as "Bearer " (none by default).
+    token_prefix: str = ""
     refetch: bool = True
     max_body_bytes: int = Field(1_000_000, gt=0)
 

@@ -128,7 +128,8 @@ def webhook_routes(daemon: Daemon) -> list[BaseRoute]:
         return []
     from sync.webhook import create_webhook_routes
 
-    return create_webhook_routes(daemon.rt)
+    return create_webhook_routes(
+        daemon.rt, on_receipt=lambda handled: daemon.metrics.receipts.labels(handled).inc())
 
 
 def build_app(daemon: Daemon) -> Starlette:
