@@ -210,6 +210,9 @@ class SchedulesConfig(_Model):
     reference: str | None = "15m"
     readback: str | None = "0 2 * * *"
     transactions: str | None = "5m"
+    # The poll reads only the tail of each approved list; a full read (a sweep), which catches
+    # anything the tail could miss, is made when the last one is this many hours old.
+    transactions_sweep_hours: float = Field(24.0, gt=0)
     timezone: str = "UTC"
 
 

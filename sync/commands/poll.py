@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, required=True, help="the icsync TOML file")
     parser.add_argument("--company", help="poll only this configured company")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--sweep", action="store_true",
+                        help="read every approved list in full, not from its tail cursor")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     configure(service.log_format, service.log_level, stream=sys.stderr)
     companies = ([config.settings.company(args.company)] if args.company
                  else posting_companies(config))
-    results = asyncio.run(poll_all(config, companies))
+    results = asyncio.run(poll_all(config, companies, sweep=args.sweep))
     code = worst(r.exit_code for r in results)
     if args.json:
         doc = {"companies": [r.to_dict() for r in results], "exit_code": int(code)}
@@ -75,13 +77,15 @@ def worst(codes: Iterable[ExitCode]) -> ExitCode:
     return next((code for code in SEVERITY if code in found), ExitCode.OK)
 
 
-async def poll_all(config: Config, companies: Sequence[CompanyConfig]) -> list[PollResult]:
+async def poll_all(config: Config, companies: Sequence[CompanyConfig], *,
+                   sweep: bool = False) -> list[PollResult]:
     """One pass per company, one after the other, each under its lease."""
     async with open_runtime(config) as rt:
-        return [await poll_leased(rt, company) for company in companies]
+        return [await poll_leased(rt, company, sweep=sweep) for company in companies]
 
 
-async def poll_leased(rt: Runtime, company: CompanyConfig) -> PollResult:
+async def poll_leased(rt: Runtime, company: CompanyConfig, *, sweep: bool = False
+                      ) -> PollResult:
     """Poll ``company`` while holding its transactions lease: taken (waiting at most one lease
     time for a live holder to finish or a dead one's lease to expire), renewed every third of
     the lease time, released after; losing it cancels the pass with LeaseLost."""
@@ -91,7 +95,7 @@ async def poll_leased(rt: Runtime, company: CompanyConfig) -> PollResult:
                                  doing="polling this company")
         keeper = LeaseKeeper(rt.store, fence, ttl)
         try:
-            return await keeper.run(poll_company(rt, company, fence=fence))
+            return await keeper.run(poll_company(rt, company, fence=fence, sweep=sweep))
         finally:
             await keeper.release()
     except StateError as exc:
