@@ -106,7 +106,9 @@ def moved(cursor: CursorRow, page_size: int, first_ids: Sequence[str] | None) ->
     start with the remembered ids."""
     if len(cursor.ids) >= page_size:
         return first_ids is not None and bool(set(first_ids) & set(cursor.ids))
-    return first_ids is None or list(first_ids[:len(cursor.ids)]) != list(cursor.ids)
+    if first_ids is None:
+        return bool(cursor.ids)  # the page emptied under the cursor (an empty list stays so)
+    return list(first_ids[:len(cursor.ids)]) != list(cursor.ids)
 
 
 @dataclass

@@ -96,6 +96,8 @@ def test_cursor_rules() -> None:
     assert not moved(short, 20, ["a", "b", "c"])
     assert moved(short, 20, ["b", "c"])
     assert moved(short, 20, None)
+    empty = CursorRow(COMPANY_ID, "ORD", 1, (), now, now)
+    assert not moved(empty, 20, None)
     assert sweep_due(None, now, timedelta(days=1))
     assert not sweep_due(full, now + timedelta(hours=23), timedelta(days=1))
     assert sweep_due(full, now + timedelta(days=1), timedelta(days=1))
