@@ -48,6 +48,7 @@ from sync.errors import (
 from sync.ledger import (
     POSTING,
     QUARANTINED,
+    WRITTEN_BACK,
     Action,
     PollResult,
     RetryPolicy,
@@ -57,7 +58,7 @@ from sync.ledger import (
     is_open_quarantine,
 )
 from sync.logs import get_logger
-from sync.posting import Poster, post_one, utcnow
+from sync.posting import WEBHOOK, Poster, post_one, utcnow
 from sync.runtime import Runtime
 from sync.state.rows import CursorRow
 from sync.state.store import Fence, LedgerRow
@@ -109,6 +110,13 @@ def moved(cursor: CursorRow, page_size: int, first_ids: Sequence[str] | None) ->
     if first_ids is None:
         return bool(cursor.ids)  # the page emptied under the cursor (an empty list stays so)
     return list(first_ids[:len(cursor.ids)]) != list(cursor.ids)
+
+
+def waits_for_push(row: LedgerRow | None, remote_journal: str | None) -> bool:
+    """Pure: True for a posting complete in the ERP whose number iCompleat gets from the webhook
+    answer (no API call writes it on this tenant): nothing to do until it shows."""
+    return (row is not None and row.status == WRITTEN_BACK and remote_journal is None
+            and row.journal_channel == WEBHOOK)
 
 
 @dataclass
@@ -261,6 +269,9 @@ class _PollJob:
             return
         self.handled.add(listed.id)
         row = self.rows.get(listed.id)
+        if waits_for_push(row, listed.journal_number):
+            self.result.skipped += 1
+            return
         if row is None:
             action = decide(None, None, listed.journal_number, due=False)
         else:

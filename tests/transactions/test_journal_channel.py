@@ -37,8 +37,10 @@ async def test_unsupported_write_back_posts_once_and_the_webhook_carries_it(
     assert first["caps"]["transaction.journal"].status == status
     edits = world.state.log.count(route="transaction.edit")
     assert 1 <= edits <= 2  # refused once per transaction in flight, then remembered
+    details = world.state.log.count(route="transaction.detail")
     await _poll(world, config)  # a second pass: nothing posted twice, no write tried again
     assert world.state.log.count(route="transaction.edit") == edits
+    assert world.state.log.count(route="transaction.detail") == details  # nothing re-read
     with WebhookServer(config) as hook:
         for tx_id in early:  # iCompleat pushes them (its retry of a posting)
             async with httpx.AsyncClient(timeout=30) as http:
