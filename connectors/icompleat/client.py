@@ -46,19 +46,27 @@ class IcompleatClient(ApiSession):
         """The tenant's companies (``Id``, ``Name``)."""
         return await self._call("companies", envelope.records)
 
+    async def users(self, company_id: str | None = None) -> list[dict[str, Any]]:
+        """The users of one company, or of the tenant (``company_id`` None is sent NULL)."""
+        return await self._call("users", envelope.records, companyId=company_id)
+
     # -- the paged reference kinds ----------------------------------------------------------
 
     async def reference_pages(self, api: str, company_id: str
                               ) -> AsyncIterator[list[dict[str, Any]]]:
-        """Pages of ``api`` ("suppliers", ...) from page 1, stopping at the first empty page."""
-        name = self._route(f"{api}.list", param="pageNumber").name
+        """Pages of ``api`` ("suppliers", ...) from page 1, stopping at an empty or short page.
+
+        A route with a user segment gets ``[icompleat] user_id`` (NULL when unset)."""
+        route = self._route(f"{api}.list", param="pageNumber")
+        name, size = route.name, route.page_size or 1
         for page in range(1, MAX_PAGES + 1):
             items = await self._call(name, envelope.records, companyId=company_id,
-                                     pageNumber=page)
-            if not items:
+                                     pageNumber=page, **self._user(route))
+            if items:
+                yield items
+            if len(items) < size:
                 return
-            yield items
-        raise ApiError(f"{name} (companyId {company_id!r}): no empty page after {MAX_PAGES} "
+        raise ApiError(f"{name} (companyId {company_id!r}): no short page after {MAX_PAGES} "
                        "pages; the service may be ignoring the page number", route=name)
 
     async def list_reference(self, api: str, company_id: str) -> list[dict[str, Any]]:
@@ -150,13 +158,14 @@ class IcompleatClient(ApiSession):
     # -- transactions -----------------------------------------------------------------------
 
     async def transaction_pages(
-        self, company_id: str, *, status: str | None = STATUS_APPROVED,
-        transaction_type: str | None = None, user_id: str | None = None,
+        self, company_id: str | None, *, status: str | None = STATUS_APPROVED,
+        transaction_type: str | None = None, user_id: str | None = None, first_page: int = 1,
     ) -> AsyncIterator[list[dict[str, Any]]]:
-        """Pages of transactions (None filters are sent as NULL); stops at a short page."""
+        """Pages of transactions from ``first_page`` (None filters, a None company included,
+        are sent as NULL); stops at an empty or short page. ``user_id`` filters by owner."""
         route = self._route("transactions.list", param="pageNumber")
         size = route.page_size or 1
-        for page in range(1, MAX_PAGES + 1):
+        for page in range(first_page, MAX_PAGES + 1):
             items = await self._call(route.name, envelope.records, pageNumber=page,
                                      companyId=company_id, userId=user_id, status=status,
                                      transactionType=transaction_type)
@@ -171,7 +180,7 @@ class IcompleatClient(ApiSession):
                           ) -> dict[str, Any]:
         """One transaction in detail (lines, analysis, posting)."""
         return await self._call("transaction.detail", envelope.record,
-                                transactionId=transaction_id, userId=user_id)
+                                transactionId=transaction_id, userId=user_id or self.user_id)
 
     async def create_transaction(self, company_id: str, body: Mapping[str, Any]
                                  ) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from sync.foundation.errors import (
     ServerError,
     Throttled,
     TransportError,
+    Unsupported,
 )
 from sync.foundation.secrets import REDACTOR
 
@@ -140,6 +141,11 @@ def answer_error(
         return bad_request(route, body, subject)
     if status >= 500:
         return _server_failure(route, status, subject)
+    if status in (404, 405):
+        return Unsupported(f"{route.name} ({subject}): HTTP {status}: this iCompleat tenant has "
+                           f"no such call ({route.method} {route.path}); icsync falls back where "
+                           "it can; otherwise check base_url and any [icompleat.routes."
+                           f"\"{route.name}\"] override", route=route.name, status=status)
     return ApiError(f"{route.name} ({subject}): HTTP {status} is not part of the contract; "
                     f"check base_url and any [icompleat.routes.\"{route.name}\"] override",
                     route=route.name, status=status)

@@ -2,7 +2,13 @@
 
 iCompleat publishes no quota; the real client held itself to 50 requests in any 60 seconds. A
 :class:`Limiter` enforces a sliding-window budget and a cap on requests in flight, and a 429 with
-Retry-After pauses EVERY caller sharing it until then. Clients with the same base URL, tenant and
+Retry-After pauses EVERY caller sharing it until then.
+
+The budget holds in EVERY 60-second window as a gateway counts arrivals (Azure API Management's
+rate-limit policy): a request is counted from when it starts until its answer has come back, so
+the moment the server saw it lies inside that span whatever the network did, and a new request
+starts only when fewer than ``requests_per_minute`` requests have ENDED within the last 60 s and
+none more are in flight. Clients with the same base URL, tenant and
 key share one limiter through :data:`LIMITERS`, keyed by a salted hash of the key (never the key).
 
 Time comes from a :class:`Clock` (``time.monotonic`` by default) so tests can drive it. A limiter
@@ -16,6 +22,7 @@ import hashlib
 import os
 import threading
 import time
+from bisect import bisect_right, insort
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -64,7 +71,8 @@ class Limiter:
         self.max_concurrency = max_concurrency
         self.clock = clock
         self.window_seconds = window_seconds
-        self._sent: deque[float] = deque()
+        self._ended: list[float] = []  # end times of the requests in the window, sorted
+        self._open = 0  # requests spent from the budget and not ended yet
         self._paused_until = float("-inf")
         self._in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -73,10 +81,15 @@ class Limiter:
     async def slot(self) -> AsyncIterator[None]:
         """Hold one of the concurrent slots and spend one request of the budget."""
         await self._enter()
+        spent = False
         try:
             await self._spend()
+            spent = True
             yield
         finally:
+            if spent:
+                self._open -= 1
+                insort(self._ended, self.clock.now())
             self._leave()
 
     def pause(self, seconds: float) -> None:
@@ -90,24 +103,25 @@ class Limiter:
     def wait_time(self) -> float:
         """Seconds before one more request may start (pause and budget)."""
         now = self.clock.now()
-        while self._sent and self._sent[0] <= now - self.window_seconds:
-            self._sent.popleft()
-        budget = 0.0
-        if 0 < self.requests_per_minute <= len(self._sent):
-            budget = self._sent[-self.requests_per_minute] + self.window_seconds - now
+        del self._ended[:bisect_right(self._ended, now - self.window_seconds)]
+        budget, limit = 0.0, self.requests_per_minute
+        if 0 < limit <= len(self._ended) + self._open:
+            ended_needed = limit - self._open  # in-flight requests end no earlier than now
+            budget = (self._ended[-ended_needed] + self.window_seconds - now
+                      if ended_needed > 0 else self.window_seconds)
         return max(budget, self._paused_until - now, 0.0)
 
     def snapshot(self) -> dict[str, float]:
         """Requests in flight, queued, started in the window, and seconds of pause left."""
         self.wait_time()  # drops requests that left the window
         return {"in_flight": self._in_flight, "queued": len(self._waiters),
-                "in_window": len(self._sent), "paused_for": self.paused_for()}
+                "in_window": len(self._ended) + self._open, "paused_for": self.paused_for()}
 
     async def _spend(self) -> None:
         # Rechecked after every sleep: another caller may have spent the budget meanwhile.
         while (wait := self.wait_time()) > 0:
             await self.clock.sleep(wait)
-        self._sent.append(self.clock.now())
+        self._open += 1
 
     async def _enter(self) -> None:
         if self.max_concurrency <= 0 or (self._in_flight < self.max_concurrency
@@ -149,13 +163,14 @@ class LimiterRegistry:
 
     def get(
         self, base_url: str, tenant_id: str, api_key: Secret, *, requests_per_minute: int,
-        max_concurrency: int, clock: Clock = MONOTONIC,
+        max_concurrency: int, clock: Clock = MONOTONIC, window_seconds: float = WINDOW_SECONDS,
     ) -> Limiter:
         """The shared limiter of these credentials; the first caller's limits and clock win."""
         key = self.key(base_url, tenant_id, api_key)
         with self._lock:
             if key not in self._limiters:
-                self._limiters[key] = Limiter(requests_per_minute, max_concurrency, clock)
+                self._limiters[key] = Limiter(requests_per_minute, max_concurrency, clock,
+                                              window_seconds)
             return self._limiters[key]
 
     def clear(self) -> None:

@@ -23,6 +23,8 @@ NULL = "NULL"
 REFERENCE_PAGE_SIZE = 100
 TRANSACTION_PAGE_SIZE = 20
 
+DOCUMENTED, SEEN, ASSUMED = "documented", "seen", "assumed"
+
 _SEGMENT = re.compile(r"\{([A-Za-z]+)\}")
 
 
@@ -37,6 +39,11 @@ class Route:
     request_payload: str | None = None
     page_size: int | None = None
     nullable: frozenset[str] = field(default_factory=frozenset)
+    # Where the route comes from: "documented" (iCompleat's reference pages), "seen" (a public
+    # client used it against the real service) or "assumed" (Part B: our guess); ``note`` says
+    # what exactly is assumed. ``icsync check --live`` and the README report both.
+    basis: str = ASSUMED
+    note: str = ""
 
     @property
     def params(self) -> tuple[str, ...]:
@@ -88,48 +95,85 @@ REFERENCE_APIS: tuple[tuple[str, str, str, str], ...] = tuple(
     for k in KINDS_LIST if k.shape == "records")
 
 
+# Lists whose documented shape carries a user and a transaction segment after the page number
+# (Part A: the tax-code reference page; both currency-code lists carry the user). Both are sent
+# NULL unless ``[icompleat] user_id`` is configured; the transaction segment is always NULL.
+USER_SCOPED_LISTS = frozenset({"taxcodes", "currencycodes"})
+_LIST_USER_SEGMENTS = "/{userId}/{transactionId}"
+_LIST_USER_NULLABLE = frozenset({"userId", "transactionId"})
+
+
 def _reference_routes(plural: str, singular: str, many: str, one: str) -> list[Route]:
     company = "/{tenantId}/{companyId}"
+    scoped = plural in USER_SCOPED_LISTS
     return [
-        Route(f"{plural}.list", "GET", f"/api/{plural}{company}/{{pageNumber}}",
-              response_payload=many, page_size=REFERENCE_PAGE_SIZE),
+        Route(f"{plural}.list", "GET",
+              f"/api/{plural}{company}/{{pageNumber}}" + (_LIST_USER_SEGMENTS if scoped else ""),
+              response_payload=many, page_size=REFERENCE_PAGE_SIZE,
+              nullable=_LIST_USER_NULLABLE if scoped else frozenset(),
+              **_LIST_BASIS.get(plural, {"note": "path by analogy with the suppliers list"})),
         Route(f"{plural}.post", "POST", f"/api/{plural}{company}",
-              request_payload=many, page_size=WRITE_CHUNK_SIZE),
+              request_payload=many, page_size=WRITE_CHUNK_SIZE,
+              note="refresh/append semantics documented; path and payload name assumed"),
         Route(f"{plural}.edit", "PUT", f"/api/{singular}{company}/{{code}}",
-              request_payload=None, response_payload=one),
-        Route(f"{plural}.delete", "DELETE", f"/api/{singular}{company}/{{code}}"),
+              request_payload=None, response_payload=one,
+              note="an Edit call is listed; path and body not public (404/405: refresh instead)"),
+        Route(f"{plural}.delete", "DELETE", f"/api/{singular}{company}/{{code}}",
+              note="a Delete call is listed; path not public (404/405: refresh instead)"),
     ]
 
 
-_TX_LIST_NULLABLE = frozenset({"userId", "status", "transactionType"})
+_LIST_BASIS: dict[str, dict[str, str]] = {
+    "suppliers": {"basis": SEEN, "note": "the public client's path"},
+    "taxcodes": {"basis": DOCUMENTED, "note": "reference page; user and transaction NULL"},
+    "currencycodes": {"basis": DOCUMENTED,
+                      "note": "reference page; NULL for an unset user is assumed"},
+}
+
+
+_TX_LIST_NULLABLE = frozenset({"companyId", "userId", "status", "transactionType"})
 
 DEFAULT_ROUTES: tuple[Route, ...] = (
-    Route("tenant", "GET", "/api/tenant/{tenantId}"),
-    Route("companies", "GET", "/api/companies/{tenantId}", response_payload="Companies"),
+    Route("tenant", "GET", "/api/tenant/{tenantId}",
+          note="a tenant reference page exists; this path is assumed"),
+    Route("companies", "GET", "/api/companies/{tenantId}", response_payload="Companies",
+          note="no public list of companies; path and payload assumed"),
+    Route("users", "GET", "/api/users/{tenantId}/{companyId}", response_payload="Users",
+          nullable=frozenset({"companyId"}), basis=SEEN,
+          note="the public client's first call; NULL company documented"),
     *(r for api in REFERENCE_APIS for r in _reference_routes(*api)),
     Route("customfields.list", "GET", "/api/customfields/{tenantId}/{companyId}",
-          response_payload="CustomFields"),
+          response_payload="CustomFields", basis=SEEN, note="the public client's path"),
     Route("customfields.create", "POST", "/api/customfields/{tenantId}/{companyId}",
-          request_payload="CustomFields", response_payload="CustomFields"),
+          request_payload="CustomFields", response_payload="CustomFields",
+          note="creating fields is not public; path and body assumed"),
     Route("customfield.detail", "GET", "/api/customfield/{tenantId}/{companyId}/{customFieldId}",
-          response_payload="CustomField"),
+          response_payload="CustomField", basis=SEEN, note="the public client's path"),
     Route("customfield.edit", "PUT", "/api/customfield/{tenantId}/{companyId}/{customFieldId}",
-          response_payload="CustomField"),
+          response_payload="CustomField", note="an Edit call is listed; path and body assumed"),
     Route("customfield.delete", "DELETE",
-          "/api/customfield/{tenantId}/{companyId}/{customFieldId}"),
+          "/api/customfield/{tenantId}/{companyId}/{customFieldId}",
+          note="a Delete call is listed; path assumed"),
     Route("customfield.values", "POST", "/api/customfield/{tenantId}/{companyId}/{customFieldId}",
-          request_payload="CustomFieldListItems", page_size=WRITE_CHUNK_SIZE),
+          request_payload="CustomFieldListItems", page_size=WRITE_CHUNK_SIZE, basis=SEEN,
+          note="the public client's chunked replace/append"),
+    # ASSUMED (Part B): the list is in creation order, oldest first, so a page once full stays
+    # the same and new approvals land at the tail; the poll's tail cursor relies on it, and its
+    # nightly full sweep catches anything that ordering would hide.
     Route("transactions.list", "GET",
           "/api/transactions/{tenantId}/{pageNumber}/{companyId}/{userId}/{status}"
           "/{transactionType}",
           response_payload="Transactions", page_size=TRANSACTION_PAGE_SIZE,
-          nullable=_TX_LIST_NULLABLE),
+          nullable=_TX_LIST_NULLABLE, basis=SEEN,
+          note="the public client's path; NULL company documented; creation order assumed"),
     Route("transaction.detail", "GET", "/api/transaction/{tenantId}/{transactionId}/{userId}",
-          response_payload="Transaction", nullable=frozenset({"userId"})),
+          response_payload="Transaction", nullable=frozenset({"userId"}), basis=SEEN,
+          note="the public client's path"),
     Route("transaction.create", "POST", "/api/transaction/{tenantId}/{companyId}",
-          response_payload="Transaction"),
+          response_payload="Transaction", note="a create call exists; path and body assumed"),
     Route("transaction.edit", "PUT", "/api/transaction/{tenantId}/{transactionId}",
-          response_payload="Transaction"),
+          response_payload="Transaction",
+          note="no public call writes a journal number; 404/405: the webhook answer carries it"),
 )
 
 # Header names of the contract (overridable like routes, through RouteTable.headers).

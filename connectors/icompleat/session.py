@@ -155,7 +155,7 @@ class ApiSession:
         self, *, base_url: str, tenant_id: str, api_key: Secret, routes: RouteTable = ROUTES,
         limits: ClientLimits = ClientLimits(), transport: httpx.AsyncBaseTransport | None = None,
         allow_insecure_http: bool = False, on_call: Callable[[CallRecord], None] | None = None,
-        clock: Clock | None = None, limiter: Limiter | None = None,
+        clock: Clock | None = None, limiter: Limiter | None = None, user_id: str | None = None,
     ) -> None:
         self.base_url = check_base_url(base_url, allow_insecure_http=allow_insecure_http)
         if not tenant_id.strip():
@@ -166,6 +166,7 @@ class ApiSession:
                               key="icompleat.api_key")
         REDACTOR.add(api_key.reveal())
         self.tenant_id, self.routes, self.limits = tenant_id, routes, limits
+        self.user_id = user_id  # sent in the user segment of the lists that carry one
         self.stats = CallStats()
         self._key, self._on_call = api_key, on_call
         self._clock = clock or MONOTONIC
@@ -191,7 +192,7 @@ class ApiSession:
         return cls(base_url=ic.base_url, tenant_id=ic.tenant_id, api_key=config.require_api_key(),
                    routes=build_routes(ic.routes, ic.headers), limits=limits,
                    transport=transport, allow_insecure_http=ic.allow_insecure_http,
-                   on_call=on_call)
+                   on_call=on_call, user_id=ic.user_id)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, tenant_id={self.tenant_id!r})"
@@ -215,6 +216,10 @@ class ApiSession:
         await self._http.aclose()
 
     # -- the request core -------------------------------------------------------------------
+
+    def _user(self, route: Route) -> dict[str, str | None]:
+        """The user segment of ``route`` (the configured user id, or NULL), if it has one."""
+        return {"userId": self.user_id} if "userId" in route.params else {}
 
     def _route(self, name: str, *, param: str | None = None) -> Route:
         route = self.routes.get(name)

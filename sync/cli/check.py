@@ -5,27 +5,37 @@ valid configuration): the configuration; the state database (opened and migrated
 source's kinds for every company that uses it (read, rows counted, nothing printed from them);
 the kind's mapping over what was read (every mapped column present, the where filter
 readable; a note for fields that are validated but never sent); every sink (a look-up that
-writes nothing); iCompleat's tenant and companies endpoints, and that
-each configured company id is one of the tenant's. Nothing is written anywhere but the state
-database's schema. The exit code is the worst step's: 2 configuration (a bad query, a mapped
-column the source lacks, a file that does not decode), 5 credentials rejected, 1 anything else
-that failed, 0 all ok.
+writes nothing); iCompleat's tenant and companies endpoints, and that each configured company
+id is one of the tenant's (GUIDs compared ignoring case); the capabilities learned so far
+(calls this tenant answered 404/405). Nothing is written anywhere but the state database's
+schema. The exit code is the worst step's: 2 configuration (a bad query, a mapped column the
+source lacks, a file that does not decode), 5 credentials rejected, 1 anything else that
+failed, 0 all ok.
+
+``--live`` then probes every route the configuration uses (GETs only; ``--probe-writes`` with
+``--test-company NAME`` adds write calls that change nothing) and prints a table of route,
+status, latency and verdict; ``--json`` prints the probes as one JSON document instead (the
+steps go to standard error). See :mod:`sync.cli.live`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 from connectors.base import CompanyRef
 from connectors.icompleat.client import IcompleatClient
+from sync.cli.live import Probe, check_test_company, run_live
 from sync.console.terminal import make_console
 from sync.foundation.config import Config, load_config
 from sync.foundation.entities import get_kind
@@ -33,7 +43,9 @@ from sync.foundation.errors import ConfigError, ExitCode, IcsyncError, exit_code
 from sync.foundation.secrets import REDACTOR
 from sync.reference.rules.mapping import Shaped, shape, unsent_fields, unsent_note
 from sync.reference.rules.normalise import KindMapping
+from sync.runtime.capabilities import fallback_of
 from sync.runtime.context import Runtime, make_holder, open_store
+from sync.state.store import StateStore
 
 _PROBE_ID = "icsync-check-00000000"  # an id no ERP holds: sinks are looked up, never written
 # Which failure the exit code reports when several steps fail: credentials, then configuration.
@@ -43,6 +55,14 @@ _RANK = {ExitCode.OK: 0, ExitCode.FAILED: 1, ExitCode.CONFIG: 2, ExitCode.AUTH: 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the command's options."""
     parser.add_argument("--config", type=Path, required=True, help="the TOML configuration file")
+    parser.add_argument("--live", action="store_true",
+                        help="probe every route the configuration uses (GETs only)")
+    parser.add_argument("--probe-writes", action="store_true",
+                        help="with --live: also probe write calls that change nothing, in the "
+                             "--test-company")
+    parser.add_argument("--test-company", help="the configured company write probes may use")
+    parser.add_argument("--json", action="store_true",
+                        help="with --live: print the probes as JSON (steps on stderr)")
 
 
 @dataclass
@@ -79,21 +99,26 @@ class Report:
 
 def run(args: argparse.Namespace) -> int:
     """Check every step; the worst step's exit code."""
-    report = Report(make_console(highlight=False))
+    live, as_json = getattr(args, "live", False), getattr(args, "json", False)
+    report = Report(make_console(file=sys.stderr if as_json and live else None,
+                                 highlight=False))
     try:
         config = load_config(args.config)
+        test = check_test_company(config, getattr(args, "test_company", None),
+                                  getattr(args, "probe_writes", False))
     except IcsyncError as exc:
         report.fail(f"configuration {args.config}", exc)
         return int(report.code)
     report.ok(f"configuration {args.config}",
               f"{len(config.settings.companies)} companies, "
               f"{len(config.settings.sources)} sources, {len(config.settings.sinks)} sinks")
-    asyncio.run(check_all(config, report))
+    asyncio.run(check_all(config, report, live=live, test_company=test, as_json=as_json))
     return int(report.code)
 
 
-async def check_all(config: Config, report: Report) -> None:
-    """Every step after the configuration."""
+async def check_all(config: Config, report: Report, *, live: bool = False,
+                    test_company: str | None = None, as_json: bool = False) -> None:
+    """Every step after the configuration (and the live probe when asked)."""
     store = None
     try:
         store = await asyncio.to_thread(open_store, config)
@@ -111,6 +136,10 @@ async def check_all(config: Config, report: Report) -> None:
             await check_connectors(rt, report)
         if client is not None:
             await check_icompleat(config, client, report)
+        if store is not None:
+            show_capabilities(store, config, report)
+        if live and client is not None:
+            await check_live(config, store, report, test_company, as_json)
     finally:
         if client is not None:
             await client.aclose()
@@ -179,20 +208,70 @@ async def check_icompleat(config: Config, client: IcompleatClient, report: Repor
 
     if not await report.step("iCompleat tenant", tenant):
         return
-    listed: dict[str, str] = {}
+    listed: dict[str, str] = {}  # GUIDs compare ignoring case: keyed by the folded id
 
     async def companies() -> str:
         for item in await client.companies():
-            listed[str(item.get("Id", ""))] = str(item.get("Name", ""))
+            listed[str(item.get("Id", "")).strip().casefold()] = str(item.get("Name", ""))
         return f"{len(listed)} companies"
 
     if not await report.step("iCompleat companies", companies):
         return
     for i, company in enumerate(config.settings.companies):
-        if company.company_id in listed:
+        folded = company.company_id.strip().casefold()
+        if folded in listed:
             report.ok(f"company {company.name}", f"{company.company_id} = "
-                                                 f"{listed[company.company_id]!r} in iCompleat")
+                                                 f"{listed[folded]!r} in iCompleat")
         else:
             report.fail(f"company {company.name}", ConfigError(
                 f"{company.company_id} is not one of the tenant's companies; copy the id from "
                 f"iCompleat (known: {sorted(listed)})", key=f"companies.{i}.company_id"))
+
+
+def show_capabilities(store: StateStore, config: Config, report: Report) -> None:
+    """The calls this tenant answered 404/405 (and their fallbacks), as learned so far."""
+    rows = [r for r in store.capabilities(config.settings.icompleat.tenant_id)
+            if not r.supported]
+    for row in rows:
+        report.console.print(f"[yellow]note[/yellow] iCompleat {row.operation}: unsupported "
+                             f"(HTTP {row.status}, {row.checked_at:%Y-%m-%d %H:%M}Z); "
+                             f"{fallback_of(row.operation)}")
+    if not rows:
+        report.ok("capabilities", "no call of this tenant has answered 404/405 so far")
+
+
+async def check_live(config: Config, store: StateStore | None, report: Report,
+                     test_company: str | None, as_json: bool) -> None:
+    """Probe every route the configuration uses; a table (or JSON) of the verdicts."""
+    try:
+        probes = await run_live(config, store, probe_writes_in=test_company)
+    except IcsyncError as exc:
+        report.fail("live probe", exc)
+        return
+    # A read has no fallback: one that is missing fails the check like one that errs.
+    failed = [p for p in probes if p.verdict in ("failed", "refused")
+              or (p.verdict == "unsupported" and p.method == "GET")]
+    if as_json:
+        print(json.dumps({"routes": [p.to_dict() for p in probes],
+                          "failed": len(failed)}, indent=2, default=str))
+    else:
+        report.console.print(live_table(probes))
+    if failed:
+        report.fail("live probe", IcsyncError(
+            f"{len(failed)} route(s) failed: {', '.join(p.route for p in failed)}"))
+    else:
+        report.ok("live probe", f"{len(probes)} routes probed")
+
+
+def live_table(probes: list[Probe]) -> Table:
+    """The probes as a table: route, method, company, status, latency, verdict, basis."""
+    table = Table(title="iCompleat routes (icsync check --live)", title_justify="left")
+    for column in ("route", "method", "company", "status", "ms", "verdict", "basis", "detail"):
+        table.add_column(column, overflow="fold")
+    colours = {"ok": "green", "unsupported": "yellow", "skipped": "dim"}
+    for p in probes:
+        colour = colours.get(p.verdict, "red")
+        table.add_row(p.route, p.method, p.company or "", "" if p.status is None else
+                      str(p.status), "" if p.ms is None else f"{p.ms:g}",
+                      f"[{colour}]{p.verdict}[/{colour}]", p.basis, REDACTOR(p.detail)[:160])
+    return table

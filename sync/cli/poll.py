@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, required=True, help="the icsync TOML file")
     parser.add_argument("--company", help="poll only this configured company")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--sweep", action="store_true",
+                        help="read every approved list in full, not from its tail cursor")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     configure(service.log_format, service.log_level, stream=sys.stderr)
     companies = ([config.settings.company(args.company)] if args.company
                  else posting_companies(config))
-    results = asyncio.run(poll_all(config, companies))
+    results = asyncio.run(poll_all(config, companies, sweep=args.sweep))
     code = worst_exit(r.exit_code for r in results)
     if args.json:
         doc = {"companies": [r.to_dict() for r in results], "exit_code": int(code)}

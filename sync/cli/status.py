@@ -3,7 +3,8 @@
 Shows, from the state database only (no call to iCompleat or the ERP): the last run of each
 company and job with its outcome, counts and error; open quarantined records per company and
 kind; the transaction ledger's backlog per status (quarantined transactions included); refreshes
-left half-way; and every lease with its holder and whether it is live.
+left half-way; every lease with its holder and whether it is live; the capabilities learned
+from iCompleat (calls answered 404/405, when, and the fallback in use); and the poll cursors.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rich.text import Text
 
 from sync.console.terminal import make_console
 from sync.foundation.config import Config, load_config
+from sync.runtime.capabilities import fallback_of
 from sync.runtime.context import open_store
 from sync.state.store import RunRow, StateStore
 
@@ -65,6 +67,13 @@ def collect(store: StateStore, config: Config) -> dict[str, Any]:
         "leases": [{"name": lease.name, "holder": lease.holder, "token": lease.token,
                     "expires_at": lease.expires_at, "live": lease.live}
                    for lease in store.leases()],
+        "capabilities": [{"operation": c.operation, "supported": c.supported,
+                          "status": c.status, "checked_at": c.checked_at,
+                          "fallback": None if c.supported else fallback_of(c.operation)}
+                         for c in store.capabilities(config.settings.icompleat.tenant_id)],
+        "poll_cursors": [{"company": names.get(c.company_id, c.company_id), "type": c.tx_type,
+                          "page": c.page, "ids_on_page": len(c.ids), "swept_at": c.swept_at}
+                         for c in store.poll_cursors()],
     }
 
 
@@ -129,6 +138,16 @@ def render(doc: dict[str, Any], console: Console) -> None:
                              ((r["company"], r["kind"], r["started_at"],
                                f"{r['chunks_sent']}/{r['total_chunks']}")
                               for r in doc["refreshes"])))
+    if doc["capabilities"]:
+        console.print(_table("iCompleat capabilities (learned from 404/405)",
+                             ("operation", "supported", "status", "checked", "fallback"),
+                             ((c["operation"], "yes" if c["supported"] else "NO", c["status"],
+                               c["checked_at"], c["fallback"]) for c in doc["capabilities"])))
+    if doc["poll_cursors"]:
+        console.print(_table("Poll cursors (tail of each approved list)",
+                             ("company", "type", "page", "ids", "last sweep"),
+                             ((c["company"], c["type"], c["page"], c["ids_on_page"],
+                               c["swept_at"]) for c in doc["poll_cursors"])))
     console.print(_table("Leases", ("name", "holder", "token", "expires", "live"),
                          ((lease["name"], lease["holder"], lease["token"],
                            lease["expires_at"], "yes" if lease["live"] else "no")

@@ -163,7 +163,8 @@ def webhook_routes(daemon: DaemonView) -> list[BaseRoute]:
     """The webhook receiver's routes (none before the runtime is open)."""
     if daemon.rt is None:
         return []
-    return create_webhook_routes(daemon.rt)
+    return create_webhook_routes(
+        daemon.rt, on_receipt=lambda handled: daemon.metrics.receipts.labels(handled).inc())
 
 
 def build_app(daemon: DaemonView) -> Starlette:

@@ -100,6 +100,9 @@ class Metrics:
                                 ["company", "kind"], registry=reg)
         self.backlog = Gauge("icsync_ledger_backlog", "Transactions not yet written back",
                              ["company", "status"], registry=reg)
+        self.receipts = Counter("icsync_webhook_receipts_total",
+                                "Receipts pushed by iCompleat, by how they were handled",
+                                ["handled"], registry=reg)
         self._since = _SinceLastSuccess()
         reg.register(self._since)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
+import uuid
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -40,6 +41,8 @@ class IcompleatConfig(_Model):
 
     base_url: str = "https://api-eu1.compleat.online"
     tenant_id: str = ""
+    # Sent in the user segment of the documented tax and currency lists (NULL when unset).
+    user_id: str | None = None
     api_key: str | None = Field(None, repr=False)
     api_key_file: Path | None = None
     requests_per_minute: int = Field(50, ge=0)
@@ -51,6 +54,8 @@ class IcompleatConfig(_Model):
     max_backoff_seconds: float = Field(60.0, ge=0)
     routes: dict[str, dict[str, Any]] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
+    # A call that answered 404/405 is avoided this long, then tried again (default a day).
+    reprobe_seconds: float = Field(86_400.0, gt=0)
 
     @field_validator("base_url")
     @classmethod
@@ -61,6 +66,17 @@ class IcompleatConfig(_Model):
         if parts.username or parts.password or parts.query:
             raise ValueError("must not carry credentials or a query string")
         return value.rstrip("/")
+
+    @field_validator("user_id")
+    @classmethod
+    def _user_guid(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            return str(uuid.UUID(value.strip()))
+        except ValueError:
+            raise ValueError("must be a GUID such as 1b4e28ba-2fa1-11d2-883f-0016d3cca427 "
+                             "(a user's Id in iCompleat), or left out") from None
 
     @model_validator(mode="after")
     def _insecure(self) -> IcompleatConfig:
@@ -209,6 +225,9 @@ class SchedulesConfig(_Model):
     reference: str | None = "15m"
     readback: str | None = "0 2 * * *"
     transactions: str | None = "5m"
+    # The poll reads only the tail of each approved list; a full read (a sweep), which catches
+    # anything the tail could miss, is made when the last one is this many hours old.
+    transactions_sweep_hours: float = Field(24.0, gt=0)
     timezone: str = "UTC"
 
 
@@ -260,6 +279,8 @@ class WebhookConfig(_Model):
     tokens: list[str] = Field(default_factory=list, repr=False)
     tokens_file: Path | None = None
     header: str = "x-compleat-secret-token"
+    # Text before the token in the header's value, such as "Bearer " (none by default).
+    token_prefix: str = ""
     refetch: bool = True
     max_body_bytes: int = Field(1_000_000, gt=0)
 

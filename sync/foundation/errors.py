@@ -22,6 +22,7 @@ happened, to which record, and what to do; they never carry a secret's value.
         ├── TransportError                    no answer on a read (retryable)
         ├── OutcomeUnknown                    a WRITE may or may not have been applied:
         │                                     settle it with a read, never retry blindly
+        ├── Unsupported                       HTTP 404 or 405: the tenant has no such call
         └── BadRequest                        HTTP 400 with ErrorCode and Message
             ├── UnknownCompany                ErrorCode 2
             ├── BadUser                       ErrorCode 3
@@ -142,6 +143,10 @@ class TransportError(ApiError):
 
 class OutcomeUnknown(ApiError):
     """A write may or may not have been applied (timeout, reset, 5xx): settle it by a read."""
+
+
+class Unsupported(ApiError):
+    """HTTP 404 or 405: the service has no such operation (nothing was applied)."""
 
 
 class BadRequest(ApiError):

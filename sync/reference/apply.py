@@ -37,6 +37,7 @@ from sync.foundation.errors import (
     UnknownCompany,
     UnknownRecord,
     UnknownTransaction,
+    Unsupported,
 )
 from sync.reference.rules.normalise import canonical_records
 from sync.runtime.context import Runtime
@@ -223,6 +224,7 @@ async def edit_one(run: KindRun, key: str, record: Mapping[str, Any], digest: st
     await run.acknowledged(op_id, lambda: store.upsert_remote(
         name, run.kind.name, [(key, dict(record), digest)], fence=run.fence))
     run.result.edited += 1
+    await run.rt.capabilities.worked(f"{api}.edit")
 
 
 async def delete_one(run: KindRun, key: str) -> None:
@@ -238,6 +240,7 @@ async def delete_one(run: KindRun, key: str) -> None:
     await run.acknowledged(op_id, lambda: store.delete_remote(
         name, run.kind.name, [key], fence=run.fence))
     run.result.deleted += 1
+    await run.rt.capabilities.worked(f"{run.kind.api}.delete")
 
 
 async def apply_targeted(run: KindRun, edits: Sequence[str], creates: Sequence[str],
@@ -272,6 +275,10 @@ async def _step(run: KindRun, out: ApplyOutcome, call: Awaitable[None]) -> bool:
         await run.db(run.rt.store.clear_append_token, run.company.name, run.kind.name,
                      fence=run.fence)
         out.replan = True
+    except Unsupported as exc:  # no edit-one/delete-one here: remembered, re-planned as refresh
+        await run.rt.capabilities.refused(exc.route, exc)
+        out.completed, out.replan = False, True
+        return False
     except ApiError as exc:
         out.completed = False
         out.stopped = run.not_applied(exc)

@@ -51,6 +51,7 @@ from sync.reference.rules.plan import (
     restricted,
 )
 from sync.reference.settle import settle_open
+from sync.runtime.capabilities import reference_operations
 from sync.state.rows import RefreshRow
 
 log = get_logger("icsync.engine")
@@ -245,7 +246,8 @@ class KindSync:
             if state.light and (kind_diff.edits or kind_diff.held or self.policy == "ignore"):
                 state = await self._state()
                 kind_diff = await asyncio.to_thread(diff, run.kind, work, state.frame, hold=held)
-            plan = self._plan(kind_diff, work, state, token is not None, marker)
+            refresh = marker is not None or await self._targeted_unsupported(kind_diff)
+            plan = self._plan(kind_diff, work, state, token is not None, refresh)
             plan = self._guarded(plan, work, len(state.digests), token is not None, marker)
             if round_no == 0:
                 self._first_plan(plan)
@@ -263,14 +265,25 @@ class KindSync:
         run.result.error = (f"{run.kind.label}: still not settled after {MAX_ROUNDS} rounds; "
                             "the next run carries on from the journal")
 
+    async def _targeted_unsupported(self, kind_diff: KindDiff) -> bool:
+        """True when the diff needs an edit-one or delete-one this tenant does not support
+        (a 404/405 learned earlier): the kind is then sent by refresh instead."""
+        if self.run.kind.field_values:
+            return False
+        edit, delete = reference_operations(self.run.kind.api)
+        caps = self.run.rt.capabilities
+        needs_delete = bool(kind_diff.deletes) and self.policy == "delete"
+        return ((bool(kind_diff.edits) and not await caps.usable(edit))
+                or (needs_delete and not await caps.usable(delete)))
+
     def _plan(self, kind_diff: KindDiff, work: pd.DataFrame, state: StateView,
-              can_append: bool, marker: RefreshRow | None) -> KindPlan:
+              can_append: bool, refresh: bool) -> KindPlan:
         rejected = len({r.row for r in self.planned.rejected})  # rows, not messages
         if self.run.kind.field_values:
             return plan_custom_fields(self.run.kind, kind_diff, work, state.frame,
                                       delete_policy=self.policy, rejected=rejected)
         return plan_kind(self.run.kind, kind_diff, work, delete_policy=self.policy,
-                         can_append=can_append, force="refresh" if marker else None,
+                         can_append=can_append, force="refresh" if refresh else None,
                          rejected=rejected)
 
     def _guarded(self, plan: KindPlan, work: pd.DataFrame, remote_count: int,

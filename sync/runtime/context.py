@@ -25,6 +25,7 @@ from connectors.icompleat.client import CallRecord, IcompleatClient
 from sync.foundation.config import Config
 from sync.foundation.errors import ConfigError
 from sync.foundation.secrets import REDACTOR, Secret, read_secret_file
+from sync.runtime.capabilities import Capabilities
 from sync.state.store import StateStore
 
 T = TypeVar("T")
@@ -54,6 +55,16 @@ class Runtime:
     holder: str
     _sources: dict[str, Source] = field(default_factory=dict, repr=False)
     _sinks: dict[str, TransactionSink] = field(default_factory=dict, repr=False)
+    _capabilities: Capabilities | None = field(default=None, repr=False)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this tenant's iCompleat supports, as learned and remembered in the state DB."""
+        if self._capabilities is None:
+            ic = self.config.settings.icompleat
+            self._capabilities = Capabilities(self.store, ic.tenant_id,
+                                              reprobe_seconds=ic.reprobe_seconds)
+        return self._capabilities
 
     def source(self, name: str) -> Source:
         """The source configured as ``[sources.<name>]``, built on first use."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     Float,
@@ -193,6 +194,33 @@ class LedgerEntry(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    # How iCompleat got the journal number: "api" (written back), "webhook" (the push's
+    # answer), "icompleat" (it showed the number already); None until one of them did.
+    journal_channel: Mapped[str | None] = mapped_column(String)
+
+
+class Capability(Base):
+    """What one tenant's iCompleat answered for an operation: supported, or 404/405 and when."""
+
+    __tablename__ = "capabilities"
+    tenant_id: Mapped[str] = mapped_column(String, primary_key=True)
+    operation: Mapped[str] = mapped_column(String, primary_key=True)
+    supported: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    status: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(Text)
+    checked_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+
+class PollCursor(Base):
+    """How far one company's approved list of one type has been read: a page and its ids."""
+
+    __tablename__ = "poll_cursors"
+    company_id: Mapped[str] = mapped_column(String, primary_key=True)
+    tx_type: Mapped[str] = mapped_column(String, primary_key=True)
+    page: Mapped[int] = mapped_column(Integer, nullable=False)
+    ids: Mapped[str] = mapped_column(Text, nullable=False)  # JSON list of the page's ids
+    swept_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
 
 

@@ -16,7 +16,8 @@ OPEN_OP_STATUSES: Final = ("intent", "unknown")
 QUARANTINE_STATUSES: Final = ("open", "retry", "resolved")
 QUARANTINE_ORIGINS: Final = ("validation", "remote")
 LEDGER_STATUSES: Final = ("seen", "posting", "posted", "written_back", "quarantined")
-LEDGER_FIELDS: Final = ("tx_type", "journal_number", "attempts", "next_attempt_at", "last_error")
+LEDGER_FIELDS: Final = ("tx_type", "journal_number", "attempts", "next_attempt_at", "last_error",
+                        "journal_channel")
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,31 @@ class LedgerRow:
     next_attempt_at: datetime | None
     last_error: str | None
     created_at: datetime
+    updated_at: datetime
+    journal_channel: str | None = None
+
+
+@dataclass(frozen=True)
+class CapabilityRow:
+    """An operation of one tenant: supported or not, the answer that said so, and when."""
+
+    tenant_id: str
+    operation: str
+    supported: bool
+    status: int | None
+    detail: str | None
+    checked_at: datetime
+
+
+@dataclass(frozen=True)
+class CursorRow:
+    """Where the tail pass over one company's approved transactions of one type resumes."""
+
+    company_id: str
+    tx_type: str
+    page: int
+    ids: tuple[str, ...]
+    swept_at: datetime | None
     updated_at: datetime
 
 

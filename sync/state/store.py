@@ -6,6 +6,7 @@ calls it from the event loop with ``asyncio.to_thread``. Its methods, grouped by
 - remote copy, refresh markers, append tokens: :class:`sync.state.remote.RemoteStore`
 - runs, operations journal, quarantine: :class:`sync.state.journal.JournalStore`
 - transaction ledger: :class:`sync.state.ledger.LedgerStore`
+- capabilities and poll cursors: :class:`sync.state.live.LiveStore`
 - leases (below) and the fencing rule: every method taking ``fence=`` checks, in the SAME
   database transaction as its write, that the lease still has that holder and token and has
   not expired by the database's clock, and raises :class:`~sync.foundation.errors.LeaseLost`
@@ -24,9 +25,12 @@ from sync.state import leases as _leases
 from sync.state.db import Database, create_state_engine, sqlite_path, state_url
 from sync.state.journal import JournalStore
 from sync.state.ledger import LedgerStore
+from sync.state.live import LiveStore
 from sync.state.migrate import current_revision, ensure_schema
 from sync.state.remote import RemoteStore
 from sync.state.rows import (
+    CapabilityRow,
+    CursorRow,
     Fence,
     LeaseRow,
     LedgerRow,
@@ -38,12 +42,12 @@ from sync.state.rows import (
 )
 
 __all__ = [
-    "Fence", "LeaseRow", "LedgerRow", "OperationRow", "QuarantineEntry", "QuarantineRow",
-    "RefreshRow", "RunRow", "StateStore",
+    "CapabilityRow", "CursorRow", "Fence", "LeaseRow", "LedgerRow", "OperationRow",
+    "QuarantineEntry", "QuarantineRow", "RefreshRow", "RunRow", "StateStore",
 ]
 
 
-class StateStore(RemoteStore, JournalStore, LedgerStore):
+class StateStore(RemoteStore, JournalStore, LedgerStore, LiveStore):
     """icsync's state database; open it with :meth:`open`, close it with :meth:`close`."""
 
     def __init__(self, db: Database) -> None:

@@ -6,6 +6,15 @@ skips those iCompleat already shows with a journal number (once the ledger agree
 every other one through :class:`sync.transactions.poster.Poster`. A transaction the ERP refuses is
 quarantined
 and retried later; it never holds up the others.
+
+Cost that does not grow with history: per company and type a cursor remembers the last page
+read and the ids on it, and a pass reads from there (the page after it when it was full, the
+same page when it was short) to the first short page. This relies on the list being in
+creation order (an assumption, stated beside the route in ``connectors.icompleat.routes``). A
+full read from page 1, a SWEEP, is made when the cursor is missing or the last sweep is older
+than ``transactions_sweep_hours`` (default a day), when the remembered ids show the list moved
+under the cursor, and on ``icsync poll --sweep``: it catches what a tail read cannot see (a
+transaction created long ago and approved today sits in the middle of the list).
 """
 
 from __future__ import annotations
@@ -14,11 +23,21 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Sequence,
+)
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from connectors.icompleat.models import STATUS_APPROVED, Transaction, parse_transaction
 from sync.foundation import clock
+from sync.foundation.clock import utcnow
 from sync.foundation.config import CompanyConfig
 from sync.foundation.errors import (
     ApiError,
@@ -31,11 +50,13 @@ from sync.foundation.errors import (
 )
 from sync.foundation.logs import get_logger
 from sync.runtime.context import Runtime
+from sync.state.rows import CursorRow
 from sync.state.store import Fence, LedgerRow
-from sync.transactions.poster import Poster, post_one
+from sync.transactions.poster import WEBHOOK, Poster, post_one
 from sync.transactions.rules import (
     POSTING,
     QUARANTINED,
+    WRITTEN_BACK,
     Action,
     PollResult,
     RetryPolicy,
@@ -71,11 +92,69 @@ async def _flatten(pages: AsyncIterator[list[dict[str, Any]]]
             await aclose()
 
 
+def sweep_due(cursor: CursorRow | None, now: datetime, every: timedelta) -> bool:
+    """Pure: True when the list must be read in full (no cursor, or the last sweep is old)."""
+    return cursor is None or cursor.swept_at is None or cursor.swept_at + every <= now
+
+
+def resume_page(cursor: CursorRow, page_size: int) -> int:
+    """Pure: where a tail read starts: after a full remembered page, else that page again."""
+    return cursor.page + 1 if len(cursor.ids) >= page_size else cursor.page
+
+
+def moved(cursor: CursorRow, page_size: int, first_ids: Sequence[str] | None) -> bool:
+    """Pure: True when the first page of a tail read shows the list moved under the cursor.
+
+    ``first_ids`` are the ids on the first page read (None: that page was empty). After a full
+    page, the next page must not repeat any remembered id; a short page read again must still
+    start with the remembered ids."""
+    if len(cursor.ids) >= page_size:
+        return first_ids is not None and bool(set(first_ids) & set(cursor.ids))
+    if first_ids is None:
+        return bool(cursor.ids)  # the page emptied under the cursor (an empty list stays so)
+    return list(first_ids[:len(cursor.ids)]) != list(cursor.ids)
+
+
+def waits_for_push(row: LedgerRow | None, remote_journal: str | None) -> bool:
+    """Pure: True for a posting complete in the ERP whose number iCompleat gets from the webhook
+    answer (no API call writes it on this tenant): nothing to do until it shows."""
+    return (row is not None and row.status == WRITTEN_BACK and remote_journal is None
+            and row.journal_channel == WEBHOOK)
+
+
+@dataclass
+class _Tail:
+    """The pages one listing read: the first page's ids and the last non-empty page."""
+
+    start: int
+    first_ids: list[str] | None = None
+    last_page: int | None = None
+    last_ids: list[str] = field(default_factory=list)
+
+    async def track(self, pages: AsyncIterator[list[dict[str, Any]]]
+                    ) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """Pass the pages on, noting which page each one is (empty pages are not yielded)."""
+        number = self.start
+        try:
+            async for items in pages:
+                ids = [str(item.get("Id")) for item in items if isinstance(item, dict)]
+                if self.first_ids is None and number == self.start:
+                    self.first_ids = ids
+                self.last_page, self.last_ids = number, ids
+                number += 1
+                yield items
+        finally:
+            aclose = getattr(pages, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
 class _PollJob:
     """One pass over one company: recover, then list approved transactions per type."""
 
-    def __init__(self, poster: Poster, result: PollResult, concurrency: int) -> None:
-        self.poster, self.result = poster, result
+    def __init__(self, poster: Poster, result: PollResult, concurrency: int,
+                 sweep: bool = False) -> None:
+        self.poster, self.result, self.sweep = poster, result, sweep
         self.rt, self.company_id = poster.rt, poster.ref.company_id
         self.gate = asyncio.Semaphore(concurrency)
         self.handled: set[str] = set()
@@ -128,16 +207,56 @@ class _PollJob:
             raise fatal[0]
 
     async def _list(self, tx_type: str) -> None:
+        store, size = self.rt.store, self._page_size()
+        cursor = await asyncio.to_thread(store.poll_cursor, self.company_id, tx_type)
+        every = timedelta(hours=self.poster.company.schedules.transactions_sweep_hours)
+        sweep = self.sweep or sweep_due(cursor, utcnow(), every)
+        failed = self.result.failed
+        tail = await self._read(tx_type, 1 if sweep or cursor is None
+                                else resume_page(cursor, size))
+        if tail is None:
+            return
+        if not sweep and cursor is not None and moved(cursor, size, tail.first_ids):
+            log.info("poll_list_moved", company_id=self.company_id, tx_type=tx_type,
+                     page=cursor.page, action="full sweep")
+            sweep, tail = True, await self._read(tx_type, 1)
+            if tail is None:
+                return
+        if self.result.failed > failed:  # something in the read must be read again next pass
+            return
+        await asyncio.to_thread(self._save_cursor, tx_type, cursor, tail, sweep)
+
+    def _page_size(self) -> int:
+        return self.rt.client.routes["transactions.list"].page_size or 1
+
+    def _save_cursor(self, tx_type: str, cursor: CursorRow | None, tail: _Tail,
+                     sweep: bool) -> None:
+        swept = utcnow() if sweep else None
+        if tail.last_page is not None:
+            self.rt.store.save_poll_cursor(self.company_id, tx_type, tail.last_page,
+                                           tail.last_ids, swept_at=swept)
+        elif sweep:  # the list is empty: a sweep from page 1 resumes there
+            self.rt.store.save_poll_cursor(self.company_id, tx_type, 1, [], swept_at=swept)
+        elif cursor is not None:
+            self.rt.store.save_poll_cursor(self.company_id, tx_type, cursor.page, cursor.ids)
+
+    async def _read(self, tx_type: str, start: int) -> _Tail | None:
+        """List approved ``tx_type`` transactions from page ``start`` and handle each one;
+        None when the listing failed (counted, and read again next pass)."""
+        tail = _Tail(start)
         pages = self.rt.client.transaction_pages(self.company_id, status=STATUS_APPROVED,
-                                                 transaction_type=tx_type)
+                                                 transaction_type=tx_type, first_page=start)
         try:
-            await self._each(_flatten(pages), functools.partial(self._item, tx_type=tx_type))
+            await self._each(_flatten(tail.track(pages)),
+                             functools.partial(self._item, tx_type=tx_type))
         except AuthRejected:
             raise
         except ApiError as exc:
             self.result.failed += 1
             self.result.problem(f"listing approved {tx_type} transactions failed: {exc}; "
                                 f"the next pass lists them again")
+            return None
+        return tail
 
     async def _recover(self, row: LedgerRow) -> None:
         self.handled.add(row.transaction_id)
@@ -153,6 +272,9 @@ class _PollJob:
             return
         self.handled.add(listed.id)
         row = self.rows.get(listed.id)
+        if waits_for_push(row, listed.journal_number):
+            self.result.skipped += 1
+            return
         if row is None:
             action = decide(None, None, listed.journal_number, due=False)
         else:
@@ -201,15 +323,17 @@ class NotApproved(IcsyncError):
 
 
 async def poll_company(rt: Runtime, company: CompanyConfig, *, fence: Fence | None = None,
-                       policy: RetryPolicy | None = None) -> PollResult:
-    """One poll pass for ``company``: every approved transaction reaches the ERP exactly once."""
+                       policy: RetryPolicy | None = None, sweep: bool = False) -> PollResult:
+    """One poll pass for ``company``: every approved transaction reaches the ERP exactly once.
+
+    ``sweep`` reads every approved list in full instead of from its tail cursor."""
     started, result = time.monotonic(), PollResult(company.name)
     if not company.transaction_types:
         return result
     try:
         poster = Poster(rt, company, fence=fence, policy=policy)
         concurrency = rt.config.settings.icompleat.max_concurrency
-        await _PollJob(poster, result, concurrency).run()
+        await _PollJob(poster, result, concurrency, sweep).run()
     except AuthRejected as exc:
         result.fail("auth", ExitCode.AUTH, str(exc))
     except IcsyncError as exc:

@@ -34,9 +34,11 @@ from sync.foundation.errors import (
     OutcomeUnknown,
     SinkError,
     SinkRejected,
+    Unsupported,
     ValidationFailed,
 )
 from sync.foundation.logs import get_logger
+from sync.runtime.capabilities import JOURNAL_WRITE
 from sync.runtime.context import Runtime
 from sync.runtime.leases import check_lease
 from sync.state.store import Fence, LedgerRow
@@ -58,6 +60,8 @@ from sync.transactions.rules import (
 
 log = get_logger("icsync.transactions")
 
+# The ledger's journal_channel: how iCompleat got the journal number.
+API, WEBHOOK, ICOMPLEAT = "api", "webhook", "icompleat"
 WAIT_SECONDS = 10.0  # how long a caller that lost a race waits for the winner's journal number
 
 
@@ -251,11 +255,19 @@ class Poster:
     # -- the journal number in iCompleat --------------------------------------------------------
     async def _write_back(self, tx_id: str, journal: str, status: str) -> TxOutcome:
         if not self.write_back:  # the webhook: its answer carries the number to iCompleat
+            if status == POSTED:
+                await self._move(tx_id, (POSTED,), POSTED, journal_channel=WEBHOOK)
             return TxOutcome(tx_id, status, journal)
+        caps = self.rt.capabilities
+        if not await caps.usable(JOURNAL_WRITE):
+            return await self._by_webhook(tx_id, journal, status)
         crash_point("before_writeback")
         check_lease()
         try:
             await self.rt.client.record_journal(tx_id, journal)
+        except Unsupported as exc:  # no API call writes journal numbers on this tenant
+            await caps.refused(JOURNAL_WRITE, exc)
+            return await self._by_webhook(tx_id, journal, status)
         except (ValidationFailed, OutcomeUnknown) as exc:
             return await self._check_remote(tx_id, journal, status, exc)
         except AuthRejected:
@@ -263,7 +275,17 @@ class Poster:
         except ApiError as exc:
             return self._write_back_failed(tx_id, journal, status, exc)
         crash_point("after_writeback")
+        await caps.worked(JOURNAL_WRITE)
         return await self._written(tx_id, journal, status, wrote=True)
+
+    async def _by_webhook(self, tx_id: str, journal: str, status: str) -> TxOutcome:
+        """Journal write-back unsupported: the posting is complete now that the ERP has it;
+        iCompleat gets the number from the webhook answer (its push, or its retry of one)."""
+        if status != WRITTEN_BACK:
+            await self._move(tx_id, (status,), WRITTEN_BACK, journal_number=journal,
+                             journal_channel=WEBHOOK, last_error=None)
+        log.info("journal_by_webhook", transaction_id=tx_id, journal_number=journal)
+        return TxOutcome(tx_id, WRITTEN_BACK, journal)
 
     def _write_back_failed(self, tx_id: str, journal: str, status: str,
                            exc: Exception) -> TxOutcome:
@@ -288,7 +310,8 @@ class Poster:
 
     async def _written(self, tx_id: str, journal: str, status: str, *, wrote: bool) -> TxOutcome:
         if status != WRITTEN_BACK:
-            await self._move(tx_id, (status,), WRITTEN_BACK, journal_number=journal)
+            channel = {"journal_channel": API} if wrote else {}
+            await self._move(tx_id, (status,), WRITTEN_BACK, journal_number=journal, **channel)
         return TxOutcome(tx_id, WRITTEN_BACK, journal, wrote_back=wrote)
 
     async def _adopt(self, row: LedgerRow, tx_id: str, theirs: str) -> TxOutcome:
@@ -297,7 +320,7 @@ class Poster:
         if found is not None and found.journal_number != theirs:
             return await self._alarm(tx_id, row.status, found.journal_number, theirs)
         await self._move(tx_id, (row.status,), WRITTEN_BACK, journal_number=theirs,
-                         last_error=None, next_attempt_at=None)
+                         last_error=None, next_attempt_at=None, journal_channel=ICOMPLEAT)
         return TxOutcome(tx_id, WRITTEN_BACK, theirs, posted=found is not None)
 
     async def _alarm(self, tx_id: str, status: str, ours: str, theirs: str) -> TxOutcome:

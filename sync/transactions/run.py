@@ -29,19 +29,22 @@ def posting_companies(config: Config) -> list[CompanyConfig]:
     return companies
 
 
-async def poll_all(config: Config, companies: Sequence[CompanyConfig]) -> list[PollResult]:
-    """One pass per company, one after the other, each under its lease."""
+async def poll_all(config: Config, companies: Sequence[CompanyConfig], *,
+                   sweep: bool = False) -> list[PollResult]:
+    """One pass per company, one after the other, each under its lease; ``sweep`` reads every
+    approved list in full instead of from its tail cursor."""
     async with open_runtime(config) as rt:
-        return [await poll_leased(rt, company) for company in companies]
+        return [await poll_leased(rt, company, sweep=sweep) for company in companies]
 
 
-async def poll_leased(rt: Runtime, company: CompanyConfig) -> PollResult:
+async def poll_leased(rt: Runtime, company: CompanyConfig, *,
+                      sweep: bool = False) -> PollResult:
     """Poll ``company`` while holding its transactions lease: taken (waiting at most one lease
     time for a live holder to finish or a dead one's lease to expire), renewed every third of
     the lease time, released after; a lost lease ends the pass."""
 
     async def action(fence: Fence) -> PollResult:
-        return await poll_company(rt, company, fence=fence)
+        return await poll_company(rt, company, fence=fence, sweep=sweep)
 
     job = LeasedJob(rt.store, company=company.name, job=JOB, holder=rt.holder,
                     lease_seconds=rt.config.settings.state.lease_seconds, action=action,

@@ -1,18 +1,24 @@
 """The receiver of iCompleat's push of approved transactions.
 
-``POST /webhooks/icompleat/{orders|invoices|credit-notes}`` with the shared secret in a header
-(``[webhook] header``, ``x-compleat-secret-token`` by default). The token is checked before the
+``POST /webhooks/icompleat/{orders|invoices|credit-notes|receipts}`` with the shared secret in
+a header (``[webhook] header``, ``x-compleat-secret-token`` by default, its value optionally
+after ``[webhook] token_prefix`` such as ``Bearer ``). The token is checked before the
 body is read: compared in constant time, as bytes, against EVERY accepted token (several during a
 rotation) without stopping at the first match; a missing, repeated, empty, oversized, non-ASCII or
 wrong token gets 401. A body that is too big, not JSON, or not a transaction with an ``Id`` gets
 400. Bad input never gets a 5xx, and the token is never logged.
 
-The body is only a hint: with ``refetch = true`` (the default) the transaction is read again from
+The body is the transaction detail, bare or wrapped as ``{"Transaction": {...}}``, and only a
+hint: with ``refetch = true`` (the default) the transaction is read again from
 the API by id, must be approved and belong to a configured company (found by ``Company.Id``), and
 is posted through the same ledger as the poller (:mod:`sync.transactions.poster`). The answer is
 ``200 {"JournalNumber": "..."}``, the same number however often or concurrently it is pushed.
 Errors answer ``{"error": "..."}``: 404 unknown transaction or company, 409 not postable,
 422 refused by the ERP (quarantined), 503 a dependency is down (iCompleat keeps it for a retry).
+
+Receipts (pushed too, by the help centre's list): no sink posts them yet, so a receipt is
+answered 200 with a log line naming it and its order and counted by ``on_receipt``; never a 404,
+which iCompleat would put in its posting-failures tray.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -43,6 +49,9 @@ log = get_logger("icsync.webhook")
 TOKEN_MAX_BYTES = 512
 PATH = "/webhooks/icompleat/{endpoint}"
 ENDPOINT_TYPES = {name: code for code, name in TYPE_NAMES.items()}  # "orders" -> "ORD"
+RECEIPTS = "receipts"
+WRAPPERS = ("Transaction", "Receipt")  # the wrapped forms of a push
+_NO_PREFIX = b"\x00"  # stands for a header value without the configured prefix: never matches
 
 
 def token_problem(presented: Sequence[bytes], accepted: Sequence[bytes]) -> str | None:
@@ -90,8 +99,27 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def strip_prefix(values: Sequence[bytes], prefix: str) -> list[bytes]:
+    """Header values with ``prefix`` (matched ignoring case) removed; one without it never
+    matches a token."""
+    if not prefix:
+        return list(values)
+    wanted = prefix.encode("latin-1").lower()
+    return [v[len(wanted):] if v[:len(wanted)].lower() == wanted else _NO_PREFIX for v in values]
+
+
+def unwrap(data: dict[str, Any]) -> dict[str, Any]:
+    """The pushed object, bare or wrapped (``{"Transaction": {...}}``, names in any case)."""
+    if "Id" in data or len(data) != 1:
+        return data
+    (key, inner), = data.items()
+    if str(key).casefold() in {w.casefold() for w in WRAPPERS} and isinstance(inner, dict):
+        return inner
+    return data
+
+
 def parse_push(body: bytes) -> dict[str, Any]:
-    """The pushed transaction object; 400 when it is not a JSON object with an ``Id``."""
+    """The pushed object, unwrapped; 400 when it is not a JSON object with an ``Id``."""
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
@@ -99,6 +127,7 @@ def parse_push(body: bytes) -> dict[str, Any]:
                                  "detail as a JSON object") from None
     if not isinstance(data, dict):
         raise HTTPException(400, "body must be a JSON object: the transaction detail")
+    data = unwrap(data)
     if text(data.get("Id")) is None:
         raise HTTPException(400, "the pushed transaction has no Id")
     return data
@@ -127,9 +156,10 @@ def check_postable(tx: Transaction, company: CompanyConfig) -> None:
 class WebhookReceiver:
     """The endpoint behind :data:`PATH`, bound to one runtime."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, on_receipt: Callable[[str], None] | None = None) -> None:
         settings = rt.config.settings.webhook
-        self.rt, self.header = rt, settings.header
+        self.rt, self.header, self.prefix = rt, settings.header, settings.token_prefix
+        self.on_receipt = on_receipt
         self.refetch, self.limit = settings.refetch, settings.max_body_bytes
         self.accepted = [t.reveal().encode("utf-8") for t in rt.config.webhook_tokens]
         if not self.accepted:
@@ -138,6 +168,8 @@ class WebhookReceiver:
 
     async def receive(self, request: Request) -> Response:
         """Authenticate, read, re-read from iCompleat, post; answer the journal number."""
+        if request.path_params.get("endpoint") == RECEIPTS:
+            return await self.receipt(request)
         try:
             tx_type = self._endpoint(request)
             self._authenticate(request)
@@ -150,6 +182,23 @@ class WebhookReceiver:
                  company=company.name, journal_number=journal)
         return JSONResponse({JOURNAL_NUMBER: journal})
 
+    async def receipt(self, request: Request) -> Response:
+        """A pushed receipt: authenticated and read, then answered 200 with a log line (no sink
+        takes receipts), so it never lands in iCompleat's posting-failures tray."""
+        try:
+            self._authenticate(request)
+            push = parse_push(await read_body(request, self.limit))
+        except HTTPException as exc:
+            return JSONResponse({"error": exc.detail}, exc.status_code)
+        order = receipt_order(push)
+        log.warning("webhook_receipt_not_posted", receipt_id=str(push["Id"]), order=order,
+                    hint="the configured sink does not take receipts; record it in the ERP")
+        if self.on_receipt is not None:
+            self.on_receipt("not_posted")
+        return JSONResponse({"Received": True, "Posted": False,
+                             "Message": f"receipt {push['Id']} received; the ERP sink does not "
+                                        "take receipts"})
+
     def _endpoint(self, request: Request) -> str:
         endpoint = str(request.path_params.get("endpoint", ""))
         if endpoint not in ENDPOINT_TYPES:
@@ -158,7 +207,8 @@ class WebhookReceiver:
         return ENDPOINT_TYPES[endpoint]
 
     def _authenticate(self, request: Request) -> None:
-        problem = token_problem(header_values(request, self.header), self.accepted)
+        presented = strip_prefix(header_values(request, self.header), self.prefix)
+        problem = token_problem(presented, self.accepted)
         if problem is not None:
             client = request.client.host if request.client else None
             log.warning("webhook_token_refused", problem=problem, client=client,
@@ -205,7 +255,18 @@ class WebhookReceiver:
         return outcome.journal_number
 
 
-def create_webhook_routes(rt: Runtime) -> list[BaseRoute]:
+def receipt_order(push: dict[str, Any]) -> str | None:
+    """The order a pushed receipt belongs to, where its body names one (shape not public)."""
+    refs = push.get("References")
+    for value in (push.get("PurchaseOrder"), push.get("OrderId"),
+                  refs.get("PurchaseOrder") if isinstance(refs, dict) else None):
+        if text(value) is not None:
+            return text(value)
+    return None
+
+
+def create_webhook_routes(rt: Runtime, on_receipt: Callable[[str], None] | None = None
+                          ) -> list[BaseRoute]:
     """The webhook routes for the daemon's HTTP server (POST only)."""
-    receiver = WebhookReceiver(rt)
+    receiver = WebhookReceiver(rt, on_receipt)
     return [Route(PATH, receiver.receive, methods=["POST"], name="icompleat_webhook")]

@@ -127,10 +127,10 @@ def test_erp_refusal_is_422_and_quarantined(world: TxWorld) -> None:
 
 
 def test_unknown_endpoint_and_wrong_method(world: TxWorld) -> None:
-    """Only the three endpoints answer, and only to POST."""
+    """Only the four endpoints answer, and only to POST."""
     config = world.write_config()
     with WebhookServer(config) as hook:
-        assert push(hook.endpoint("receipts"), {"Id": "x"}).status_code == 404
+        assert push(hook.endpoint("statements"), {"Id": "x"}).status_code == 404
         assert httpx.get(hook.endpoint(), headers=HEADERS).status_code == 405
 
 

@@ -5,7 +5,8 @@ sb:``), from pytest (the ``sandbox`` fixture of ``tests/fixtures/sandbox.py``) o
 (``icsync sandbox``). ``sb.url`` is the base URL, ``sb.state`` the live :class:`SandboxState`
 (records, faults, request log, posting-failures tray), ``sb.pusher`` the webhook pusher.
 
-The module map: ``wire`` (envelope, error bodies), ``validate`` (Part B rules), ``store`` (record
+The module map: ``wire`` (envelope, error bodies), ``contract`` (body binding, unsupported
+operations), ``validate`` (Part B rules), ``store`` (record
 sets, continuation tokens), ``persist`` (memory or SQLite), ``core`` / ``references`` /
 ``customfields`` / ``transactions`` / ``tray`` / ``state`` (the operations), ``faults``
 (switches, request log), ``webhooks`` (the push), ``api`` (a handler per route), ``app`` (ASGI),
@@ -13,6 +14,11 @@ sets, continuation tokens), ``persist`` (memory or SQLite), ``core`` / ``referen
 
 Where Part B leaves a choice open, the sandbox does this:
 - ``Count`` of a transactions page is the number of transactions on that page.
+- The transactions list is in creation order, oldest first (Part B assumption: the poll's tail
+  cursor relies on it); reference lists are in ``Code`` order. A NULL company lists every
+  company's transactions.
+- Request body keys bind ignoring case, as the real service did (``contract.strict_keys``
+  switches that off); ``contract.unsupported`` answers chosen operations 404 or 405.
 - A continuation token's expiry slides: each use gives it ``token_ttl`` more seconds.
 - A hung request is never applied: when the hang ends (switch cleared, client gone, server
   stopping) the connection is closed without an answer.

@@ -182,13 +182,20 @@ class _Admin:
         return {"cleared": True}
 
     async def settings(self, request: Request) -> Any:
-        """``{token_ttl?, webhook_timeout?}`` in seconds."""
+        """``{token_ttl?, webhook_timeout?}`` in seconds, ``strict_keys?`` (exact-case body
+        binding) and ``unsupported?: {operation: 404 | 405 | null}``."""
         body = await _json(request)
+        if body.get("strict_keys") is not None:
+            self.state.contract.strict_keys = bool(body["strict_keys"])
+        for operation, status in (body.get("unsupported") or {}).items():
+            self.state.contract.set_unsupported(str(operation), status)
         if body.get("token_ttl") is not None:
             self.state.token_ttl = float(body["token_ttl"])
         if body.get("webhook_timeout") is not None:
             self.pusher.timeout = float(body["webhook_timeout"])
-        return {"token_ttl": self.state.token_ttl, "webhook_timeout": self.pusher.timeout}
+        return {"token_ttl": self.state.token_ttl, "webhook_timeout": self.pusher.timeout,
+                "strict_keys": self.state.contract.strict_keys,
+                "unsupported": dict(self.state.contract.unsupported)}
 
     async def seed(self, request: Request) -> Any:
         """``{records: [...], validate?: true}`` added to a kind of one company."""

@@ -78,8 +78,13 @@ def companies(state: SandboxState, call: Call) -> Record:
 
 
 def ref_list(state: SandboxState, call: Call, api: str) -> Record:
-    """One page of a reference list."""
+    """One page of a reference list (a user segment must name a user of the tenant, and a
+    transaction segment a transaction of it, when they are not NULL)."""
     size = call.route.page_size or 100
+    if call.param("userId") is not None:
+        state.check_user(state.get_tenant(call.tenant_id), call.param("userId"))
+    if call.param("transactionId") is not None:
+        state.transaction(call.tenant_id, call.param("transactionId"))
     return _payload(call, state.list_page(call.tenant_id, call.company, api, call.page(), size))
 
 
@@ -147,6 +152,12 @@ def field_values(state: SandboxState, call: Call) -> Record:
     return {CONTINUATION_TOKEN: token}
 
 
+def users(state: SandboxState, call: Call) -> Record:
+    """The tenant's users (the company segment, when not NULL, must be one of its companies)."""
+    found = state.users(call.tenant_id, call.company)
+    return {**_payload(call, found), "Count": len(found)}
+
+
 def tx_list(state: SandboxState, call: Call) -> Record:
     """One page of transactions, with PageNumber, Count (on this page) and PageSize."""
     page, size = call.page(), call.route.page_size or 20
@@ -174,7 +185,7 @@ def tx_edit(state: SandboxState, call: Call) -> Record:
 
 
 HANDLERS: dict[str, Handler] = {
-    "tenant": tenant, "companies": companies,
+    "tenant": tenant, "companies": companies, "users": users,
     "customfields.list": fields_list, "customfields.create": fields_create,
     "customfield.detail": field_detail, "customfield.edit": field_edit,
     "customfield.delete": field_delete, "customfield.values": field_values,

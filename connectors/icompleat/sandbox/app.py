@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from connectors.icompleat.routes import API_VERSION, ROUTES, Route, RouteTable
 from connectors.icompleat.sandbox.api import Call, handle, reference_list_api
+from connectors.icompleat.sandbox.contract import bind_keys, vocabulary
 from connectors.icompleat.sandbox.faults import DROP, Decision
 from connectors.icompleat.sandbox.state import SandboxState
 from connectors.icompleat.sandbox.webhooks import Pusher
@@ -98,6 +99,7 @@ class SandboxApp:
         self.pusher = pusher
         self.admin = admin
         self.routes = routes
+        self.names = vocabulary(routes.values())
         self.stopping = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -123,14 +125,20 @@ class SandboxApp:
                 return
 
     async def _api(self, scope: Scope, receive: Receive, send: Send, raw: str) -> None:
+        arrived = self.state.now()
         request = Request(scope, receive)
         found = self.routes.resolve(request.method, raw)
         reply = await self._serve(request, *found) if found else self._not_found(request, raw)
         # Logged BEFORE the answer leaves: whoever has an answer finds its request in the log.
         self.state.log.add(self.state.now(), request.method, raw,
-                           found[0].name if found else "?", reply.status, reply.fault)
+                           found[0].name if found else "?", reply.status, reply.fault, arrived)
         if reply.status == NO_ANSWER:
             await drop_connection(send)
+        elif reply.fault == "throttle":
+            # The API-management front writes `"statusCode": 429` with a space after the colon,
+            # and the real client matched exactly that text.
+            await Response(json.dumps(reply.body), reply.status, reply.headers,
+                           media_type="application/json")(scope, receive, send)
         else:
             response = JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
             await response(scope, receive, send)
@@ -217,15 +225,20 @@ class SandboxApp:
             raise reject(VALIDATION_FAILED, f"field body is {len(raw)} bytes; send at most "
                                             f"{MAX_BODY_BYTES} bytes a call")
         try:
-            return json.loads(raw) if raw.strip() else None
+            body = json.loads(raw) if raw.strip() else None
         except ValueError:
             raise reject(VALIDATION_FAILED, "field body is not valid JSON; send a JSON "
                                             "object") from None
+        return body if self.state.contract.strict_keys else bind_keys(body, self.names)
 
     async def _handle(self, request: Request, route: Route, params: dict[str, str | None],
                       tenant_id: str, decision: Decision) -> Reply:
         try:
             call = Call(route, params, await self._body(request, route), tenant_id)
+            refused = self.state.contract.refusal(route, call.body)
+            if refused is not None:
+                return Reply(refused, {"Message": f"no API operation {request.method} "
+                                                  f"{request.url.path}"}, fault="unsupported")
             payload = handle(self.state, call)
         except BadRequest as exc:
             return self._bad_request(request, exc)

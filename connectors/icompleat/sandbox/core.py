@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.icompleat.routes import REFERENCE_APIS
+from connectors.icompleat.sandbox.contract import ContractSwitches
 from connectors.icompleat.sandbox.faults import FaultBoard, RequestLog
 from connectors.icompleat.sandbox.persist import MemoryStore, Store
 from connectors.icompleat.sandbox.store import RecordSet, Tokens
@@ -108,6 +109,7 @@ class StateCore:
         self.tokens = Tokens(self.store)
         self.faults = FaultBoard(seed)
         self.log = RequestLog()
+        self.contract = ContractSwitches()
 
     def add_tenant(self, tenant_id: str, api_key: str | Secret, company_ids: Sequence[str],
                    *, name: str | None = None) -> Tenant:
@@ -153,6 +155,13 @@ class StateCore:
         if company is None:
             raise unknown_company(str(company_id))
         return company
+
+    def users(self, tenant_id: str, company_id: str | None) -> list[Record]:
+        """The tenant's users; ErrorCode 2 when ``company_id`` is given and unknown."""
+        with self._lock:
+            if company_id is not None:
+                self.company(tenant_id, company_id)
+            return [dict(u) for u in self.get_tenant(tenant_id).users.values()]
 
     def check_user(self, tenant: Tenant, user_id: str | None) -> None:
         """ErrorCode 3 unless ``user_id`` is None or a user of ``tenant``."""

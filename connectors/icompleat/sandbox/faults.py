@@ -211,6 +211,7 @@ class LogEntry:
     route: str
     status: int
     fault: str = ""
+    arrived: float | None = None  # when the request reached the sandbox (a gateway counts this)
 
 
 class RequestLog:
@@ -223,11 +224,11 @@ class RequestLog:
         self._seq = 0
 
     def add(self, at: float, method: str, path: str, route: str, status: int,
-            fault: str = "") -> LogEntry:
-        """Record one request."""
+            fault: str = "", arrived: float | None = None) -> LogEntry:
+        """Record one request (``at``: when it was answered; ``arrived``: when it came in)."""
         with self._lock:
             self._seq += 1
-            entry = LogEntry(self._seq, at, method, path, route, status, fault)
+            entry = LogEntry(self._seq, at, method, path, route, status, fault, arrived)
             self._entries.append(entry)
             self._counts[(route, status)] += 1
         return entry

@@ -102,6 +102,7 @@ class SandboxState(ReferenceOps, CustomFieldOps, TrayOps):
             self.tenants.clear()
             self._failures.clear()
             self.faults.clear()
+            self.contract.clear()
             self.log.clear()
             self.token_ttl, self.clock = self._initial
             for spec in self._specs:

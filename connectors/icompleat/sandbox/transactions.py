@@ -121,13 +121,14 @@ class TransactionOps(StateCore):
                           user_id: str | None = None, status: str | None = None,
                           tx_type: str | None = None,
                           size: int = TRANSACTION_PAGE_SIZE) -> list[Record]:
-        """Page ``page`` (from 1) of the company's transactions matching the filters."""
+        """Page ``page`` (from 1) of the company's transactions (every company's when
+        ``company_id`` is None) matching the filters, in creation order, oldest first."""
         with self._lock:
             tenant = self.get_tenant(tenant_id)
-            company = self.company(tenant_id, company_id)
+            company = self.company(tenant_id, company_id) if company_id is not None else None
             self.check_user(tenant, user_id)
             found = [tx for tx in tenant.transactions.values()
-                     if fold(tx["Company"]["Id"]) == fold(company.id)
+                     if (company is None or fold(tx["Company"]["Id"]) == fold(company.id))
                      and (status is None or fold(tx["Status"]) == fold(status))
                      and (tx_type is None or fold(tx.get("Type", "")) == fold(tx_type))
                      and (user_id is None or fold(tx["Owner"].get("Id", "")) == fold(user_id))]

@@ -70,8 +70,8 @@ async def test_base_url_path_prefix_is_kept() -> None:
     assert str(script.requests[0].url) == "https://gw.test/icompleat/api/companies/T"
 
 
-async def test_reference_pages_stop_at_the_first_empty_page() -> None:
-    """Pages are read from 1 and a short page does not end the list; the empty page does."""
+async def test_reference_pages_stop_at_a_short_page() -> None:
+    """Pages are read from 1 and a short page ends the list: no call for the empty page."""
     sizes = {1: 100, 2: 100, 3: 5}
 
     def page(request: httpx.Request) -> httpx.Response:
@@ -82,7 +82,18 @@ async def test_reference_pages_stop_at_the_first_empty_page() -> None:
     rows = await make_client(script).list_reference("suppliers", "C1")
     assert len(rows) == 205
     assert rows[0]["Code"] == "1-0"
-    assert [_page(r) for r in script.requests] == [1, 2, 3, 4]
+    assert [_page(r) for r in script.requests] == [1, 2, 3]
+
+
+async def test_reference_pages_stop_at_an_empty_page_and_survive_a_repeating_server() -> None:
+    """A full last page costs one empty page; a server repeating a short page is read once."""
+    full = Script(lambda r: ok({"Suppliers": [{"Code": f"{_page(r)}-{i}"} for i in
+                                              range(100 if _page(r) <= 2 else 0)]}))
+    assert len(await make_client(full).list_reference("suppliers", "C1")) == 200
+    assert [_page(r) for r in full.requests] == [1, 2, 3]
+    repeating = Script(ok({"Suppliers": [{"Code": "same"}]}))
+    assert len(await make_client(repeating).list_reference("suppliers", "C1")) == 1
+    assert len(repeating.requests) == 1
 
 
 async def test_reference_pages_refuse_a_route_without_pages() -> None:

@@ -83,13 +83,15 @@ async def _transaction_steps(client: IcompleatClient) -> None:
 async def _tenant_steps(client: IcompleatClient) -> None:
     await client.tenant()
     await client.companies()
+    await client.users(COMPANY_ID)
+    await client.users()
 
 
 STEPS: dict[str, Step] = {"tenant": _tenant_steps, "reference": _reference_steps,
                           "customfields": _custom_field_steps,
                           "transactions": _transaction_steps}
 EXERCISED = {
-    "tenant", "companies", "reference_pages", "list_reference", "post_reference",
+    "tenant", "companies", "users", "reference_pages", "list_reference", "post_reference",
     "refresh_reference", "edit_reference", "delete_reference", "custom_fields", "custom_field",
     "create_custom_fields", "edit_custom_field", "delete_custom_field",
     "post_custom_field_values", "transaction_pages", "transaction", "create_transaction",

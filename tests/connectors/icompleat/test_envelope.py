@@ -142,7 +142,11 @@ def test_status_mapping() -> None:
     assert isinstance(_error("suppliers.list", 401), errors.AuthRejected)
     assert isinstance(_error("suppliers.list", 503), errors.ServerError)
     assert isinstance(_error("suppliers.post", 503), errors.OutcomeUnknown)
-    other = _error("suppliers.list", 404)
+    missing = _error("suppliers.list", 404)
+    assert type(missing) is errors.Unsupported
+    assert "routes" in str(missing)
+    assert type(_error("suppliers.edit", 405)) is errors.Unsupported
+    other = _error("suppliers.list", 418)
     assert type(other) is errors.ApiError
     assert "routes" in str(other)
 

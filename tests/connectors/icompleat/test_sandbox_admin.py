@@ -114,7 +114,8 @@ def test_unknown_tenant_or_kind_is_404(admin: httpx.Client) -> None:
 def test_settings_change_the_token_ttl(sandbox: SandboxServer, admin: httpx.Client) -> None:
     """The token TTL and webhook timeout are set in seconds."""
     body = admin.put("/settings", json={"token_ttl": 5, "webhook_timeout": 2}).json()
-    assert body == {"token_ttl": 5.0, "webhook_timeout": 2.0}
+    assert body == {"token_ttl": 5.0, "webhook_timeout": 2.0, "strict_keys": False,
+                    "unsupported": {}}
     assert (sandbox.state.token_ttl, sandbox.pusher.timeout) == (5.0, 2.0)
 
 
