@@ -21,6 +21,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -63,6 +64,15 @@ class JobResult(Protocol):
 
 
 Action = Callable[[Fence], Awaitable[JobResult]]
+# The iCompleat calls of the run in progress (set per run; the client's hook counts into it).
+_RUN_CALLS: ContextVar[list[int] | None] = ContextVar("icsync_run_calls", default=None)
+
+
+def count_call() -> None:
+    """Count one iCompleat call towards the run this code runs in (if any)."""
+    calls = _RUN_CALLS.get()
+    if calls is not None:
+        calls[0] += 1
 
 
 def lease_name(company: str, job: str) -> str:
@@ -104,6 +114,7 @@ class JobReport:
     slots: int = 0
     missed: int = 0
     seconds: float = 0.0
+    calls: int = 0
     error: str | None = None
     kinds: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -117,10 +128,11 @@ class ScheduledJob:
 
     def __init__(self, *, company: str, job: str, action: Action, store: StateStore,
                  holder: str, lease_seconds: float, metrics: Metrics, trigger: BaseTrigger,
-                 wall: Callable[[], datetime] = utcnow) -> None:
+                 wall: Callable[[], datetime] = utcnow,
+                 on_report: Callable[[JobReport], None] | None = None) -> None:
         self.company, self.job, self.action = company, job, action
         self.store, self.holder, self.lease_seconds = store, holder, lease_seconds
-        self.metrics, self.wall = metrics, wall
+        self.metrics, self.wall, self.on_report = metrics, wall, on_report
         self.counting = unjittered(trigger)
         self.name = lease_name(company, job)
         self.last_slot: datetime | None = None
@@ -201,6 +213,8 @@ class ScheduledJob:
         started = time.monotonic()
         self.metrics.running.labels(self.company, self.job).set(1)
         run_row: int | None = None
+        calls = [0]
+        counting = _RUN_CALLS.set(calls)
         try:
             run_row = await asyncio.to_thread(self.store.start_run, self.company, self.job,
                                               None, fence=fence)
@@ -223,7 +237,8 @@ class ScheduledJob:
             report.outcome, report.error = "cancelled", "stopped by shutdown"
             raise
         finally:
-            report.seconds = round(time.monotonic() - started, 3)
+            _RUN_CALLS.reset(counting)
+            report.seconds, report.calls = round(time.monotonic() - started, 3), calls[0]
             if keeper.lost is not None:
                 report.outcome, report.error = "lease_lost", keeper.lost
             elif keeper.draining and report.outcome in FAILING:
@@ -265,6 +280,11 @@ class ScheduledJob:
         metrics.failures.labels(self.company, self.job).set(self.failures)
         level = "warning" if report.outcome in FAILING | {"lease_lost"} else "info"
         getattr(log, level)("job_finished", **report.to_dict())
+        if self.on_report is not None:
+            try:
+                self.on_report(report)
+            except Exception as exc:  # a report listener must never break the schedule
+                log.warning("report_listener_failed", error=repr(exc))
 
     async def prime(self, *, jitter: float, now: datetime | None = None) -> datetime | None:
         """Set up from the state DB before the first run; the first run time, or None.

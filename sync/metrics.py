@@ -14,6 +14,9 @@ Exposed on ``GET /metrics``. The families (every name starts ``icsync_``):
   iCompleat call (the client's ``on_call`` hook); status ``none`` when there was no answer;
 - ``quarantine_size{company,kind}``: open quarantined rows (kind ``transactions`` for documents);
 - ``ledger_backlog{company,status}``: transactions not yet written back, by ledger status;
+- ``alerts_active{condition}``: alert conditions active now; ``alerts_pending``: messages
+  waiting to be sent; ``alerts_sent_total{event}`` (start, update, clear) and
+  ``alert_send_failures_total`` (a failed send is retried later);
 - ``seconds_since_last_success{company,kind}`` (monotonic, immune to clock steps) and
   ``last_success_timestamp_seconds{company,kind}`` (wall clock).
 """
@@ -100,6 +103,14 @@ class Metrics:
                                 ["company", "kind"], registry=reg)
         self.backlog = Gauge("icsync_ledger_backlog", "Transactions not yet written back",
                              ["company", "status"], registry=reg)
+        self.alerts_active = Gauge("icsync_alerts_active", "Alert conditions active now",
+                                   ["condition"], registry=reg)
+        self.alerts_pending = Gauge("icsync_alerts_pending", "Alert messages waiting to be sent",
+                                    registry=reg)
+        self.alerts_sent = Counter("icsync_alerts_sent_total", "Alert messages sent, by event",
+                                   ["event"], registry=reg)
+        self.alert_failures = Counter("icsync_alert_send_failures_total",
+                                      "Alert sends that failed (retried later)", registry=reg)
         self._since = _SinceLastSuccess()
         reg.register(self._since)
 
@@ -139,6 +150,13 @@ class Metrics:
         self.backlog.clear()
         for company, status, count in rows:
             self.backlog.labels(company, status).set(count)
+
+    def set_alerts(self, active: Mapping[str, int], pending: int) -> None:
+        """Replace the active-condition gauges; set the number of messages waiting."""
+        self.alerts_active.clear()
+        for condition, count in sorted(active.items()):
+            self.alerts_active.labels(condition).set(count)
+        self.alerts_pending.set(pending)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

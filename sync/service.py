@@ -40,11 +40,13 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from sync.config import CompanyConfig, Config
+from sync.daemon.alerting import Alerter
+from sync.daemon.channels import Channel, build_channels
 from sync.errors import ConfigError, ExitCode
 from sync.fencing import LeaseGuardSink, LeaseGuardTransport
-from sync.jobs import Action, ScheduledJob
+from sync.jobs import Action, JobReport, ScheduledJob, count_call
 from sync.logs import get_logger
-from sync.metrics import Metrics
+from sync.metrics import CallLike, Metrics
 from sync.notify import Notifier
 from sync.runtime import Runtime, open_runtime
 from sync.schedules import ClockWatch, build_trigger, fire_times
@@ -127,6 +129,9 @@ class Daemon:
         self.transport = transport
         self.notifier = notifier or Notifier()
         self.metrics = Metrics()
+        # built now, so that a bad alert URL fails at start, naming alerts.urls_file
+        self.channels: list[Channel] = build_channels(config.alert_urls)
+        self.alerter: Alerter | None = None
         self.jobs: list[ScheduledJob] = []
         self.rt: Runtime | None = None
         self.port: int | None = None
@@ -143,7 +148,7 @@ class Daemon:
         transport = LeaseGuardTransport(self.transport)
         try:
             async with open_runtime(self.config, transport=transport,
-                                    on_call=self.metrics.on_call) as rt:
+                                    on_call=self._on_call) as rt:
                 self.rt = rt
                 guard_sinks(rt)
                 await self._run(rt, sock)
@@ -152,8 +157,20 @@ class Daemon:
         log.info("daemon_stopped", exit_code=int(self.exit_code))
         return int(self.exit_code)
 
+    def _on_call(self, record: CallLike) -> None:
+        self.metrics.on_call(record)
+        count_call()
+
+    def _on_report(self, report: JobReport) -> None:
+        if self.alerter is not None:
+            self.alerter.observe_run(report.company, report.job, report.outcome, report.error)
+
     async def _run(self, rt: Runtime, sock: socket.socket) -> None:
         scheduler = AsyncIOScheduler(timezone=UTC)
+        if self.channels:
+            self.alerter = Alerter(rt.store, self.settings, self.channels, self.metrics,
+                                   rt.holder)
+        alerts = asyncio.create_task(self.alerter.loop()) if self.alerter else None
         await self._schedule(rt, scheduler)
         server = _Server(uvicorn.Config(build_app(self), log_config=None, access_log=False,
                                         lifespan="off", timeout_graceful_shutdown=3))
@@ -173,6 +190,10 @@ class Daemon:
         finally:
             clock.cancel()
             await self._shutdown(scheduler, server, server_task)
+            if alerts is not None and self.alerter is not None:
+                alerts.cancel()
+                await asyncio.gather(alerts, return_exceptions=True)
+                await self.alerter.close(min(5.0, self.settings.service.shutdown_seconds / 4))
             watchdog.cancel()
             self._remove_signals()
 
@@ -185,7 +206,8 @@ class Daemon:
                                         timezone=company.schedules.timezone, key=key)
                 runner = ScheduledJob(company=company.name, job=job, action=action,
                                       store=rt.store, holder=rt.holder, lease_seconds=ttl,
-                                      metrics=self.metrics, trigger=trigger)
+                                      metrics=self.metrics, trigger=trigger,
+                                      on_report=self._on_report)
                 first = await runner.prime(jitter=service.startup_jitter_seconds)
                 extra = {"next_run_time": first} if first is not None else {}
                 # the bound coroutine method: APScheduler awaits it on this loop (an object

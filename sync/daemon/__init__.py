@@ -1,0 +1,2 @@
+"""The daemon: service, HTTP endpoints, jobs, schedules, metrics, systemd notify, alerts and the
+operator console it serves."""
