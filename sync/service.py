@@ -170,7 +170,8 @@ class Daemon:
         if self.channels:
             self.alerter = Alerter(rt.store, self.settings, self.channels, self.metrics,
                                    rt.holder)
-        alerts = asyncio.create_task(self.alerter.loop()) if self.alerter else None
+        if self.alerter is not None:
+            self.alerter.start()
         await self._schedule(rt, scheduler)
         server = _Server(uvicorn.Config(build_app(self), log_config=None, access_log=False,
                                         lifespan="off", timeout_graceful_shutdown=3))
@@ -190,10 +191,9 @@ class Daemon:
         finally:
             clock.cancel()
             await self._shutdown(scheduler, server, server_task)
-            if alerts is not None and self.alerter is not None:
-                alerts.cancel()
-                await asyncio.gather(alerts, return_exceptions=True)
-                await self.alerter.close(min(5.0, self.settings.service.shutdown_seconds / 4))
+            if self.alerter is not None:
+                budget = self.settings.service.shutdown_seconds / 2
+                await self.alerter.close(min(10.0, max(2.0, budget)))
             watchdog.cancel()
             self._remove_signals()
 

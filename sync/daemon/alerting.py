@@ -45,6 +45,8 @@ class Alerter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._send_lock = asyncio.Lock()
+        self._loop: asyncio.Task[None] | None = None
+        self._closing = False
 
     def observe_run(self, company: str, job: str, outcome: str, error: str | None) -> None:
         """A run finished: check its conditions in the background (never raises)."""
@@ -53,22 +55,41 @@ class Alerter:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def closing(self) -> bool:
+        """True once :meth:`close` began."""
+        return self._closing
+
+    def start(self) -> None:
+        """Start checking and sending in the background (the daemon's loop)."""
+        self._loop = asyncio.get_running_loop().create_task(self.loop())
+
     async def loop(self) -> None:
         """Check the state and send what is due, every ``check_seconds`` or when woken."""
-        while True:
+        while not self.closing():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.alerts.check_seconds):
                     await self._wake.wait()
             self._wake.clear()
+            if self.closing():
+                return
             await self.check_state()
             await self.send_due()
 
     async def close(self, budget: float = 5.0) -> None:
-        """At shutdown: finish pending checks and try one send, within ``budget`` seconds."""
+        """At shutdown: finish pending checks and sends, within ``budget`` seconds. A send
+        still going at the deadline is abandoned and its claim given up, for the next start."""
         deadline = time.monotonic() + budget
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=budget / 2)
-        with contextlib.suppress(TimeoutError):
+            await asyncio.wait(set(self._tasks), timeout=budget / 3)
+        self._closing = True
+        self._wake.set()
+        if self._loop is not None:
+            _, pending = await asyncio.wait({self._loop}, timeout=budget / 3)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(self._loop, return_exceptions=True)
+        with contextlib.suppress(TimeoutError, IcsyncError):
+            await asyncio.to_thread(self.store.alert_release, self.holder)
             async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
                 await self.send_due()
 

@@ -75,9 +75,21 @@ def enabled(check: Check, alerts: AlertsConfig) -> Check:
                  tuple(f for f in check.findings if on(f.key)))
 
 
-def is_failed_run(outcome: str | None, error: str | None) -> bool:
-    """A run that counts towards a failure streak (the same rule as /readyz)."""
-    return outcome in FAILING or (outcome == "partial" and bool(error))
+def is_failed_run(row: RunRow) -> bool:
+    """A run that counts towards a failure streak: it failed, or it was partial because calls
+    or a dependency failed (not merely because rows were rejected or quarantined, which the
+    quarantine digest reports)."""
+    if row.outcome in FAILING:
+        return True
+    if row.outcome != "partial":
+        return False
+    kinds = row.counts.get("kinds")
+    counts = list(kinds.values()) if isinstance(kinds, Mapping) else []
+    if any(isinstance(c, Mapping) and c.get("failed") for c in counts):
+        return True
+    held = any(isinstance(c, Mapping) and (c.get("rejected") or c.get("quarantined"))
+               for c in counts)
+    return bool(row.error) and not held
 
 
 def check_run(run: RunFacts, alerts: AlertsConfig) -> Check:
@@ -121,7 +133,7 @@ def _streak(run: RunFacts, limit: int) -> Check:
     key = f"failing:{run.company}:{run.job}"
     finished = [r for r in run.history if r.job == run.job and r.outcome is not None]
     last = finished[:limit]
-    if len(last) < limit or not all(is_failed_run(r.outcome, r.error) for r in last):
+    if len(last) < limit or not all(is_failed_run(r) for r in last):
         return Check((key,))
     title = f"{run.company}: the {run.job} job failed {limit} runs in a row"
     detail = f"{title}; the last error: {last[0].error or last[0].outcome}"

@@ -36,7 +36,8 @@ class Channel:
         """Deliver one message; AlertNotSent with the (masked) reason when it was not taken."""
         target = apprise.Apprise()
         target.add(self.url.reveal())
-        with apprise.LogCapture(level=logging.WARNING) as captured:  # type: ignore[no-untyped-call]
+        with apprise.LogCapture(level=logging.WARNING,  # type: ignore[no-untyped-call]
+                                fmt="%(message)s") as captured:
             ok = target.notify(body=REDACTOR(body), title=REDACTOR(title), timeout=timeout)
         if not ok:
             reason = " ".join(str(captured.getvalue()).split())[-500:] or "no reason given"

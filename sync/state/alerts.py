@@ -191,6 +191,13 @@ class AlertStore:
                                 .where(AlertMessage.id.in_(ids)).order_by(AlertMessage.id))
             return [_outbox(r) for r in rows]
 
+    def alert_release(self, holder: str) -> None:
+        """Give up ``holder``'s claims on unsent messages (at shutdown)."""
+        with self._db.write("releasing alert claims") as conn:
+            conn.execute(update(AlertMessage).where(
+                AlertMessage.claimed_by == holder, AlertMessage.sent_at.is_(None)).values(
+                claimed_by=None, claimed_until=None))
+
     def alert_delivered(self, message_id: int, holder: str, channel: str) -> None:
         """Remember that ``channel`` took message ``message_id`` (never sent there again)."""
         with self._db.write("recording an alert delivery") as conn:
