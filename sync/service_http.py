@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sync.config import CompanyConfig
+from sync.daemon.console import console_routes
 from sync.errors import IcsyncError
 from sync.logs import get_logger
 from sync.metrics import CONTENT_TYPE
@@ -139,5 +140,6 @@ def build_app(daemon: Daemon) -> Starlette:
         Route("/readyz", endpoints.readyz, methods=["GET"]),
         Route("/metrics", endpoints.metrics, methods=["GET"]),
         *webhook_routes(daemon),
+        *console_routes(daemon),
     ]
     return Starlette(routes=routes)
