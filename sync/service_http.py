@@ -17,6 +17,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -25,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sync.config import CompanyConfig
+from sync.daemon.alerts import WAITING, backlog_age
 from sync.daemon.console import console_routes
 from sync.errors import IcsyncError
 from sync.logs import get_logger
@@ -39,6 +41,12 @@ log = get_logger("icsync.http")
 PROBE_SECONDS = 2.0
 REFRESH_SECONDS = 10.0
 _OPEN_LEDGER = ("seen", "posting", "posted", "quarantined")
+
+
+def oldest_waiting(store: StateStore, companies: Sequence[CompanyConfig]) -> dict[str, float]:
+    """Seconds the oldest not-yet-posted transaction of each company has waited; blocking."""
+    ages = backlog_age(store.ledger_rows(status=list(WAITING)), datetime.now(UTC))
+    return {c.name: ages.get(c.company_id, 0.0) for c in companies}
 
 
 def state_snapshot(store: StateStore, companies: Sequence[CompanyConfig]
@@ -116,11 +124,14 @@ class Endpoints:
                 async with asyncio.timeout(PROBE_SECONDS):
                     quarantine, backlog = await asyncio.to_thread(
                         state_snapshot, rt.store, self.daemon.settings.companies)
+                    ages = await asyncio.to_thread(
+                        oldest_waiting, rt.store, self.daemon.settings.companies)
             except (IcsyncError, TimeoutError) as exc:
                 log.warning("metrics_state_refresh_failed", error=str(exc) or "timeout")
                 return
             self.daemon.metrics.set_quarantine(quarantine)
             self.daemon.metrics.set_backlog(backlog)
+            self.daemon.metrics.set_backlog_age(ages)
 
 
 def webhook_routes(daemon: Daemon) -> list[BaseRoute]:
