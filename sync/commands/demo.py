@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.panel import Panel
 
 from sync.commands.sync import execute, exit_code, report
+from sync.demo.operations import chapter_operations
 from sync.demo_transactions import chapter_transactions
 from sync.errors import ExitCode
 from sync.terminal import make_console
@@ -163,6 +164,7 @@ CHAPTERS: list[Chapter] = [
     chapter_changes,
     chapter_guard,
     chapter_transactions,
+    chapter_operations,
     chapter_end,
 ]
 

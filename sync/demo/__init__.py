@@ -1,0 +1,1 @@
+"""The guided tour (``icsync demo``) and its sample ERP."""
