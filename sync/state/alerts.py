@@ -252,7 +252,9 @@ def _start(conn: Connection, row: AlertRow | None, finding: Finding, now: dateti
               "started_at": now, "updated_at": now, "cleared_at": None}
     if row is None:
         stmt = upsert_insert(conn.dialect.name, AlertCondition).values(key=finding.key, **values)
-        if conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"])).rowcount != 1:
+        inserted = stmt.on_conflict_do_nothing(index_elements=["key"]).returning(
+            AlertCondition.key)
+        if conn.execute(inserted).first() is None:
             return None  # another instance recorded it first, and queued the message
     else:
         done = conn.execute(update(AlertCondition).where(
