@@ -13,8 +13,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import apprise
+from types import ModuleType
 
 from sync.errors import AlertNotSent, ConfigError
 from sync.secrets import REDACTOR, Secret
@@ -22,6 +21,13 @@ from sync.secrets import REDACTOR, Secret
 _APPRISE_LOG = logging.getLogger("apprise")
 _APPRISE_LOG.addHandler(logging.NullHandler())
 _APPRISE_LOG.propagate = False
+
+
+def _apprise() -> ModuleType:
+    """apprise, imported on first use: it takes most of a second, paid only with channels."""
+    import apprise
+
+    return apprise
 
 
 @dataclass(frozen=True)
@@ -34,10 +40,10 @@ class Channel:
 
     def send(self, title: str, body: str, *, timeout: float) -> None:
         """Deliver one message; AlertNotSent with the (masked) reason when it was not taken."""
+        apprise = _apprise()
         target = apprise.Apprise()
         target.add(self.url.reveal())
-        with apprise.LogCapture(level=logging.WARNING,  # type: ignore[no-untyped-call]
-                                fmt="%(message)s") as captured:
+        with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
             ok = target.notify(body=REDACTOR(body), title=REDACTOR(title), timeout=timeout)
         if not ok:
             reason = " ".join(str(captured.getvalue()).split())[-500:] or "no reason given"
@@ -51,13 +57,13 @@ def channel_id(url: str) -> str:
 
 def build_channels(urls: Sequence[Secret]) -> list[Channel]:
     """A channel per URL; ConfigError naming the line when apprise does not know a URL."""
-    channels = []
+    channels: list[Channel] = []
     for n, url in enumerate(urls, 1):
-        plugin = apprise.Apprise.instantiate(url.reveal())
+        plugin = _apprise().Apprise.instantiate(url.reveal())
         if not plugin:
             raise ConfigError(f"line {n} of {url.origin} is not an alert URL apprise knows "
                               "(see apprise's list of services)", key="alerts.urls_file")
-        shown = str(plugin.url(privacy=True))  # type: ignore[no-untyped-call]
+        shown = str(plugin.url(privacy=True))
         name = REDACTOR(shown.split("?")[0])
         channels.append(Channel(channel_id(url.reveal()), f"channel {n} ({name})", url))
     return channels

@@ -304,3 +304,17 @@ def test_alerts_test_command_reaches_every_channel(
     assert HTTP_PASSWORD not in done.stdout + done.stderr
     assert len(receivers.smtp.starts("test alert")) == 1
     assert len(receivers.http.inbox.starts("test alert")) == (0 if fail else 1)
+
+
+def test_alerts_list_shows_active_conditions_and_waiting_messages(
+        tmp_path: Path, receivers: Receivers) -> None:
+    """`icsync alerts list` prints each active condition and each message not yet sent."""
+    alert_config(tmp_path, _NoSandbox(), receivers)
+    with state(tmp_path) as store:
+        store.note_capability_change("taxcodes.list", "paging", "token", "page")
+    done = subprocess.run([sys.executable, "-m", "sync.cli", "alerts", "list", "--config",
+                           str(tmp_path / "icsync.toml")], cwd=ROOT, env=child_env(),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "capability:taxcodes.list:paging" in done.stdout
+    assert "waiting (attempts 0)  start:capability:taxcodes.list:paging" in done.stdout
