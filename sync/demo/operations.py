@@ -21,15 +21,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
+from rich.console import Console
 from rich.markup import escape
 
 from sync.errors import IcsyncError
 
-if TYPE_CHECKING:
-    from sync.commands.demo import DemoContext
+
+class DemoContext(Protocol):
+    """What this chapter uses of the tour's context (sync.commands.demo.DemoContext)."""
+
+    workdir: Path
+    erp: Path
+    config_path: Path
+    console: Console
+
+    def heading(self, title: str, text: str) -> None:
+        """A chapter's heading and its paragraph."""
+
+    def command(self, *args: str) -> None:
+        """Show the command line a step is equivalent to."""
 
 WAIT_SECONDS = 60.0
 
@@ -104,11 +117,13 @@ def write_config(ctx: DemoContext, receiver: Receiver, port: int) -> Path:
     return path
 
 
-async def wait_for_title(receiver: Receiver, words: str, seconds: float = WAIT_SECONDS) -> str:
-    """The first received title containing ``words``; IcsyncError after ``seconds``."""
+async def wait_for_title(receiver: Receiver, *words: str,
+                         seconds: float = WAIT_SECONDS) -> str:
+    """The first received title containing every one of ``words``; IcsyncError after
+    ``seconds``."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        found = [t for t in receiver.titles() if words in t]
+        found = [t for t in receiver.titles() if all(w in t for w in words)]
         if found:
             return found[0]
         await asyncio.sleep(0.2)
@@ -148,11 +163,11 @@ async def chapter_operations(ctx: DemoContext) -> None:
     receiver, port = Receiver(), free_port()
     path = write_config(ctx, receiver, port)
     console_url = f"http://127.0.0.1:{port}/"
-    ctx.heading("7. Operations: the console and alerts", (
-        "In production icsync runs as a daemon (icsync run). With [service] console = true it "
+    ctx.heading("8. Operations: the console and alerts", (
+        "In production icsync runs as a daemon (icsync run). With \\[service] console = true it "
         "serves an operator console: run history with a 30-day chart per job, the quarantine "
         "with reasons, the ledger backlog and leases, in plain HTML (no external assets). With "
-        "[alerts] it tells people when something goes wrong, by e-mail, chat or webhook "
+        "\\[alerts] it tells people when something goes wrong, by e-mail, chat or webhook "
         "(apprise URLs), once when it starts and once when it clears.\n"
         f"Here the alerts go to a webhook receiver on {receiver.url.replace('json', 'http')}.\n"
         f"Configuration for this chapter: {path}"))
@@ -175,7 +190,7 @@ async def chapter_operations(ctx: DemoContext) -> None:
             finally:
                 demo_data.restore_suppliers(ctx.erp)
             ctx.console.print("The suppliers are back; the next run goes ahead, and...")
-            cleared = await wait_for_title(receiver, "cleared: ")
+            cleared = await wait_for_title(receiver, "cleared: ", "guard blocked")
             ctx.console.print(f"  alert received: [bold green]{escape(cleared)}[/]")
         finally:
             await stop(proc)

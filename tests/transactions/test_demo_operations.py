@@ -23,6 +23,7 @@ def test_operations_chapter_opens_the_console_and_shows_an_alert_and_its_clear(
         structlog.reset_defaults()
     out = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
     assert "The console answers at" in out
+    assert "With [service] console = true" in out
     assert "Overview · icsync" in out
     assert "alert received: [icsync] demo: the guard blocked the reference sync" in out
     assert "alert received: [icsync] cleared: demo: the guard blocked" in out
