@@ -44,9 +44,12 @@ __all__ = ["receivers"]
 
 
 def alert_config(root: Path, sandbox: SandboxServer, rx: Receivers, *,
-                 api_key: str = CANARY_KEY, **alerts: Any) -> Config:
+                 api_key: str = CANARY_KEY, state_url: str | None = None,
+                 **alerts: Any) -> Config:
     """A daemon config on the sandbox whose alerts go to both receivers."""
-    path = write_config(root, sandbox.url, api_key=api_key, lease_seconds=1.5)
+    root.mkdir(parents=True, exist_ok=True)
+    path = write_config(root, sandbox.url, api_key=api_key, lease_seconds=1.5,
+                        state_url=state_url)
     settings = {"urls_file": str(rx.urls_file), "check_seconds": 0.2, "retry_seconds": 0.2,
                 "failing_runs_count": 2, **alerts}
     extra = "\n[alerts]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in settings.items())
@@ -318,3 +321,24 @@ def test_alerts_list_shows_active_conditions_and_waiting_messages(
     assert done.returncode == 0, done.stderr
     assert "capability:taxcodes.list:paging" in done.stdout
     assert "waiting (attempts 0)  start:capability:taxcodes.list:paging" in done.stdout
+
+
+@pytest.mark.postgres
+async def test_two_daemons_on_one_postgresql_state_db_send_each_alert_once(
+        tmp_path: Path, sandbox: SandboxServer, receivers: Receivers,
+        pg_database_url: str) -> None:
+    """Both instances see the same quarantined row and its fix: one digest, one clear."""
+    one = alert_config(tmp_path / "a", sandbox, receivers, state_url=pg_database_url)
+    two = alert_config(tmp_path / "b", sandbox, receivers, state_url=pg_database_url)
+    async with running_daemon(one) as (first, _), running_daemon(two) as (second, _):
+        await first_run(first, "acme:transactions")
+        assert first.rt is not None
+        assert second.rt is not None
+        store = first.rt.store
+        store.quarantine("acme", "suppliers", [QuarantineEntry("S-7", "bad_vat", "S-7: VAT")])
+        await arrived(receivers, lambda i: i.starts("quarantined"), "the digest")
+        await asyncio.sleep(1.0)  # both instances have checked several times by now
+        store.set_quarantine_status([r.id for r in store.quarantined("acme")], "resolved")
+        await arrived(receivers, lambda i: i.clears("quarantined"), "the clear")
+        await asyncio.sleep(1.0)
+    assert_once(receivers, "quarantined")
