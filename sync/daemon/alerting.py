@@ -28,6 +28,8 @@ from sync.state.store import StateStore
 
 log = get_logger("icsync.alerts")
 MAX_DELAY = 3600.0
+OPEN_LEDGER = ("seen", "posting", "posted", "quarantined")
+KEEP_SENT_DAYS = 30
 
 
 def retry_delay(attempts: int, base: float) -> float:
@@ -74,6 +76,8 @@ class Alerter:
                 return
             await self.check_state()
             await self.send_due()
+            with contextlib.suppress(IcsyncError):
+                await asyncio.to_thread(self.store.alert_prune, KEEP_SENT_DAYS)
 
     async def close(self, budget: float = 5.0) -> None:
         """At shutdown: finish pending checks and sends, within ``budget`` seconds. A send
@@ -107,7 +111,7 @@ class Alerter:
         """Quarantine, journal mismatches and backlog of the companies (all by default)."""
         try:
             quarantined = await asyncio.to_thread(self.store.quarantined, None, None, "open")
-            ledger = await asyncio.to_thread(self.store.ledger_rows)
+            ledger = await asyncio.to_thread(self.store.ledger_rows, None, OPEN_LEDGER)
             now = datetime.now(UTC)
             total = Check()
             for company in self.settings.companies:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from sync.state.db import Database
 from sync.state.dialect import upsert_insert, utcnow
@@ -197,6 +197,13 @@ class AlertStore:
             conn.execute(update(AlertMessage).where(
                 AlertMessage.claimed_by == holder, AlertMessage.sent_at.is_(None)).values(
                 claimed_by=None, claimed_until=None))
+
+    def alert_prune(self, days: float) -> int:
+        """Forget messages sent more than ``days`` ago; how many."""
+        cutoff = utcnow() - timedelta(days=days)
+        with self._db.write("pruning sent alert messages") as conn:
+            done = conn.execute(delete(AlertMessage).where(AlertMessage.sent_at < cutoff))
+            return int(done.rowcount or 0)
 
     def alert_delivered(self, message_id: int, holder: str, channel: str) -> None:
         """Remember that ``channel`` took message ``message_id`` (never sent there again)."""

@@ -87,3 +87,14 @@ def test_the_hourly_budget_counts_every_instance(open_store: OpenStore) -> None:
         one.alert_sent(message.id, "a")
     assert two.alert_claim("b", per_hour=2) == []
     assert len(two.alert_claim("b", per_hour=3)) == 1
+
+
+def test_sent_messages_are_pruned_after_the_given_days(store: StateStore) -> None:
+    """Old sent messages are forgotten; unsent ones are kept whatever their age."""
+    store.alert_observe(["guard_block:uk"], [GUARD])
+    store.alert_observe(["guard_block:uk"], [])
+    first, _ = store.alert_claim("a", per_hour=10)
+    store.alert_sent(first.id, "a")
+    assert store.alert_prune(30) == 0
+    assert store.alert_prune(-1) == 1
+    assert [m.event for m in store.alert_messages()] == ["clear"]
