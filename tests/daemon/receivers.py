@@ -66,6 +66,7 @@ class HttpReceiver:
     def __init__(self) -> None:
         self.inbox = Inbox()
         self.fail_next = 0
+        self.delay = 0.0
         self.requests = 0
         receiver = self
 
@@ -74,6 +75,7 @@ class HttpReceiver:
                 length = int(self.headers.get("content-length") or 0)
                 data = self.rfile.read(length)
                 receiver.requests += 1
+                time.sleep(receiver.delay)
                 if receiver.fail_next > 0:
                     receiver.fail_next -= 1
                     self.send_response(500)

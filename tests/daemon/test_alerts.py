@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -342,3 +343,25 @@ async def test_two_daemons_on_one_postgresql_state_db_send_each_alert_once(
         await arrived(receivers, lambda i: i.clears("quarantined"), "the clear")
         await asyncio.sleep(1.0)
     assert_once(receivers, "quarantined")
+
+
+async def test_a_hanging_channel_never_slows_a_run(
+        tmp_path: Path, sandbox: SandboxServer, receivers: Receivers) -> None:
+    """The HTTP channel hangs past the send timeout: runs take no longer, the send is retried."""
+    config = alert_config(tmp_path, sandbox, receivers, send_timeout_seconds=1)
+    async with running_daemon(config) as (daemon, _):
+        reference = await first_run(daemon, "acme:reference")
+        assert daemon.rt is not None
+        quiet = (await reference()).seconds
+        receivers.http.delay = 4.0
+        daemon.rt.source("erp").set_rows("tax_codes", [])  # type: ignore[attr-defined]
+        started = time.monotonic()
+        blocked = await reference()
+        assert blocked.outcome == "blocked"
+        assert time.monotonic() - started < 1.0 + quiet * 2
+        await arrived(receivers, lambda i: i is receivers.http.inbox or i.starts("guard"),
+                      "the e-mail")
+        await wait_for(lambda: daemon.metrics.alert_failures._value.get(), 10, "a failure")
+        receivers.http.delay = 0.0
+        await arrived(receivers, lambda i: i.starts("guard blocked"), "the retried webhook")
+    assert len(receivers.smtp.starts("guard blocked")) == 1
