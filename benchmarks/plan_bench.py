@@ -47,12 +47,14 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-from sync.config import ValidationConfig
-from sync.diff import diff
-from sync.entities import get_kind
-from sync.keys import canonical_value, collision_key
-from sync.normalise import EMAIL_PATTERN, normalise
-from sync.plan import plan_kind
+from sync.foundation.config import ValidationConfig
+from sync.foundation.entities import get_kind
+from sync.reference.rules.checks import EMAIL_PATTERN
+from sync.reference.rules.diff import diff
+from sync.reference.rules.keys import collision_key
+from sync.reference.rules.normalise import normalise
+from sync.reference.rules.plan import plan_kind
+from sync.reference.rules.values import canonical_value
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SUPPLIERS = get_kind("suppliers")

@@ -64,7 +64,7 @@ def peak_rss_mb() -> float:
 
 def settings(url: str, erp: Path, state: Path) -> dict[str, Any]:
     """The configuration of every phase."""
-    from sync.demo_data import source_settings
+    from sync.demo.data import source_settings
 
     source = source_settings(erp)
     source["kinds"] = {k: v for k, v in source["kinds"].items() if k in KINDS}
@@ -97,9 +97,9 @@ def phase(name: str, config_file: Path) -> dict[str, Any]:
     daemon does once); ``sync_seconds`` the engine's run alone. The no-op phase first reads the
     source in the same process, as the baseline its target is measured against.
     """
-    from sync.config import Config, parse_settings
-    from sync.engine import sync_company
-    from sync.runtime import open_runtime
+    from sync.foundation.config import Config, parse_settings
+    from sync.reference.engine import sync_company
+    from sync.runtime.context import open_runtime
 
     config = Config(parse_settings(json.loads(config_file.read_text())))
     started, cpu = time.perf_counter(), cpu_seconds()
@@ -143,7 +143,7 @@ def run_phase(name: str, config_file: Path) -> dict[str, Any]:
 
 def make_erp(path: Path) -> None:
     """The ERP: 20k suppliers, 5k account codes, 1k tax codes."""
-    from sync.demo_data import create_erp
+    from sync.demo.data import create_erp
 
     create_erp(path, suppliers_count=SIZES["suppliers"], accounts=SIZES["account_codes"],
                taxes=SIZES["tax_codes"])
@@ -151,7 +151,7 @@ def make_erp(path: Path) -> None:
 
 def change_one_percent(path: Path) -> dict[str, int]:
     """Edit 0.8%, add 0.1% and remove 0.1% of suppliers, account and tax codes."""
-    from sync.demo_data import insert_suppliers, suppliers
+    from sync.demo.data import insert_suppliers, suppliers
 
     changed: dict[str, int] = {}
     with closing(sqlite3.connect(path)) as db, db:

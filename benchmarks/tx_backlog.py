@@ -136,7 +136,7 @@ def startup() -> dict[str, float]:
     """What the poller costs before it does anything: start-up time and resident memory of a
     process that only imports it (the baseline under the passes' figures)."""
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-c", "import sync.commands.poll"], cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-c", "import sync.cli.poll"], cwd=ROOT)
     _, _, usage = os.wait4(proc.pid, 0)
     proc.returncode = 0
     return {"seconds": round(time.monotonic() - started, 2),

@@ -9,8 +9,8 @@ every implementation passes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
@@ -19,10 +19,12 @@ from connectors.icompleat.models import Transaction
 
 @dataclass(frozen=True)
 class CompanyRef:
-    """Which company a read or a posting is for: the configured name and iCompleat's id."""
+    """Which company a read or a posting is for: the configured name and iCompleat's id, plus
+    the company's own query parameters (``[companies.params]``: how the ERP numbers it)."""
 
     name: str
     company_id: str
+    params: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,9 @@ class Source(Protocol):
 
     Contract:
     - ``read`` returns every row the ERP holds for that kind and company, or raises
-      :class:`sync.errors.SourceError`: a failed read is NEVER an empty frame.
-    - A kind with no configuration in this source raises :class:`sync.errors.ConfigError`.
+      :class:`sync.foundation.errors.SourceError`: a failed read is NEVER an empty frame.
+    - A kind with no configuration in this source raises
+      :class:`sync.foundation.errors.ConfigError`.
     - Parameters (the company) are bound, never formatted into a query.
     - ``kinds()`` names the kinds this source is configured for.
     """
@@ -84,8 +87,9 @@ class TransactionSink(Protocol):
     - ``post`` is find-or-create keyed on the iCompleat id: called twice (or concurrently, or after
       a crash between the ERP commit and the caller's bookkeeping) it makes ONE entry and returns
       the same journal number every time (``created`` True only for the call that made it).
-    - The ERP refusing the document raises :class:`sync.errors.SinkRejected`; any other failure
-      raises :class:`sync.errors.SinkError`, and then no entry was made or ``find`` sees it.
+    - The ERP refusing the document raises :class:`sync.foundation.errors.SinkRejected`; any
+      other failure raises :class:`sync.foundation.errors.SinkError`, and then no entry was made
+      or ``find`` sees it.
     """
 
     name: str

@@ -14,7 +14,7 @@ from connectors.base import Source, TransactionSink
 from connectors.files import FilesSink, FilesSource
 from connectors.memory import MemorySink, MemorySource
 from connectors.sql import SqlSink, SqlSource
-from sync.config import (
+from sync.foundation.config import (
     FilesSinkConfig,
     FilesSourceConfig,
     MemorySinkConfig,
@@ -25,8 +25,8 @@ from sync.config import (
     SqlSinkConfig,
     SqlSourceConfig,
 )
-from sync.errors import ConfigError
-from sync.secrets import REDACTOR, Secret, read_secret_file
+from sync.foundation.errors import ConfigError
+from sync.foundation.secrets import REDACTOR, Secret, read_secret_file
 
 
 def build_source(name: str, cfg: SourceConfig, *, password: Secret | None = None) -> Source:

@@ -4,9 +4,12 @@ Source: one file per kind in ``directory`` (``kinds.<kind>.file``, default ``<ki
 format's own extension when ``format`` is set); the format comes from ``format`` or the file's
 extension. ``{company}`` and ``{company_id}`` in ``file`` are replaced by the company's name and
 id, so one directory can hold several companies' exports. Values are read as written, never
-coerced: CSV cells are text (``"0042"`` and ``"NA"`` stay as they are, an empty cell is ``""``),
-and bytes that do not decode are kept as lone surrogates (``surrogateescape``) so normalisation
-rejects THOSE rows as ``bad_encoding`` while the rest of the file loads. A missing, empty (not
+coerced: CSV cells are text (``"0042"`` and ``"NA"`` stay as they are, an empty cell is ``""``).
+A CSV or JSON file with bytes that do not decode in ``encoding`` is refused before it is parsed
+(ConfigError, exit 2) naming the file, the line and the encoding that would read it (a Sage 50
+export is Windows-1252: ``encoding = "cp1252"``); with ``encoding_errors = "quarantine"`` such
+bytes are kept as lone surrogates instead, so normalisation rejects THOSE rows as
+``bad_encoding`` while the rest of the file loads. A missing, empty (not
 even a header) or unreadable file is a failed read (SourceError), never an empty one.
 
 Sink: one document per transaction, written atomically (a hidden temp file in the same folder,
@@ -36,8 +39,9 @@ from typing import Any
 import pandas as pd
 
 from connectors.base import CompanyRef, Posting, SourceRead
+from connectors.decoding import bad_bytes, decode_hint
 from connectors.icompleat.models import Transaction
-from connectors.memory import (
+from connectors.records import (
     check_required,
     frame_from_records,
     header_record,
@@ -47,8 +51,8 @@ from connectors.memory import (
     to_json,
     validate_required_fields,
 )
-from sync.config import FilesSinkConfig, FilesSourceConfig, KindSourceConfig
-from sync.errors import ConfigError, SinkError, SourceError
+from sync.foundation.config import FilesSinkConfig, FilesSourceConfig, KindSourceConfig
+from sync.foundation.errors import ConfigError, SinkError, SourceError
 
 EXTENSIONS = {"csv": "csv", "excel": "xlsx", "json": "json", "parquet": "parquet"}
 FORMAT_BY_SUFFIX = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "excel",
@@ -76,13 +80,28 @@ class FilesSource:
         if not path.is_file():
             raise self._failure(kind, company, path, "the file does not exist")
         try:
+            if fmt in ("csv", "json") and spec.encoding_errors == "strict":
+                self._check_decodes(kind, path, spec)
             frame = READERS[fmt](path, spec)
+        except ConfigError:
+            raise
         except LookupError as exc:
             raise ConfigError(f"unknown encoding {spec.encoding!r}",
                               key=f"sources.{self.name}.kinds.{kind}.encoding") from exc
         except Exception as exc:  # any reader failure is a failed read, never an empty one
             raise self._failure(kind, company, path, f"{type(exc).__name__}: {exc}") from exc
         return SourceRead(frame, complete=True, detail=str(path))
+
+    def _check_decodes(self, kind: str, path: Path, spec: KindSourceConfig) -> None:
+        """ConfigError naming the line and the encoding to set when the file does not decode."""
+        found = bad_bytes(path.read_bytes(), spec.encoding)
+        if found is None:
+            return
+        key = f"sources.{self.name}.kinds.{kind}"
+        raise ConfigError(
+            f"{path}: {found.describe(spec.encoding)}; {decode_hint(found.suggestion)} in "
+            f"[{key}] (or encoding_errors = \"quarantine\" to set only those rows aside as "
+            f"bad_encoding)", key=f"{key}.encoding")
 
     def _failure(self, kind: str, company: CompanyRef, path: Path, why: str) -> SourceError:
         return SourceError(

@@ -38,9 +38,9 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError, NoSuchModuleError
 from sqlalchemy.types import TypeEngine
 
-from connectors.memory import json_default
-from sync.errors import ConfigError
-from sync.secrets import REDACTOR, Secret
+from connectors.records import json_default
+from sync.foundation.errors import ConfigError
+from sync.foundation.secrets import REDACTOR, Secret
 
 WRITE = "icsync_write"
 _DEADLINE = "icsync_deadline"
@@ -58,7 +58,7 @@ HEADER_TYPES: dict[str, TypeEngine[Any]] = {
     "posted_at": DateTime(timezone=True),
 }
 LINE_TYPES: dict[str, TypeEngine[Any]] = {
-    "id": _KEY, "transaction_id": String(64), "line_number": Integer(),
+    "id": _KEY, "transaction_id": String(64), "header_id": _KEY, "line_number": Integer(),
     "account_code": String(50), "tax_code": String(20), "description": Text(),
     "quantity": Numeric(18, 6), "unit_cost": Numeric(18, 6), "net": _AMOUNT, "vat": _AMOUNT,
     "gross": _AMOUNT, "analysis_json": Text(),

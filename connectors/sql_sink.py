@@ -5,7 +5,10 @@ if ``create_tables``), with the canonical columns of ``HEADER_TYPES`` and ``LINE
 :mod:`connectors.sql_engine`). To write into the ERP's own tables, ``header_columns`` /
 ``line_columns`` map a canonical name to the ERP's column (``""`` leaves it out): a mapped column
 must exist, an unmapped canonical column is written only where the table has a column of that
-name, and ``lines_table = ""`` writes no lines. One post is ONE database transaction: lock,
+name, and ``lines_table = ""`` writes no lines. Lines carry the iCompleat id
+(``transaction_id``) and the header row's generated key (``header_id``), so an ERP whose line
+table points at its header's own key maps ``line_columns.header_id`` (then the iCompleat id
+column on the lines is optional). One post is ONE database transaction: lock,
 find, supplier check, header insert, lines, journal number, header update (the header is
 inserted with a NULL journal number, set before commit). The journal number is the value of
 ``journal_sql`` (one statement returning one value, e.g. a call of the ERP's posting procedure;
@@ -19,10 +22,11 @@ there, and everywhere with ``serialise = false``, the IntegrityError of a concur
 turned into "found the other's posting".
 
 Rejections (SinkRejected): a missing ``required_fields`` value, a supplier absent from
-``required_supplier_table``, a value longer than its column, a constraint (NOT NULL, CHECK,
-foreign key, a trigger's RAISE) or data error, or an error raised by the ERP's procedure
-(SQLSTATE classes 22, 23, P0). Anything else (connection, timeout, bad SQL) is SinkError, after
-a rollback.
+``required_supplier_table`` (matched ignoring case and surrounding spaces, as reference codes
+are, unless ``supplier_match = "exact"``), a value longer than its column, a constraint (NOT
+NULL, CHECK, foreign key, a trigger's RAISE) or data error, or an error raised by the ERP's
+procedure (SQLSTATE classes 22, 23, P0). Anything else (connection, timeout, bad SQL) is
+SinkError, after a rollback.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from sqlalchemy.sql.elements import ColumnClause, TextClause
 
 from connectors.base import CompanyRef, Posting
 from connectors.icompleat.models import Transaction
-from connectors.memory import (
+from connectors.records import (
     check_required,
     describe,
     header_record,
@@ -61,10 +65,10 @@ from connectors.sql_engine import (
     reflect,
     split_name,
 )
-from sync.config import SqlSinkConfig
-from sync.errors import ConfigError, SinkError, SinkRejected
-from sync.logs import get_logger
-from sync.secrets import Secret
+from sync.foundation.config import SqlSinkConfig
+from sync.foundation.errors import ConfigError, SinkError, SinkRejected
+from sync.foundation.logs import get_logger
+from sync.foundation.secrets import Secret
 
 _LOG = get_logger("connectors.sql_sink")
 
@@ -180,8 +184,12 @@ class SqlSink:
         """The id and journal columns exist; the journal has a source; lines can be linked."""
         key = f"sinks.{self.name}"
         needed = [("header_columns", c, names) for c in ("transaction_id", "journal_number")]
-        if line_names is not None:
+        if line_names is not None and "header_id" not in line_names:
             needed.append(("line_columns", "transaction_id", line_names))
+        if line_names is not None and "header_id" in line_names and "id" not in names:
+            raise ConfigError("lines linked by header_id need the header's generated key: map "
+                              "header_columns.id to the header table's primary key",
+                              key=f"{key}.line_columns.header_id")
         for where, canonical, found in needed:
             if canonical not in found:
                 raise ConfigError(f"the table has no column for {canonical}; map it to one",
@@ -259,7 +267,7 @@ class SqlSink:
             self._check_supplier(conn, tx)
             header = {**header_record(tx, company), "posted_at": datetime.now(UTC)}
             row_id = self._insert_header(conn, t, tx, header)
-            self._insert_lines(conn, t, tx)
+            self._insert_lines(conn, t, tx, row_id)
             journal = self._journal(conn, tx, header, row_id)
             h, names = t.header, t.header_names
             where = (h.c[names["id"]] == row_id if row_id is not None
@@ -273,8 +281,13 @@ class SqlSink:
             return
         schema, name = split_name(table_name)
         code: ColumnClause[Any] = sa.column(self._config.required_supplier_column)
+        wanted: Any = sa.bindparam("supplier_code", tx.supplier_code, type_=sa.String())
+        if self._config.supplier_match == "ignore_case":  # the reference side's key rule
+            match = sa.func.upper(sa.func.trim(code)) == sa.func.upper(sa.func.trim(wanted))
+        else:
+            match = code == wanted
         stmt = sa.select(sa.literal(1)).select_from(sa.table(name, code, schema=schema)).where(
-            code == tx.supplier_code).limit(1)
+            match).limit(1)
         if tx.supplier_code is None or conn.execute(stmt).first() is None:
             raise SinkRejected(
                 f"{describe(tx)}: supplier {tx.supplier_code!r} is not in the ERP "
@@ -306,11 +319,14 @@ class SqlSink:
         key = result.inserted_primary_key
         return int(key[0]) if "id" in t.header_names and key and key[0] is not None else None
 
-    def _insert_lines(self, conn: Connection, t: _Tables, tx: Transaction) -> None:
+    def _insert_lines(self, conn: Connection, t: _Tables, tx: Transaction,
+                      row_id: int | None) -> None:
+        """The lines, each linked to its header by the iCompleat id and (where the lines table
+        has a column for it, ``line_columns.header_id``) the header's generated key."""
         if t.lines is None:
             return
-        rows = [self._row(t.lines, t.line_names, line, tx, f"line {line['line_number']} ")
-                for line in line_records(tx)]
+        rows = [self._row(t.lines, t.line_names, {**line, "header_id": row_id}, tx,
+                          f"line {line['line_number']} ") for line in line_records(tx)]
         if rows:
             conn.execute(t.lines.insert(), rows)
 

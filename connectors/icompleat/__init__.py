@@ -1,0 +1,3 @@
+"""iCompleat: the contract as one routes table, the envelope, the HTTP client and its limiter,
+the transaction models, and a local sandbox of the API. Imports the foundation only.
+"""

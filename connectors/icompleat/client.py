@@ -12,7 +12,7 @@ from typing import Any
 
 from connectors.icompleat import envelope
 from connectors.icompleat.models import STATUS_APPROVED
-from connectors.icompleat.routes import JOURNAL_NUMBER, TRANSACTION_STATUS, WRITE_CHUNK_SIZE
+from connectors.icompleat.routes import JOURNAL_NUMBER, TRANSACTION_STATUS
 from connectors.icompleat.session import (
     ApiSession,
     CallRecord,
@@ -20,7 +20,8 @@ from connectors.icompleat.session import (
     ClientLimits,
     check_base_url,
 )
-from sync.errors import ApiError
+from sync.foundation.entities import WRITE_CHUNK_SIZE
+from sync.foundation.errors import ApiError
 
 __all__ = ["CallRecord", "CallStats", "ClientLimits", "IcompleatClient", "check_base_url"]
 

@@ -1,8 +1,9 @@
-"""iCompleat's answers read as data: the envelope, its payloads, and failures as sync.errors.
+"""iCompleat's answers read as data: the envelope, its payloads, and failures as
+sync.foundation.errors.
 
 Every success body is a JSON object with one named payload beside ``MetaData`` (the tenant object
 is not wrapped); values may be omitted or null. Failures are mapped here, in one place, to the
-exception tree of :mod:`sync.errors`: 401 -> AuthRejected, 429 or a body saying
+exception tree of :mod:`sync.foundation.errors`: 401 -> AuthRejected, 429 or a body saying
 ``"statusCode": 429`` -> Throttled, 400 -> the BadRequest subclass of its ErrorCode, 5xx ->
 ServerError on a read and OutcomeUnknown on a write, no answer -> TransportError or, for a write
 that may have reached the server, OutcomeUnknown. Pure functions: no IO, no clock but an argument.
@@ -27,7 +28,7 @@ from connectors.icompleat.routes import (
     METADATA,
     Route,
 )
-from sync.errors import (
+from sync.foundation.errors import (
     BAD_REQUEST_BY_CODE,
     ApiError,
     AuthRejected,
@@ -37,7 +38,7 @@ from sync.errors import (
     Throttled,
     TransportError,
 )
-from sync.secrets import REDACTOR
+from sync.foundation.secrets import REDACTOR
 
 # Failures that happen before a byte of the request reached the server: safe to repeat a write.
 NOT_SENT: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout,

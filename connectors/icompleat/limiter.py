@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Protocol
 
-from sync.secrets import Secret
+from sync.foundation.secrets import Secret
 
 WINDOW_SECONDS = 60.0
 

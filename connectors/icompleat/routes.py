@@ -16,12 +16,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote, unquote
 
-from sync.errors import ConfigError
+from sync.foundation.entities import KINDS_LIST, WRITE_CHUNK_SIZE
+from sync.foundation.errors import ConfigError
 
 NULL = "NULL"
 REFERENCE_PAGE_SIZE = 100
 TRANSACTION_PAGE_SIZE = 20
-WRITE_CHUNK_SIZE = 100
 
 _SEGMENT = re.compile(r"\{([A-Za-z]+)\}")
 
@@ -81,15 +81,11 @@ def _segment_value(raw: str) -> str | None:
     return None if value.casefold() == NULL.casefold() else value
 
 
-# The reference kinds that share the paged list / refresh / edit / delete shape:
-# (route prefix = API plural, API singular, list payload, singular payload).
-REFERENCE_APIS: tuple[tuple[str, str, str, str], ...] = (
-    ("suppliers", "supplier", "Suppliers", "Supplier"),
-    ("accountcodes", "accountcode", "AccountCodes", "AccountCode"),
-    ("taxcodes", "taxcode", "TaxCodes", "TaxCode"),
-    ("currencycodes", "currencycode", "CurrencyCodes", "CurrencyCode"),
-    ("deliverysites", "deliverysite", "DeliverySites", "DeliverySite"),
-)
+# The reference kinds that share the paged list / refresh / edit / delete shape, from the kinds
+# registry: (route prefix = API plural, API singular, list payload, singular payload).
+REFERENCE_APIS: tuple[tuple[str, str, str, str], ...] = tuple(
+    (k.api, k.api_singular, k.payload, k.singular_payload)
+    for k in KINDS_LIST if k.shape == "records")
 
 
 def _reference_routes(plural: str, singular: str, many: str, one: str) -> list[Route]:

@@ -28,8 +28,8 @@ import httpx
 from connectors.icompleat import envelope
 from connectors.icompleat.limiter import LIMITERS, MONOTONIC, Clock, Limiter
 from connectors.icompleat.routes import API_VERSION, ROUTES, Route, RouteTable, build_routes
-from sync.config import Config, is_loopback_url
-from sync.errors import (
+from sync.foundation.config import Config, is_loopback_url
+from sync.foundation.errors import (
     ApiError,
     ConfigError,
     OutcomeUnknown,
@@ -37,8 +37,8 @@ from sync.errors import (
     Throttled,
     TransportError,
 )
-from sync.logs import get_logger
-from sync.secrets import REDACTOR, Secret
+from sync.foundation.logs import get_logger
+from sync.foundation.secrets import REDACTOR, Secret
 
 T = TypeVar("T")
 Outcome = Literal["ok", "error", "throttled", "unknown", "transport"]

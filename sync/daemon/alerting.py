@@ -17,12 +17,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sync.config import Settings
 from sync.daemon.alerts import Check, RunFacts, check_run, check_state, condition_of, enabled
 from sync.daemon.channels import Channel
-from sync.errors import AlertNotSent, IcsyncError
-from sync.logs import get_logger
-from sync.metrics import Metrics
+from sync.daemon.metrics import Metrics
+from sync.foundation.config import Settings
+from sync.foundation.errors import AlertNotSent, IcsyncError
+from sync.foundation.logs import get_logger
 from sync.state.alerts import OutboxRow
 from sync.state.store import StateStore
 

@@ -26,10 +26,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sync.config import AlertsConfig
-from sync.ledger import is_journal_conflict, is_open_quarantine
+from sync.foundation.config import AlertsConfig
 from sync.state.alerts import Finding
 from sync.state.rows import LedgerRow, QuarantineRow, RunRow
+from sync.transactions.rules import is_journal_conflict, is_open_quarantine
 
 FAILING = frozenset({"failed", "auth", "error"})
 NOT_A_VERDICT = frozenset({"skipped", "stopped", "cancelled"})

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
-from sync.errors import AlertNotSent, ConfigError
-from sync.secrets import REDACTOR, Secret
+from sync.foundation.errors import AlertNotSent, ConfigError
+from sync.foundation.secrets import REDACTOR, Secret
 
 _APPRISE_LOG = logging.getLogger("apprise")
 _APPRISE_LOG.addHandler(logging.NullHandler())

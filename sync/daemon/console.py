@@ -32,14 +32,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sync.config import Config
 from sync.daemon import pages
-from sync.ledger import RESOLVED_PREFIX
-from sync.logs import get_logger
-from sync.runtime import Runtime
-from sync.secrets import REDACTOR
+from sync.foundation.config import Config
+from sync.foundation.logs import get_logger
+from sync.foundation.secrets import REDACTOR
+from sync.runtime.context import Runtime
 from sync.state.rows import LedgerRow, QuarantineRow, RunRow
 from sync.state.store import StateStore
+from sync.transactions.rules import RESOLVED_PREFIX
 
 log = get_logger("icsync.console")
 CSRF_COOKIE = "icsync_csrf"
@@ -59,8 +59,11 @@ _BACKLOG = ("seen", "posting", "posted", "quarantined")
 class Host(Protocol):
     """What the console needs of the daemon."""
 
-    config: Config
-    rt: Runtime | None
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def rt(self) -> Runtime | None: ...
 
 
 def counts_line(counts: Mapping[str, Any]) -> str:

@@ -1,1 +1,4 @@
-"""The guided tour (``icsync demo``) and its sample ERP."""
+"""The guided tour: its context, sample ERP and chapters.
+
+Drives the engine through the same functions as the CLI; imports every layer below the CLI.
+"""

@@ -21,28 +21,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
-from rich.console import Console
 from rich.markup import escape
 
-from sync.errors import IcsyncError
-
-
-class DemoContext(Protocol):
-    """What this chapter uses of the tour's context (sync.commands.demo.DemoContext)."""
-
-    workdir: Path
-    erp: Path
-    config_path: Path
-    console: Console
-
-    def heading(self, title: str, text: str) -> None:
-        """A chapter's heading and its paragraph."""
-
-    def command(self, *args: str) -> None:
-        """Show the command line a step is equivalent to."""
+from sync.demo import data as demo_data
+from sync.demo.context import DemoContext
+from sync.foundation.errors import IcsyncError
 
 WAIT_SECONDS = 60.0
 
@@ -158,8 +144,6 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
 
 async def chapter_operations(ctx: DemoContext) -> None:
     """The daemon's console, and an alert when the guard blocks a run (then its clear)."""
-    from sync import demo_data
-
     receiver, port = Receiver(), free_port()
     path = write_config(ctx, receiver, port)
     console_url = f"http://127.0.0.1:{port}/"

@@ -1,4 +1,7 @@
-"""icsync's state database (SQLite or PostgreSQL): see :mod:`sync.state.store`."""
+"""icsync's state database (SQLite or PostgreSQL): models, Alembic migrations and the stores.
+
+See :mod:`sync.state.store`. Imports the foundation only.
+"""
 
 from sync.state.rows import (
     Fence,

@@ -22,8 +22,9 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from sync.foundation.clock import utcnow
 from sync.state.db import Database
-from sync.state.dialect import upsert_insert, utcnow
+from sync.state.dialect import upsert_insert
 from sync.state.models import AlertCondition, AlertMessage
 
 ACTIVE, CLEAR = "active", "clear"

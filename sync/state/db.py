@@ -4,9 +4,10 @@ SQLite (the default) runs in WAL mode with ``synchronous=FULL``, foreign keys an
 timeout; every write transaction starts with ``BEGIN IMMEDIATE`` so that a check and the write
 that depends on it (the fencing check, a compare-and-set) cannot interleave with another writer.
 PostgreSQL goes through psycopg 3 with pre-ping, connect and statement timeouts; its password
-comes from a :class:`~sync.secrets.Secret` and never appears in a URL shown to anyone.
+comes from a :class:`~sync.foundation.secrets.Secret` and never appears in a URL shown to anyone.
 
-Every SQLAlchemy or driver error leaving this package is a :class:`~sync.errors.StateError`
+Every SQLAlchemy or driver error leaving this package is a
+:class:`~sync.foundation.errors.StateError`
 (``StateCorrupt`` for a damaged SQLite file) naming the database without its password.
 """
 
@@ -30,8 +31,8 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.pool import StaticPool
 
-from sync.errors import ConfigError, StateCorrupt, StateError
-from sync.secrets import REDACTOR, Secret
+from sync.foundation.errors import ConfigError, StateCorrupt, StateError
+from sync.foundation.secrets import REDACTOR, Secret
 from sync.state.leases import check_fence
 from sync.state.rows import Fence
 

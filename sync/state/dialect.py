@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -26,17 +25,6 @@ def upsert_insert(dialect: str, model: Any) -> Any:
     """An INSERT with ``on_conflict_do_nothing`` / ``on_conflict_do_update`` for ``dialect``."""
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
-
-def utcnow() -> datetime:
-    """The host's clock, aware UTC: for informational times (runs, journal, quarantine)."""
-    return datetime.now(UTC)
-
-
-def aware(value: datetime, name: str) -> datetime:
-    """``value`` if it carries a time zone; ValueError naming ``name`` otherwise."""
-    if value.tzinfo is None:
-        raise ValueError(f"{name}: naive datetime {value.isoformat()}; pass an aware UTC one")
-    return value
 
 
 def batched(items: Iterable[T], size: int = 1000) -> Iterator[list[T]]:

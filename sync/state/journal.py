@@ -8,8 +8,9 @@ from typing import Any
 
 from sqlalchemy import Row, delete, insert, select, update
 
+from sync.foundation import clock
 from sync.state.db import Database
-from sync.state.dialect import batched, upsert_insert, utcnow
+from sync.state.dialect import batched, upsert_insert
 from sync.state.models import Operation, Quarantined, Run
 from sync.state.rows import (
     OP_STATUSES,
@@ -39,7 +40,7 @@ def _operation(row: Row[Any]) -> OperationRow:
 
 def _quarantine_values(company: str, kind: str, entry: QuarantineEntry) -> dict[str, Any]:
     one_of(entry.origin, QUARANTINE_ORIGINS, "quarantine origin")
-    now = utcnow()
+    now = clock.utcnow()
     return {"company": company, "kind": kind, "key": entry.key, "origin": entry.origin,
             "source_digest": entry.source_digest, "reason": entry.reason, "field": entry.field,
             "message": entry.message, "first_seen": now, "last_seen": now, "status": "open"}
@@ -54,7 +55,7 @@ class JournalStore:
                   fence: Fence | None = None) -> int:
         """Record that a run started; returns its id."""
         values: dict[str, Any] = {"company": company, "job": job, "kind": kind,
-                                  "started_at": utcnow(), "counts": {}}
+                                  "started_at": clock.utcnow(), "counts": {}}
         with self._db.write(f"starting a {company}/{job} run", fence) as conn:
             return int(conn.execute(insert(Run).values(**values)
                                     .returning(Run.id)).scalar_one())
@@ -62,7 +63,7 @@ class JournalStore:
     def finish_run(self, run_id: int, outcome: str, counts: Mapping[str, Any],
                    error: str | None = None, *, fence: Fence | None = None) -> None:
         """Record how run ``run_id`` ended, with its counts and error text."""
-        values = {"finished_at": utcnow(), "outcome": outcome, "counts": dict(counts),
+        values = {"finished_at": clock.utcnow(), "outcome": outcome, "counts": dict(counts),
                   "error": error}
         with self._db.write(f"finishing run {run_id}", fence) as conn:
             if conn.execute(update(Run).where(Run.id == run_id).values(**values)).rowcount != 1:
@@ -89,7 +90,7 @@ class JournalStore:
                       keys: Sequence[str], payload_digest: str, *,
                       fence: Fence | None = None) -> int:
         """Journal a call about to be made; returns the operation id for its outcome."""
-        now = utcnow()
+        now = clock.utcnow()
         values = {"run_id": run_id, "company": company, "kind": kind, "op": op,
                   "keys": list(keys), "payload_digest": payload_digest, "status": "intent",
                   "created_at": now, "updated_at": now}
@@ -101,7 +102,7 @@ class JournalStore:
                        fence: Fence | None = None) -> None:
         """Journal how operation ``op_id`` ended: done, failed, unknown or settled."""
         one_of(status, OP_STATUSES[1:], "operation status")
-        values = {"status": status, "detail": detail, "updated_at": utcnow()}
+        values = {"status": status, "detail": detail, "updated_at": clock.utcnow()}
         with self._db.write(f"journalling the outcome of operation {op_id}", fence) as conn:
             stmt = update(Operation).where(Operation.id == op_id).values(**values)
             if conn.execute(stmt).rowcount != 1:

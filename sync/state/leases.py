@@ -8,7 +8,8 @@ one host, where every process sees the same clock.
 
 Every fenced write re-reads the lease row inside its own transaction (``FOR SHARE`` on
 PostgreSQL, so a take-over waits for the write to commit; ``BEGIN IMMEDIATE`` on SQLite) and
-raises :class:`~sync.errors.LeaseLost` when the holder, the token or the expiry no longer match.
+raises :class:`~sync.foundation.errors.LeaseLost` when the holder, the token or the expiry no
+longer match.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
-from sync.errors import LeaseLost
+from sync.foundation.errors import LeaseLost
 from sync.state.dialect import db_epoch, upsert_insert
 from sync.state.models import Lease
 from sync.state.rows import Fence, LeaseRow

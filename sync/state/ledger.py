@@ -13,8 +13,9 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 
+from sync.foundation import clock
 from sync.state.db import Database
-from sync.state.dialect import aware, upsert_insert, utcnow
+from sync.state.dialect import upsert_insert
 from sync.state.journal import one_of
 from sync.state.models import LedgerEntry
 from sync.state.rows import LEDGER_FIELDS, LEDGER_STATUSES, Fence, LedgerRow
@@ -27,7 +28,7 @@ def _fields(fields: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"ledger fields {unknown} do not exist; use {list(LEDGER_FIELDS)}")
     if fields.get("next_attempt_at") is not None:
-        aware(fields["next_attempt_at"], "next_attempt_at")
+        clock.require_aware(fields["next_attempt_at"], "next_attempt_at")
     return fields
 
 
@@ -53,7 +54,7 @@ class LedgerStore:
 
         Safe under races: concurrent callers end up with one row and all get it back.
         """
-        now = utcnow()
+        now = clock.utcnow()
         values = {"company_id": company_id, "transaction_id": transaction_id,
                   "tx_type": tx_type, "status": "seen", "attempts": 0,
                   "created_at": now, "updated_at": now}
@@ -74,7 +75,7 @@ class LedgerStore:
         """
         for status in (*expect, to):
             one_of(status, LEDGER_STATUSES, "ledger status")
-        values = {**_fields(fields), "status": to, "updated_at": utcnow()}
+        values = {**_fields(fields), "status": to, "updated_at": clock.utcnow()}
         stmt = (update(LedgerEntry).values(**values)
                 .where(*_key(company_id, transaction_id), LedgerEntry.status.in_(list(expect))))
         with self._db.write(f"moving transaction {transaction_id} to {to}", fence) as conn:
@@ -95,7 +96,7 @@ class LedgerStore:
     def ledger_due(self, company_id: str, now: datetime | None = None) -> list[LedgerRow]:
         """Rows to work on now: seen/posting/posted not waiting for a later attempt, and
         quarantined ones whose ``next_attempt_at`` (set by a retry) has come."""
-        when = aware(now, "now") if now is not None else utcnow()
+        when = clock.require_aware(now, "now") if now is not None else clock.utcnow()
         waiting = LedgerEntry.next_attempt_at
         stmt = select(LedgerEntry.__table__).order_by(LedgerEntry.created_at).where(
             LedgerEntry.company_id == company_id,

@@ -18,7 +18,7 @@ from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 from sqlalchemy import Connection, text
 
-from sync.errors import StateError
+from sync.foundation.errors import StateError
 from sync.state.db import Database
 
 MIGRATIONS = Path(__file__).with_name("migrations")

@@ -8,8 +8,9 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, update
 
+from sync.foundation import clock
 from sync.state.db import Database
-from sync.state.dialect import aware, batched, upsert_insert, utcnow
+from sync.state.dialect import batched, upsert_insert
 from sync.state.models import AppendToken, RefreshMarker, RemoteRecord
 from sync.state.rows import Fence, RefreshRow
 
@@ -17,7 +18,7 @@ RemoteRow = tuple[str, Mapping[str, Any], str]
 
 
 def _batches(rows: Iterable[RemoteRow], company: str, kind: str) -> Iterator[list[dict[str, Any]]]:
-    now = utcnow()
+    now = clock.utcnow()
     for batch in batched(rows):
         yield [{"company": company, "kind": kind, "key": key, "record": dict(record),
                 "digest": digest, "synced_at": now} for key, record, digest in batch]
@@ -85,7 +86,8 @@ class RemoteStore:
     def begin_refresh(self, company: str, kind: str, *, total_chunks: int, plan_hash: str,
                       fence: Fence | None = None) -> None:
         """Mark a refresh of ``kind`` as started (replacing any earlier marker)."""
-        values = {"company": company, "kind": kind, "started_at": utcnow(), "last_token": None,
+        values = {"company": company, "kind": kind, "started_at": clock.utcnow(),
+                  "last_token": None,
                   "token_expires_at": None, "chunks_sent": 0, "total_chunks": total_chunks,
                   "plan_hash": plan_hash}
         with self._db.write(f"starting the {company}/{kind} refresh", fence) as conn:
@@ -97,7 +99,7 @@ class RemoteStore:
                         token_expires_at: datetime, fence: Fence | None = None) -> None:
         """Record that ``chunks_sent`` chunks landed and the token to continue with."""
         values = {"chunks_sent": chunks_sent, "last_token": token,
-                  "token_expires_at": aware(token_expires_at, "token_expires_at")}
+                  "token_expires_at": clock.require_aware(token_expires_at, "token_expires_at")}
         with self._db.write(f"advancing the {company}/{kind} refresh", fence) as conn:
             done = conn.execute(update(RefreshMarker)
                                 .where(*_where(RefreshMarker, company, kind)).values(**values))
@@ -130,7 +132,7 @@ class RemoteStore:
                          fence: Fence | None = None) -> None:
         """Store the continuation token of the live set of ``kind``."""
         values = {"company": company, "kind": kind, "token": token,
-                  "expires_at": aware(expires_at, "expires_at")}
+                  "expires_at": clock.require_aware(expires_at, "expires_at")}
         with self._db.write(f"storing the {company}/{kind} append token", fence) as conn:
             stmt = upsert_insert(conn.dialect.name, AppendToken).values(**values)
             conn.execute(stmt.on_conflict_do_update(index_elements=["company", "kind"],

@@ -9,17 +9,18 @@ calls it from the event loop with ``asyncio.to_thread``. Its methods, grouped by
 - alert conditions and the outbox of alert messages: :class:`sync.state.alerts.AlertStore`
 - leases (below) and the fencing rule: every method taking ``fence=`` checks, in the SAME
   database transaction as its write, that the lease still has that holder and token and has
-  not expired by the database's clock, and raises :class:`~sync.errors.LeaseLost` (writing
+  not expired by the database's clock, and raises :class:`~sync.foundation.errors.LeaseLost`
+  (writing
   nothing) otherwise.
 
-Every failure is a :class:`~sync.errors.StateError`; a damaged SQLite file is
-:class:`~sync.errors.StateCorrupt` at :meth:`StateStore.open`, never replaced silently.
+Every failure is a :class:`~sync.foundation.errors.StateError`; a damaged SQLite file is
+:class:`~sync.foundation.errors.StateCorrupt` at :meth:`StateStore.open`, never replaced silently.
 """
 
 from __future__ import annotations
 
-from sync.errors import StateError
-from sync.secrets import Secret
+from sync.foundation.errors import StateError
+from sync.foundation.secrets import Secret
 from sync.state import leases as _leases
 from sync.state.alerts import AlertStore
 from sync.state.db import Database, create_state_engine, sqlite_path, state_url

@@ -21,8 +21,8 @@ from connectors.base import Source, TransactionSink
 from connectors.factory import build_sink, build_source
 from connectors.files import file_stem
 from connectors.memory import MemorySink, MemorySource
-from sync.config import SinkConfig, SourceConfig
-from sync.entities import KIND_NAMES
+from sync.foundation.config import SinkConfig, SourceConfig
+from sync.foundation.entities import KIND_NAMES
 from tests.connectors.data import COMPANY, DECOY, OTHER, ROWS
 
 PG_ENV = "ICSYNC_TEST_PG_URL"

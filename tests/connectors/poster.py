@@ -19,7 +19,7 @@ from pydantic import TypeAdapter
 from connectors.base import CompanyRef
 from connectors.factory import build_sink
 from connectors.icompleat.models import parse_transaction
-from sync.config import SinkConfig
+from sync.foundation.config import SinkConfig
 
 
 def run(job: dict[str, Any], out: Any, go: Any) -> None:

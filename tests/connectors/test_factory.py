@@ -10,9 +10,9 @@ from connectors.factory import build_sinks, build_source, build_sources
 from connectors.files import FilesSink, FilesSource
 from connectors.memory import MemorySink, MemorySource
 from connectors.sql import SqlSink, SqlSource
-from sync.config import parse_settings
-from sync.errors import ConfigError, SourceError
-from sync.secrets import REDACTOR
+from sync.foundation.config import parse_settings
+from sync.foundation.errors import ConfigError, SourceError
+from sync.foundation.secrets import REDACTOR
 from tests.connectors.data import COMPANY
 
 CANARY = "canary-Db-Secret-91ac"

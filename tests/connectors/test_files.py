@@ -13,8 +13,8 @@ import pytest
 
 from connectors.base import CompanyRef, Posting
 from connectors.files import FilesSink, FilesSource, file_stem, hashed_journal
-from sync.config import FilesSinkConfig, FilesSourceConfig
-from sync.errors import ConfigError, SinkError, SourceError
+from sync.foundation.config import FilesSinkConfig, FilesSourceConfig
+from sync.foundation.errors import ConfigError, SinkError, SourceError
 from tests.connectors.data import COMPANY, transaction
 
 
@@ -30,11 +30,29 @@ def drop(folder: Path, **options: Any) -> FilesSink:
     return FilesSink("erp", FilesSinkConfig(type="files", directory=folder, **options))
 
 
-def test_undecodable_bytes_are_kept_for_the_row_not_fatal(tmp_path: Path) -> None:
-    """A byte that is not UTF-8 becomes a lone surrogate in its cell; other rows load."""
+def test_undecodable_bytes_are_kept_for_the_row_when_quarantined(tmp_path: Path) -> None:
+    """With encoding_errors "quarantine" a byte that is not UTF-8 becomes a lone surrogate in
+    its cell; other rows load."""
     (tmp_path / "suppliers.csv").write_bytes(b"Code,Name\nA1,Good\nB2,Bad \xff byte\n")
-    frame = source(tmp_path, suppliers={}).read("suppliers", COMPANY).frame
+    spec = {"encoding_errors": "quarantine"}
+    frame = source(tmp_path, suppliers=spec).read("suppliers", COMPANY).frame
     assert list(frame["Name"]) == ["Good", "Bad \udcff byte"]
+
+
+@pytest.mark.parametrize("name", ["suppliers.csv", "suppliers.json"])
+def test_undecodable_bytes_name_the_line_and_the_encoding(tmp_path: Path, name: str) -> None:
+    """A Windows-1252 file read as UTF-8 is a configuration error naming the file, the line
+    and the encoding that reads it (never a traceback, never a mangled load)."""
+    body = (b"Code,Name\r\nA1,Good\r\nB2,Caf\xe9 Ltd\r\n" if name.endswith(".csv") else
+            b'[{"Code": "A1", "Name": "Caf\xe9 Ltd"}]')
+    (tmp_path / name).write_bytes(body)
+    with pytest.raises(ConfigError) as caught:
+        source(tmp_path, suppliers={"file": name}).read("suppliers", COMPANY)
+    text = str(caught.value)
+    assert caught.value.key == "sources.erp.kinds.suppliers.encoding"
+    assert name in text
+    assert 'encoding = "cp1252"' in text
+    assert ("line 3" if name.endswith(".csv") else "line 1") in text
 
 
 def test_encoding_and_delimiter_options(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from connectors.base import Posting
 from connectors.memory import MemorySink, MemorySource
-from sync.errors import ConfigError, SinkError, SinkRejected, SourceError
+from sync.foundation.errors import ConfigError, SinkError, SinkRejected, SourceError
 from tests.connectors.data import COMPANY, OTHER, transaction
 
 

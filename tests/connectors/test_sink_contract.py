@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from connectors.base import Posting, TransactionSink
-from sync.errors import SinkRejected
+from sync.foundation.errors import SinkRejected
 from tests.connectors import poster
 from tests.connectors.conftest import SinkCase
 from tests.connectors.data import COMPANY, detail, transaction

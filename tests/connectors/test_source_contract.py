@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from connectors.base import Source
-from sync.entities import KIND_NAMES
-from sync.errors import ConfigError, SourceError
+from sync.foundation.entities import KIND_NAMES
+from sync.foundation.errors import ConfigError, SourceError
 from tests.connectors.conftest import SourceFactory
 from tests.connectors.data import COMPANY, EVIL, ROWS
 

@@ -12,9 +12,9 @@ import pytest
 
 from connectors.base import Posting
 from connectors.sql import SqlSink, SqlSource
-from sync.config import SqlSinkConfig, SqlSourceConfig
-from sync.errors import ConfigError, SinkError, SinkRejected, SourceError
-from sync.secrets import Secret
+from sync.foundation.config import SqlSinkConfig, SqlSourceConfig
+from sync.foundation.errors import ConfigError, SinkError, SinkRejected, SourceError
+from sync.foundation.secrets import Secret
 from tests.connectors.conftest import run_sql
 from tests.connectors.data import COMPANY, transaction
 
@@ -301,3 +301,35 @@ def test_postgres_procedure_gives_the_journal_and_may_refuse(pg_test_url: str) -
         target.close()
         run_sql(pg_test_url, f"DROP TABLE {table}", f"DROP TABLE {table}_lines",
                 f"DROP FUNCTION erp_post_{suffix}", f"DROP SEQUENCE gl_{suffix}")
+
+
+def test_supplier_check_follows_the_reference_key_rule(erp: str) -> None:
+    """A transaction's supplier is found ignoring case and surrounding spaces, as reference
+    codes are matched; supplier_match = "exact" makes the difference a setting."""
+    run_sql(erp, 'CREATE TABLE "Vendors" (acct TEXT)', """INSERT INTO "Vendors" VALUES ('ab01 ')""")
+    target = sink(erp, required_supplier_table="Vendors", required_supplier_column="acct")
+    assert target.post(transaction(20, supplier="AB01"), COMPANY).created
+    target.close()
+    exact = sink(erp, required_supplier_table="Vendors", required_supplier_column="acct",
+                 supplier_match="exact")
+    with pytest.raises(SinkRejected, match="'AB01' is not in the ERP"):
+        exact.post(transaction(21, supplier="AB01"), COMPANY)
+    exact.close()
+
+
+def test_lines_link_to_the_headers_generated_key(erp: str) -> None:
+    """Lines written into the ERP's own line table point at the header row's generated key
+    (line_columns.header_id), with no iCompleat id column on the lines."""
+    run_sql(erp, ERP_HEADER, 'CREATE TABLE "GL Lines" (LineNo INTEGER PRIMARY KEY, '
+                             "DocNo INTEGER NOT NULL REFERENCES \"GL Header\"(DocNo), "
+                             "Nominal TEXT, Net NUMERIC)")
+    target = sink(erp, create_tables=False, header_table="GL Header", lines_table="GL Lines",
+                  header_columns=ERP_MAPPING, journal_prefix="PJ", journal_digits=5,
+                  line_columns={"id": "LineNo", "header_id": "DocNo", "account_code": "Nominal",
+                                "net": "Net", "transaction_id": ""})
+    first = target.post(transaction(30), COMPANY)
+    second = target.post(transaction(31), COMPANY)
+    target.close()
+    links = run_sql(erp, 'SELECT DISTINCT h.JournalRef FROM "GL Lines" l JOIN "GL Header" h '
+                         "ON h.DocNo = l.DocNo ORDER BY 1")
+    assert links == [(first.journal_number,), (second.journal_number,)]

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.service.world import free_port
+from tests.daemon.world import free_port
 
 HTTP_USER, HTTP_PASSWORD = "alerts", "icsync-canary-alert-pass-5e1b7c"
 

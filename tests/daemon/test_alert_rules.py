@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from sync.config import AlertsConfig, Config, parse_settings
 from sync.daemon.alerts import RunFacts, check_run, check_state, enabled, is_failed_run
 from sync.daemon.channels import build_channels
-from sync.errors import ConfigError
-from sync.ledger import journal_conflict
-from sync.secrets import REDACTOR
+from sync.foundation.config import AlertsConfig, Config, parse_settings
+from sync.foundation.errors import ConfigError
+from sync.foundation.secrets import REDACTOR
 from sync.state.rows import LedgerRow, QuarantineRow, RunRow
+from sync.transactions.rules import journal_conflict
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

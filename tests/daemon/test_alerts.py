@@ -18,18 +18,17 @@ import httpx
 import pytest
 
 from connectors.icompleat.sandbox import SandboxServer
-from sync.config import Config
 from sync.daemon.alerting import Alerter
 from sync.daemon.channels import build_channels
-from sync.jobs import ScheduledJob
-from sync.ledger import RESOLVED_PREFIX
-from sync.metrics import Metrics
-from sync.service import Daemon
+from sync.daemon.jobs import ScheduledJob
+from sync.daemon.metrics import Metrics
+from sync.daemon.service import Daemon
+from sync.foundation.config import Config
+from sync.foundation.tomlout import toml_value
 from sync.state.store import Fence, QuarantineEntry, StateStore
-from sync.tomlout import toml_value
+from sync.transactions.rules import RESOLVED_PREFIX
 from tests.daemon.receivers import HTTP_PASSWORD, Inbox, Receivers, receivers
-from tests.fixtures.sandbox import CANARY_KEY, COMPANY_ID, TENANT_ID
-from tests.service.world import (
+from tests.daemon.world import (
     ROOT,
     TAX_CODES,
     WEBHOOK_TOKEN,
@@ -40,6 +39,7 @@ from tests.service.world import (
     wait_for,
     write_config,
 )
+from tests.fixtures.sandbox import CANARY_KEY, COMPANY_ID, TENANT_ID
 
 __all__ = ["receivers"]
 

@@ -17,11 +17,10 @@ import httpx
 import pytest
 
 from connectors.icompleat.sandbox import SandboxServer
-from sync.ledger import RESOLVED_PREFIX
 from sync.state.alerts import Finding
 from sync.state.store import QuarantineEntry, StateStore
-from tests.fixtures.sandbox import COMPANY_ID
-from tests.service.world import (
+from sync.transactions.rules import RESOLVED_PREFIX
+from tests.daemon.world import (
     ROOT,
     free_port,
     json_lines,
@@ -30,6 +29,7 @@ from tests.service.world import (
     wait_http,
     write_config,
 )
+from tests.fixtures.sandbox import COMPANY_ID
 
 CHROMIUM = Path(os.environ.get("ICSYNC_CHROMIUM", "/usr/bin/chromium"))
 TOKEN = "console-canary-token-8d2f61a4c0"
@@ -97,7 +97,7 @@ def store_of(root: Path) -> StateStore:
 def test_console_pages_match_the_state_db_and_actions_need_the_token(
         console: str, tmp_path: Path) -> None:
     """Each page shows the DB's numbers; a retry works with the token, never without it."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     with store_of(tmp_path) as store:
         open_records = len(store.quarantined("acme", status="open"))
@@ -133,7 +133,7 @@ def test_console_pages_match_the_state_db_and_actions_need_the_token(
         form.locator("input[name=operator]").fill("Dana from ops")
         form.locator("input[name=token]").fill("not-the-console-token")
         form.get_by_role("button").click()
-        assert "Refused: wrong console token" in page.locator("p.note").inner_text()
+        expect(page.locator("p.note")).to_contain_text("Refused: wrong console token")
         with store_of(tmp_path) as store:
             assert store.quarantined("acme", status="open")[0].id == record_id
 
@@ -141,7 +141,7 @@ def test_console_pages_match_the_state_db_and_actions_need_the_token(
         form.locator("input[name=operator]").fill("Dana from ops")
         form.locator("input[name=token]").fill(TOKEN)
         form.get_by_role("button").click()
-        assert "1 item(s) set to be retried by the next run" in page.content()
+        expect(page.locator("p.note")).to_contain_text("1 item(s) set to be retried")
         with store_of(tmp_path) as store:
             assert [r.id for r in store.quarantined("acme", status="retry")] == [record_id]
 
@@ -150,7 +150,7 @@ def test_console_pages_match_the_state_db_and_actions_need_the_token(
         form.locator("input[name=operator]").fill("Dana from ops")
         form.locator("input[name=token]").fill(TOKEN)
         form.get_by_role("button").click()
-        assert "1 item(s) resolved" in page.content()
+        expect(page.locator("p.note")).to_contain_text("1 item(s) resolved")
         browser.close()
 
     forged = httpx.post(f"{console}/actions/resolve", trust_env=False,

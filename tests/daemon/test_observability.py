@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sync.metrics import Metrics
+from sync.daemon.metrics import Metrics
 
 KIT = Path(__file__).resolve().parents[2] / "deploy" / "observability"
 METRIC = re.compile(r"\bicsync_[a-z0-9_]+")

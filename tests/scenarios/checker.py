@@ -24,12 +24,12 @@ from typing import Any
 from connectors.base import CompanyRef
 from connectors.factory import build_source
 from connectors.icompleat.sandbox import SandboxServer
-from sync.apply import canonical, frame_records
-from sync.config import Config
-from sync.entities import KINDS, get_kind
-from sync.keys import collision_key
-from sync.kindsync import kind_mapping
-from sync.normalise import normalise
+from sync.foundation.config import Config
+from sync.foundation.entities import KINDS, get_kind
+from sync.reference.apply import canonical, frame_records
+from sync.reference.kind import kind_mapping
+from sync.reference.rules.keys import collision_key
+from sync.reference.rules.normalise import normalise
 from sync.state.store import StateStore
 from tests.fixtures.sandbox import COMPANY_ID, TENANT_ID
 

@@ -24,12 +24,12 @@ from typing import Any
 import pytest
 
 from connectors.icompleat.sandbox import SandboxServer
-from sync.config import Config, load_config
-from sync.demo_data import create_erp
-from sync.engine import CompanyResult
-from sync.tomlout import toml_text
-from tests.engine.support import settings_dict, sync
+from sync.demo.data import create_erp
+from sync.foundation.config import Config, load_config
+from sync.foundation.tomlout import toml_text
+from sync.reference.engine import CompanyResult
 from tests.fixtures.sandbox import CANARY_KEY
+from tests.reference.support import settings_dict, sync
 from tests.scenarios.checker import Check, WireTap, check
 
 ROOT = Path(__file__).resolve().parents[2]

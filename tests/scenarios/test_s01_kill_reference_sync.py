@@ -15,8 +15,8 @@ import random
 import pytest
 
 from connectors.icompleat.sandbox import SandboxServer
-from sync.demo_data import apply_changes
-from tests.engine.support import erp_execute
+from sync.demo.data import apply_changes
+from tests.reference.support import erp_execute
 from tests.scenarios.harness import MakeWorld, World, make_world_fixture, show  # noqa: F401 (fixture)
 
 POINTS = ("after_intent", "after_remote_call", "before_state_update")

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from connectors.icompleat.sandbox import SandboxServer
-from sync.demo_data import apply_changes
+from sync.demo.data import apply_changes
 from tests.scenarios.harness import MakeWorld, World, make_world_fixture, show  # noqa: F401 (fixture)
 
 

@@ -13,8 +13,8 @@ from contextlib import closing
 
 import pytest
 
-from sync.demo_data import insert_suppliers, suppliers
-from tests.engine.support import erp_execute, sync
+from sync.demo.data import insert_suppliers, suppliers
+from tests.reference.support import erp_execute, sync
 from tests.scenarios.harness import MakeWorld, World, make_world_fixture  # noqa: F401 (fixture)
 
 MAX_ATTEMPTS = 5

@@ -2,7 +2,7 @@
 
 No request is made before a Retry-After has passed (the pause holds every caller sharing the
 budget), the run completes once the storm is over, and L = D = X = U = 0. (The request budget
-itself, a sliding minute, is proven with a fake clock in tests/icompleat.)
+itself, a sliding minute, is proven with a fake clock in tests/connectors/icompleat.)
 """
 
 from __future__ import annotations

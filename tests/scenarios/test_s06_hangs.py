@@ -18,11 +18,12 @@ from sqlalchemy.pool import NullPool
 
 from connectors.icompleat.sandbox import SandboxServer
 from connectors.icompleat.sandbox.faults import Fault
-from sync.jobs import JobReport, ScheduledJob
-from sync.service import Daemon
+from sync.daemon.jobs import ScheduledJob
+from sync.daemon.service import Daemon
+from sync.foundation.tomlout import toml_value
+from sync.runtime.jobrun import JobReport
 from sync.state.store import StateStore
-from sync.tomlout import toml_value
-from tests.service.world import load, running_daemon, wait_for, write_config
+from tests.daemon.world import load, running_daemon, wait_for, write_config
 
 FAST = {"timeout_seconds": 1, "max_attempts": 2, "backoff_seconds": 0.05,
         "max_backoff_seconds": 0.1}

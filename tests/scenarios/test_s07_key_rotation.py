@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from connectors.icompleat.sandbox import SandboxServer
 from sync.state.store import StateStore
-from tests.engine.support import erp_execute, last_seq
 from tests.fixtures.sandbox import CANARY_KEY, COMPANY_ID, TENANT_ID
+from tests.reference.support import erp_execute, last_seq
 from tests.scenarios.harness import MakeWorld, World, make_world_fixture  # noqa: F401 (fixture)
 
 NEW_KEY = "icsync-rotated-key-0123456789abcdef"

@@ -13,9 +13,9 @@ from dataclasses import replace
 import pytest
 
 from connectors.icompleat.sandbox import SandboxServer, references
-from sync.entities import Kind
+from sync.foundation.entities import Kind
 from sync.state.store import StateStore
-from tests.engine.support import erp_execute, last_seq, writes
+from tests.reference.support import erp_execute, last_seq, writes
 from tests.scenarios.harness import MakeWorld, World, make_world_fixture  # noqa: F401 (fixture)
 
 NAME_LIMIT = 35

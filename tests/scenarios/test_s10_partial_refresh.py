@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from connectors.icompleat.sandbox import SandboxServer
-from sync.engine import CompanyResult, KindResult
-from tests.engine.support import erp_execute, last_seq, remote_codes, writes
+from sync.reference.engine import CompanyResult, KindResult
+from tests.reference.support import erp_execute, last_seq, remote_codes, writes
 from tests.scenarios.harness import MakeWorld, make_world_fixture, show  # noqa: F401 (fixture)
 
 

@@ -10,9 +10,9 @@ import random
 
 import pandas as pd
 
-from sync.keys import collision_key
-from tests.core.model import Remote, check, run
-from tests.core.support import ACCOUNTS, source_frame
+from sync.reference.rules.keys import collision_key
+from tests.reference.rules.model import Remote, check, run
+from tests.reference.rules.support import ACCOUNTS, source_frame
 
 GROUPS = [["ABC", "abc", " ABC "], ["0042", "42", "042"], ["X-1", "x-1"], ["DUP", "DUP"]]
 CLEAN = [f"A{i:03d}" for i in range(250)]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tests.core.model import Remote, check, run
-from tests.core.support import SUPPLIERS, source_frame
+from tests.reference.rules.model import Remote, check, run
+from tests.reference.rules.support import SUPPLIERS, source_frame
 
 ROWS: list[tuple[str, object, str | None]] = [
     # code, name as read, the rejection reason (None: accepted)

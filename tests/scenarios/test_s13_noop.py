@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from connectors.icompleat.sandbox import SandboxServer
-from tests.engine.support import last_seq, writes
+from tests.reference.support import last_seq, writes
 from tests.scenarios.harness import MakeWorld, make_world_fixture  # noqa: F401 (fixture)
 
 

@@ -10,8 +10,8 @@ dropped from the remote copy nor re-created without a second, consistent read.
 from __future__ import annotations
 
 from connectors.icompleat.sandbox import SandboxServer
-from tests.engine.support import remote_codes
 from tests.fixtures.sandbox import COMPANY_ID, TENANT_ID
+from tests.reference.support import remote_codes
 from tests.scenarios.harness import MakeWorld, make_world_fixture  # noqa: F401 (fixture)
 
 

@@ -20,8 +20,7 @@ import pytest
 from connectors.icompleat.sandbox import SandboxServer
 from connectors.icompleat.sandbox.faults import Fault
 from sync.state.store import StateStore
-from tests.fixtures.sandbox import COMPANY_ID, TENANT_ID
-from tests.service.world import (
+from tests.daemon.world import (
     approve,
     exactly_once,
     json_lines,
@@ -34,6 +33,7 @@ from tests.service.world import (
     wait_until,
     write_config,
 )
+from tests.fixtures.sandbox import COMPANY_ID, TENANT_ID
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 LEASE = 3.0

@@ -27,8 +27,8 @@ from sqlalchemy.pool import NullPool
 from connectors.icompleat.sandbox import SandboxServer
 from connectors.icompleat.sandbox.faults import Fault
 from sync.state.store import StateStore
-from tests.service.proxy import TcpProxy
-from tests.service.world import (
+from tests.daemon.proxy import TcpProxy
+from tests.daemon.world import (
     approve,
     exactly_once,
     json_lines,

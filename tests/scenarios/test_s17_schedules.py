@@ -2,7 +2,7 @@
 
 Pass: at most one instance of a job at a time; missed runs coalesce into ONE run and are
 counted (metrics and the run record); schedules are UTC unless a zone is given, and a zone's DST
-change follows the documented rule (sync/schedules.py): a wall time skipped by spring-forward
+change follows the documented rule (sync/daemon/schedules.py): a wall time skipped by spring-forward
 fires once after the gap, a wall time repeated by fall-back fires once. Waiting is done with
 crafted times through the triggers' get_next_fire_time, except for the short real-time run.
 """
@@ -20,9 +20,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from sync.jobs import ScheduledJob
-from sync.metrics import Metrics
-from sync.schedules import build_trigger, slots_between
+from sync.daemon.jobs import ScheduledJob
+from sync.daemon.metrics import Metrics
+from sync.daemon.schedules import build_trigger, slots_between
 from sync.state.store import Fence, StateStore
 
 LONDON = ZoneInfo("Europe/London")

@@ -22,17 +22,17 @@ from typing import Any
 import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-import sync.state.dialect
+import sync.foundation.clock
 from connectors.icompleat.sandbox import SandboxServer
-from sync.jobs import ScheduledJob
-from sync.metrics import Metrics
-from sync.runtime import open_runtime
-from sync.schedules import ClockWatch, build_trigger
-from sync.service import replan
+from sync.daemon.jobs import ScheduledJob
+from sync.daemon.metrics import Metrics
+from sync.daemon.schedules import ClockWatch, build_trigger
+from sync.daemon.service import replan
+from sync.runtime.context import open_runtime
 from sync.state.store import Fence, QuarantineEntry, StateStore
-from sync.transactions import poll_company
+from sync.transactions.poll import poll_company
+from tests.daemon.world import approve, exactly_once, load, sql_sink, wait_for, write_config
 from tests.fixtures.sandbox import TENANT_ID
-from tests.service.world import approve, exactly_once, load, sql_sink, wait_for, write_config
 
 STEP = 600.0
 
@@ -56,7 +56,7 @@ def offset(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     monkeypatch.setattr(time, "time", lambda: real_time() + shift[0])
     monkeypatch.setattr(time, "time_ns", lambda: real_ns() + int(shift[0] * 1e9))
     host = lambda: datetime.now(UTC) + timedelta(seconds=shift[0])  # noqa: E731
-    monkeypatch.setattr(sync.state.dialect, "utcnow", host)
+    monkeypatch.setattr(sync.foundation.clock, "utcnow", host)
     return shift
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from connectors.icompleat.sandbox import SandboxServer
-from sync.demo_data import apply_changes
-from tests.engine.support import last_seq, writes
+from sync.demo.data import apply_changes
+from tests.reference.support import last_seq, writes
 from tests.scenarios.harness import MakeWorld, World, make_world_fixture  # noqa: F401 (fixture)
 
 

@@ -21,12 +21,12 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from sync.errors import ExitCode
-from sync.ledger import POSTING
-from sync.runtime import open_runtime
+from sync.foundation.errors import ExitCode
+from sync.runtime.context import open_runtime
 from sync.state.store import StateStore
-from sync.transactions import poll_company
-from sync.webhook import create_webhook_routes
+from sync.transactions.poll import poll_company
+from sync.transactions.rules import POSTING
+from sync.transactions.webhook import create_webhook_routes
 from tests.fixtures.sandbox import COMPANY_ID, TENANT_ID
 from tests.transactions.world import WEBHOOK_TOKEN, TxWorld, WebhookServer
 

@@ -23,13 +23,13 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 
-import sync.apply
-import sync.refresh
+import sync.reference.apply
+import sync.reference.refresh
 from connectors.icompleat.sandbox import SandboxServer
-from sync.demo_data import insert_suppliers, suppliers
-from sync.entities import get_kind
-from tests.engine.support import erp_execute
+from sync.demo.data import insert_suppliers, suppliers
+from sync.foundation.entities import get_kind
 from tests.fixtures.sandbox import COMPANY_ID, TENANT_ID
+from tests.reference.support import erp_execute
 from tests.scenarios.checker import WireTap
 from tests.scenarios.harness import World
 
@@ -160,7 +160,7 @@ class ReferenceMachine(RuleBasedStateMachine):
             if name == point and next(seen) == nth:
                 raise SimulatedCrash(f"{point}:{nth}")
 
-        modules = (sync.apply, sync.refresh)
+        modules = (sync.reference.apply, sync.reference.refresh)
         originals = [m.crash_point for m in modules]
         for module in modules:
             module.crash_point = crash_point  # type: ignore[attr-defined]

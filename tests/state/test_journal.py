@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sync.errors import StateError
+from sync.foundation.errors import StateError
 from sync.state import QuarantineEntry, StateStore
 
 

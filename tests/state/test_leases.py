@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text
 
-from sync.errors import LeaseLost
+from sync.foundation.errors import LeaseLost
 from sync.state import Fence, QuarantineEntry, StateStore
 from tests.state.conftest import OpenStore
 from tests.state.test_ledger import race

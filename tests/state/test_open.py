@@ -13,8 +13,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
-from sync.errors import ConfigError, StateCorrupt, StateError
-from sync.secrets import Secret
+from sync.foundation.errors import ConfigError, StateCorrupt, StateError
+from sync.foundation.secrets import Secret
 from sync.state import StateStore
 from sync.state.db import Database, create_state_engine, state_url
 from sync.state.migrate import VERSION_TABLE, head_revision, upgrade

@@ -8,15 +8,16 @@ from pathlib import Path
 import pytest
 import structlog
 
-from sync.commands import demo
-from sync.demo_transactions import chapter_transactions
+from sync.cli import demo
+from sync.demo import tour
+from sync.demo.transactions import chapter_transactions
 
 
 def test_transactions_chapter_tells_the_truth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     """Invoices land with journal numbers, the unknown supplier is quarantined, the pushed one
     is answered twice with one number; the tour exits 0."""
-    monkeypatch.setattr(demo, "CHAPTERS", [demo.chapter_first_sync, chapter_transactions])
+    monkeypatch.setattr(tour, "CHAPTERS", [tour.chapter_first_sync, chapter_transactions])
     try:
         assert demo.run(argparse.Namespace(workdir=tmp_path, fast=True)) == 0
     finally:  # the tour points the logs at this test's captured stderr: undo that

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from sync.commands import demo
+from sync.cli import demo
+from sync.demo import tour
 from sync.demo.operations import chapter_operations
 
 
@@ -16,7 +17,7 @@ def test_operations_chapter_opens_the_console_and_shows_an_alert_and_its_clear(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     """The console answers at its URL; the guard alert and its clear reach the receiver."""
-    monkeypatch.setattr(demo, "CHAPTERS", [demo.chapter_first_sync, chapter_operations])
+    monkeypatch.setattr(tour, "CHAPTERS", [tour.chapter_first_sync, chapter_operations])
     try:
         assert demo.run(argparse.Namespace(workdir=tmp_path, fast=True)) == 0
     finally:

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sync import ledger
-from sync.ledger import Action, RetryPolicy, decide, next_attempt_at
+from sync.transactions import rules as ledger
+from sync.transactions.rules import Action, RetryPolicy, decide, next_attempt_at
 
 NOW = datetime(2025, 3, 30, 1, 30, tzinfo=UTC)
 

@@ -9,9 +9,12 @@ from datetime import UTC, datetime, timedelta
 from connectors.base import CompanyRef
 from connectors.icompleat.models import parse_transaction
 from connectors.memory import MemorySink
-from sync.config import Config
-from sync.errors import ExitCode
-from sync.ledger import (
+from sync.foundation.config import Config
+from sync.foundation.errors import ExitCode
+from sync.runtime.context import open_runtime
+from sync.state.store import Fence
+from sync.transactions.poll import PollResult, poll_company
+from sync.transactions.rules import (
     POSTED,
     POSTING,
     QUARANTINED,
@@ -19,9 +22,6 @@ from sync.ledger import (
     WRITTEN_BACK,
     RetryPolicy,
 )
-from sync.runtime import open_runtime
-from sync.state.store import Fence
-from sync.transactions import PollResult, poll_company
 from tests.fixtures.sandbox import CANARY_KEY, COMPANY_ID, TENANT_ID
 from tests.transactions.world import TxWorld
 

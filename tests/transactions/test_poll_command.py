@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sync.commands.poll import posting_companies
-from sync.config import Config, parse_settings
-from sync.errors import ConfigError, ExitCode
+from sync.foundation.config import Config, parse_settings
+from sync.foundation.errors import ConfigError, ExitCode
+from sync.transactions.run import posting_companies
 from tests.fixtures.sandbox import CANARY_KEY
 from tests.transactions.world import WEBHOOK_TOKEN, TxWorld, run_poll
 

@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from sync.errors import ExitCode
-from sync.ledger import POSTED, QUARANTINED, RESOLVED_PREFIX, WRITTEN_BACK
-from sync.runtime import open_runtime
-from sync.transactions import poll_company
+from sync.foundation.errors import ExitCode
+from sync.runtime.context import open_runtime
+from sync.transactions.poll import poll_company
+from sync.transactions.rules import POSTED, QUARANTINED, RESOLVED_PREFIX, WRITTEN_BACK
 from tests.fixtures.sandbox import COMPANY_ID, TENANT_ID
 from tests.transactions.world import WEBHOOK_TOKEN, TxWorld, WebhookServer, tx_body
 

@@ -6,8 +6,8 @@ import pytest
 from starlette.exceptions import HTTPException
 
 from connectors.icompleat.models import Transaction, parse_transaction
-from sync.config import CompanyConfig
-from sync.webhook import (
+from sync.foundation.config import CompanyConfig
+from sync.transactions.webhook import (
     ENDPOINT_TYPES,
     TOKEN_MAX_BYTES,
     check_postable,
@@ -57,7 +57,7 @@ def test_token_is_compared_against_every_candidate(monkeypatch: pytest.MonkeyPat
         calls.append(b)
         return a == b
 
-    monkeypatch.setattr("sync.webhook.hmac.compare_digest", spy)
+    monkeypatch.setattr("sync.transactions.webhook.hmac.compare_digest", spy)
     assert token_problem([b"old-token-123"], ACCEPTED) is None
     assert calls == [hashlib.sha256(token).digest() for token in ACCEPTED]
 

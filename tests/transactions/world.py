@@ -24,10 +24,10 @@ import structlog
 from starlette.applications import Starlette
 
 from connectors.icompleat.sandbox.server import BackgroundServer
-from sync.config import Config, load_config
-from sync.logs import configure
-from sync.runtime import Runtime, open_runtime
-from sync.webhook import create_webhook_routes
+from sync.foundation.config import Config, load_config
+from sync.foundation.logs import configure
+from sync.runtime.context import Runtime, open_runtime
+from sync.transactions.webhook import create_webhook_routes
 from tests.fixtures.sandbox import CANARY_KEY, COMPANY_ID, TENANT_ID
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -214,7 +214,8 @@ def run_poll(config_path: Path, *, crash_at: str | None = None, timeout: float =
 
 
 class WebhookServer:
-    """sync.webhook's routes under uvicorn on loopback, on a runtime (and loop) of their own,
+    """sync.transactions.webhook's routes under uvicorn on loopback, on a runtime (and loop) of
+    their own,
     as the daemon would serve them."""
 
     def __init__(self, config: Config) -> None:

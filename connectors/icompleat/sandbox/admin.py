@@ -26,7 +26,7 @@ from connectors.icompleat.sandbox.faults import ANY_ROUTE, Fault
 from connectors.icompleat.sandbox.state import SandboxState
 from connectors.icompleat.sandbox.transactions import TYPES
 from connectors.icompleat.sandbox.webhooks import Pusher
-from sync.errors import BadRequest
+from sync.foundation.errors import BadRequest
 
 Endpoint = Callable[[Request], Awaitable[Any]]
 
@@ -68,8 +68,27 @@ async def _json(request: Request) -> dict[str, Any]:
 
 def build_admin(state: SandboxState, pusher: Pusher, routes: RouteTable = ROUTES) -> Starlette:
     """The admin API as a Starlette app bound to ``state`` and ``pusher``."""
-    ops = _Admin(state, pusher, frozenset(routes))
-    table: list[tuple[str, str, Endpoint]] = [
+    table = _table(_Admin(state, pusher, frozenset(routes)))
+    return Starlette(routes=[Route(path, _guarded(fn), methods=[method])
+                             for method, path, fn in table])
+
+
+def admin_help() -> str:
+    """Every admin endpoint with its one-line description (for ``icsync sandbox --help``)."""
+    ops = _Admin.__new__(_Admin)
+    lines = []
+    for method, path, fn in _table(ops):
+        doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+        if path == "/_sandbox":
+            continue  # the same as /_sandbox/
+        lines.append(f"  {method:<6} {path}\n           {doc}")
+    return "\n".join(lines)
+
+
+def _table(ops: _Admin) -> list[tuple[str, str, Endpoint]]:
+    """(method, path, endpoint) of every admin call; ``/_sandbox`` and ``/_sandbox/`` alike."""
+    return [
+        ("GET", "/_sandbox", ops.summary),
         ("GET", "/_sandbox/", ops.summary), ("POST", "/_sandbox/reset", ops.reset),
         ("GET", "/_sandbox/faults", ops.faults), ("DELETE", "/_sandbox/faults", ops.clear),
         ("PUT", "/_sandbox/faults/{route}", ops.set_fault),
@@ -89,8 +108,6 @@ def build_admin(state: SandboxState, pusher: Pusher, routes: RouteTable = ROUTES
         ("POST", "/_sandbox/transactions/{tenant}/{company}", ops.create_tx),
         ("POST", "/_sandbox/transactions/{tenant}/{tx}/approve", ops.approve),
     ]
-    return Starlette(routes=[Route(path, _guarded(fn), methods=[method])
-                             for method, path, fn in table])
 
 
 class _Admin:

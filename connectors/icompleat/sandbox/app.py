@@ -40,7 +40,7 @@ from connectors.icompleat.sandbox.wire import (
     error_body,
     reject,
 )
-from sync.errors import BadRequest
+from sync.foundation.errors import BadRequest
 
 ADMIN_PREFIX = "/_sandbox/"
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -105,7 +105,7 @@ class SandboxApp:
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
             raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-            if raw.startswith(ADMIN_PREFIX):
+            if raw.startswith(ADMIN_PREFIX) or raw == ADMIN_PREFIX.rstrip("/"):
                 await self.admin(scope, receive, send)
             else:
                 await self._api(scope, receive, send, raw)

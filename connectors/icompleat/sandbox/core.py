@@ -20,8 +20,8 @@ from connectors.icompleat.sandbox.faults import FaultBoard, RequestLog
 from connectors.icompleat.sandbox.persist import MemoryStore, Store
 from connectors.icompleat.sandbox.store import RecordSet, Tokens
 from connectors.icompleat.sandbox.wire import BAD_USER, Record, reject, unknown_company
-from sync.errors import ConfigError
-from sync.secrets import REDACTOR, Secret
+from sync.foundation.errors import ConfigError
+from sync.foundation.secrets import REDACTOR, Secret
 
 DEFAULT_TOKEN_TTL = 3600.0
 DEFAULT_USER_NAME = "Sandbox User"

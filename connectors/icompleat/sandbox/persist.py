@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from sync.errors import ConfigError
+from sync.foundation.errors import ConfigError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sandbox_docs (

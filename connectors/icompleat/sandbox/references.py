@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from connectors.icompleat.routes import REFERENCE_PAGE_SIZE, WRITE_CHUNK_SIZE
+from connectors.icompleat.routes import REFERENCE_PAGE_SIZE
 from connectors.icompleat.sandbox.core import StateCore
 from connectors.icompleat.sandbox.faults import ListChange
 from connectors.icompleat.sandbox.store import RecordSet
@@ -23,7 +23,7 @@ from connectors.icompleat.sandbox.validate import (
     describe,
 )
 from connectors.icompleat.sandbox.wire import UNKNOWN_RECORD, Record, invalid, reject
-from sync.entities import KINDS_LIST, Kind
+from sync.foundation.entities import KINDS_LIST, WRITE_CHUNK_SIZE, Kind
 
 
 def kind_for(api: str) -> Kind:

@@ -28,7 +28,7 @@ from connectors.icompleat.sandbox.core import DEFAULT_TOKEN_TTL
 from connectors.icompleat.sandbox.persist import MemoryStore, SqliteStore, Store
 from connectors.icompleat.sandbox.state import SandboxState, TenantSpec, WebhookSpec
 from connectors.icompleat.sandbox.webhooks import DEFAULT_TIMEOUT, Pusher
-from sync.secrets import Secret
+from sync.foundation.secrets import Secret
 
 LOOPBACK = "127.0.0.1"
 

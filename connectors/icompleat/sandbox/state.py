@@ -19,8 +19,8 @@ from connectors.icompleat.sandbox.transactions import TYPES
 from connectors.icompleat.sandbox.tray import TrayOps
 from connectors.icompleat.sandbox.validate import clean_record, clean_value, describe
 from connectors.icompleat.sandbox.wire import Record
-from sync.entities import KINDS
-from sync.secrets import REDACTOR, Secret
+from sync.foundation.entities import KINDS
+from sync.foundation.secrets import REDACTOR, Secret
 
 CUSTOM_FIELDS = "customfields"
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from connectors.icompleat.sandbox.wire import Record, invalid
-from sync.entities import CODE_MAX, NAME_MAX, TEXT_MAX, FieldSpec, Kind
+from sync.foundation.entities import CODE_MAX, NAME_MAX, TEXT_MAX, FieldSpec, Kind
 
 CURRENCY_API = "currencycodes"
 FIELD_TYPE_MAX = 20

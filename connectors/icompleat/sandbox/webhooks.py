@@ -22,7 +22,7 @@ import httpx
 from connectors.icompleat.routes import JOURNAL_NUMBER, ROUTES, RouteTable
 from connectors.icompleat.sandbox.state import SandboxState
 from connectors.icompleat.sandbox.wire import Record
-from sync.errors import BadRequest
+from sync.foundation.errors import BadRequest
 
 DEFAULT_TIMEOUT = 30.0
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.icompleat.routes import ERROR_CODE, ERROR_MESSAGE, METADATA
-from sync.errors import BAD_REQUEST_BY_CODE, BadRequest
+from sync.foundation.errors import BAD_REQUEST_BY_CODE, BadRequest
 
 Record = dict[str, Any]
 

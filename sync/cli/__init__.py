@@ -1,0 +1,102 @@
+"""The ``icsync`` command: one table of sub-commands, each in its own module.
+
+Every command module under ``sync.cli`` exposes ``add_arguments(parser)`` and
+``run(args) -> int``. Errors of the project's tree become their exit code and one clear line;
+anything else is exit 1 with the traceback in the log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Protocol, cast
+
+from sync.foundation.errors import ExitCode, IcsyncError
+from sync.foundation.logs import configure
+from sync.foundation.secrets import REDACTOR
+
+# name -> (module under sync.cli, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("demo", "guided tour: sandbox, sample ERP, sync, changes, guard, transactions"),
+    "sandbox": ("sandbox", "serve a local iCompleat sandbox of the API contract"),
+    "sync": ("sync", "sync reference data (plan with --dry-run; --full reads back first)"),
+    "poll": ("poll", "post approved transactions into the ERP, exactly once"),
+    "run": ("run", "run the daemon: schedules, webhook receiver, health and metrics"),
+    "status": ("status", "last runs, quarantine, ledger backlog and leases"),
+    "check": ("check", "validate configuration, state DB, sources and iCompleat access"),
+    "errors": ("errors", "list, retry or resolve quarantined records and transactions"),
+    "alerts": ("alerts", "send a test alert to every channel, or list active alert conditions"),
+    "fields": ("fields", "the fields of every kind: types, limits, what is sent (docs/fields.md)"),
+}
+
+
+class CommandModule(Protocol):
+    """What a module of sync.cli provides."""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Declare the command's options."""
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Run the command; return its exit code."""
+
+
+def _load(module: str) -> CommandModule | None:
+    try:
+        return cast(CommandModule, importlib.import_module(f"sync.cli.{module}"))
+    except ModuleNotFoundError as exc:
+        if exc.name == f"sync.cli.{module}":
+            return None
+        raise
+
+
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The sub-command named in ``argv`` (the first word that is a command), if any."""
+    return next((word for word in argv if word in COMMANDS), None)
+
+
+def build_parser(
+    argv: Sequence[str] = (),
+) -> tuple[argparse.ArgumentParser, dict[str, CommandModule]]:
+    """The argument parser; only the command named in ``argv`` is imported (a fast start)."""
+    parser = argparse.ArgumentParser(
+        prog="icsync", description="Keeps iCompleat in step with your ERP.",
+        epilog="exit codes (every command): 0 done, 1 unexpected failure, 2 bad configuration "
+               "or usage, 3 blocked by a safety guard, 4 partial (rows rejected or calls "
+               "failed), 5 iCompleat rejected the credentials")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = _chosen(argv)
+    loaded: dict[str, CommandModule] = {}
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = _load(module_name) if name == chosen else None
+        if name == chosen and module is None:
+            continue
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        if module is not None:
+            module.add_arguments(sub)
+            loaded[name] = module
+    return parser, loaded
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``icsync`` console script."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser, commands = build_parser(words)
+    args = parser.parse_args(words)
+    if args.command is None or args.command not in commands:
+        parser.print_help()
+        return int(ExitCode.CONFIG)
+    # Until a command configures logs from its settings: redacted, warnings up, on stderr.
+    configure("auto", "warning", stream=sys.stderr)
+    try:
+        return commands[args.command].run(args)
+    except IcsyncError as exc:
+        print(f"icsync {args.command}: {REDACTOR(str(exc))}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

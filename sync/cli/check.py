@@ -1,0 +1,198 @@
+"""``icsync check --config FILE``: is everything in place to run? Each step reported ok or FAIL.
+
+Steps, in order (a failed step does not hide the later ones, except that nothing runs without a
+valid configuration): the configuration; the state database (opened and migrated); every
+source's kinds for every company that uses it (read, rows counted, nothing printed from them);
+the kind's mapping over what was read (every mapped column present, the where filter
+readable; a note for fields that are validated but never sent); every sink (a look-up that
+writes nothing); iCompleat's tenant and companies endpoints, and that
+each configured company id is one of the tenant's. Nothing is written anywhere but the state
+database's schema. The exit code is the worst step's: 2 configuration (a bad query, a mapped
+column the source lacks, a file that does not decode), 5 credentials rejected, 1 anything else
+that failed, 0 all ok.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.text import Text
+
+from connectors.base import CompanyRef
+from connectors.icompleat.client import IcompleatClient
+from sync.console.terminal import make_console
+from sync.foundation.config import Config, load_config
+from sync.foundation.entities import get_kind
+from sync.foundation.errors import ConfigError, ExitCode, IcsyncError, exit_code_for
+from sync.foundation.secrets import REDACTOR
+from sync.reference.rules.mapping import Shaped, shape, unsent_fields, unsent_note
+from sync.reference.rules.normalise import KindMapping
+from sync.runtime.context import Runtime, make_holder, open_store
+
+_PROBE_ID = "icsync-check-00000000"  # an id no ERP holds: sinks are looked up, never written
+# Which failure the exit code reports when several steps fail: credentials, then configuration.
+_RANK = {ExitCode.OK: 0, ExitCode.FAILED: 1, ExitCode.CONFIG: 2, ExitCode.AUTH: 3}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the command's options."""
+    parser.add_argument("--config", type=Path, required=True, help="the TOML configuration file")
+
+
+@dataclass
+class Report:
+    """The steps so far and the worst exit code."""
+
+    console: Console
+    code: ExitCode = ExitCode.OK
+    failed: list[str] = field(default_factory=list)
+
+    def ok(self, step: str, detail: str = "") -> None:
+        """Report a step that worked."""
+        line = Text.assemble(("ok  ", "green"), f" {step}" + (f": {detail}" if detail else ""))
+        self.console.print(line)
+
+    def fail(self, step: str, exc: BaseException) -> None:
+        """Report a failed step, keeping the worst exit code."""
+        code = exit_code_for(exc)
+        text = REDACTOR(str(exc)) if isinstance(exc, IcsyncError) else REDACTOR(repr(exc))
+        self.console.print(Text.assemble(("FAIL", "red"), f" {step}: {text}"))
+        self.failed.append(step)
+        self.code = max(self.code, code, key=lambda c: _RANK.get(c, 1))
+
+    async def step(self, name: str, action: Callable[[], Awaitable[str]]) -> bool:
+        """Run one step; True when it worked."""
+        try:
+            detail = await action()
+        except Exception as exc:  # every failure is reported as a step, never a traceback
+            self.fail(name, exc)
+            return False
+        self.ok(name, detail)
+        return True
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check every step; the worst step's exit code."""
+    report = Report(make_console(highlight=False))
+    try:
+        config = load_config(args.config)
+    except IcsyncError as exc:
+        report.fail(f"configuration {args.config}", exc)
+        return int(report.code)
+    report.ok(f"configuration {args.config}",
+              f"{len(config.settings.companies)} companies, "
+              f"{len(config.settings.sources)} sources, {len(config.settings.sinks)} sinks")
+    asyncio.run(check_all(config, report))
+    return int(report.code)
+
+
+async def check_all(config: Config, report: Report) -> None:
+    """Every step after the configuration."""
+    store = None
+    try:
+        store = await asyncio.to_thread(open_store, config)
+        report.ok("state database", f"{store.url_for_display} (schema {store.schema_revision()})")
+    except Exception as exc:  # reported like every other step
+        report.fail("state database", exc)
+    client = None
+    try:
+        client = IcompleatClient.from_config(config)
+    except IcsyncError as exc:
+        report.fail("iCompleat client", exc)
+    try:
+        if store is not None and client is not None:
+            rt = Runtime(config=config, store=store, client=client, holder=make_holder())
+            await check_connectors(rt, report)
+        if client is not None:
+            await check_icompleat(config, client, report)
+    finally:
+        if client is not None:
+            await client.aclose()
+        if store is not None:
+            await asyncio.to_thread(store.close)
+
+
+async def check_connectors(rt: Runtime, report: Report) -> None:
+    """Read each source's kinds for each company using it; look each sink up."""
+    try:
+        for company in rt.config.settings.companies:
+            ref = CompanyRef(company.name, company.company_id, company.params)
+            if company.source is not None:
+                for kind in company.kinds:
+                    await report.step(f"source {company.source}: {kind} for {company.name}",
+                                      _read(rt, company.source, kind, ref))
+        for name in rt.config.settings.sinks:
+            await report.step(f"sink {name}", _look_up(rt, name))
+    finally:
+        await asyncio.to_thread(rt.close_connectors)
+
+
+def _read(rt: Runtime, source: str, kind: str, ref: CompanyRef) -> Callable[[], Awaitable[str]]:
+    async def read() -> str:
+        got = await asyncio.to_thread(lambda: rt.source(source).read(kind, ref))
+        shaped = mapped(rt, source, kind, got.frame)
+        rows = len(got.frame)
+        columns = ", ".join(map(str, got.frame.columns[:8]))
+        partial = "" if got.complete else " (the source says the read was PARTIAL)"
+        skipped = "".join(f"; {n} {what}" for n, what in (
+            (shaped.blank, "blank rows skipped"), (shaped.filtered, "rows left out by where"))
+            if n)
+        unsent = unsent_fields(get_kind(kind), shaped.frame)
+        note = f"; note: {unsent_note(get_kind(kind), unsent)}" if unsent else ""
+        return f"{rows} rows; columns {columns}{partial}{skipped}{note}"
+    return read
+
+
+def mapped(rt: Runtime, source: str, kind: str, frame: pd.DataFrame) -> Shaped:
+    """The kind's mapping applied to a read: ConfigError naming the setting when a mapped
+    column is missing or the where filter cannot be read."""
+    spec = rt.config.settings.sources[source].kinds.get(kind)
+    try:
+        return shape(get_kind(kind), frame, KindMapping.from_config(spec).rules)
+    except ConfigError as exc:
+        text, key = str(exc), exc.key or ""
+        text = text[len(key) + 2:] if key and text.startswith(f"{key}: ") else text
+        raise ConfigError(text, key=f"sources.{source}.kinds.{kind}.{key}") from None
+
+
+def _look_up(rt: Runtime, name: str) -> Callable[[], Awaitable[str]]:
+    async def look_up() -> str:
+        found = await asyncio.to_thread(lambda: rt.sink(name).find(_PROBE_ID))
+        return "reachable" + (" (the probe id exists?)" if found is not None else "")
+    return look_up
+
+
+async def check_icompleat(config: Config, client: IcompleatClient, report: Report) -> None:
+    """The tenant and companies endpoints, and each configured company id among them."""
+    base = config.settings.icompleat.base_url
+
+    async def tenant() -> str:
+        info = await client.tenant()
+        name = info.get("Name") or info.get("Id") or config.settings.icompleat.tenant_id
+        return f"{base}, tenant {name}"
+
+    if not await report.step("iCompleat tenant", tenant):
+        return
+    listed: dict[str, str] = {}
+
+    async def companies() -> str:
+        for item in await client.companies():
+            listed[str(item.get("Id", ""))] = str(item.get("Name", ""))
+        return f"{len(listed)} companies"
+
+    if not await report.step("iCompleat companies", companies):
+        return
+    for i, company in enumerate(config.settings.companies):
+        if company.company_id in listed:
+            report.ok(f"company {company.name}", f"{company.company_id} = "
+                                                 f"{listed[company.company_id]!r} in iCompleat")
+        else:
+            report.fail(f"company {company.name}", ConfigError(
+                f"{company.company_id} is not one of the tenant's companies; copy the id from "
+                f"iCompleat (known: {sorted(listed)})", key=f"companies.{i}.company_id"))

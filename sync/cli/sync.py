@@ -1,0 +1,111 @@
+"""``icsync sync``: plan (``--dry-run``) or apply the reference sync once, for one or all companies.
+
+Without ``--dry-run`` each company runs under its ``<company>:reference`` lease (the same lease
+the daemon's reference job takes, so a manual run and the daemon never overlap), recorded in the
+runs table, with a progress bar on a terminal and a summary table at the end. ``--full`` reads
+every remote list back first (drift repair, or rebuilding a lost state database). ``--json``
+prints one JSON document instead. The exit code is the worst across companies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sync.console.terminal import make_console
+from sync.foundation.errors import ConfigError, ExitCode
+
+if TYPE_CHECKING:  # the engine's imports (pandas, SQLAlchemy) load only when a command runs
+    import httpx
+
+    from sync.foundation.config import CompanyConfig, Config
+    from sync.reference.engine import CompanyResult
+
+DEFAULT_CONFIG = "icsync.toml"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of ``icsync sync``."""
+    parser.add_argument("--config", type=Path,
+                        default=Path(os.environ.get("ICSYNC_CONFIG", DEFAULT_CONFIG)),
+                        help="configuration file (default $ICSYNC_CONFIG or ./icsync.toml)")
+    parser.add_argument("--company", help="only this company (default: every company)")
+    parser.add_argument("--kind", action="append", dest="kinds", metavar="KIND",
+                        help="only this kind (repeatable): currencies, tax_codes, account_codes, "
+                             "delivery_sites, custom_fields, suppliers")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the plan and write nothing")
+    parser.add_argument("--full", action="store_true",
+                        help="read every iCompleat list back first (drift, lost state)")
+    parser.add_argument("--allow-deletes", action="store_true",
+                        help="let deletes and refreshes through the safety guard")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the configuration, run, print, and return the worst exit code."""
+
+    from sync.foundation.config import load_config
+    from sync.foundation.logs import configure
+
+    config = load_config(args.config)
+    service = config.settings.service
+    configure(service.log_format, "warning" if service.log_level == "info" else
+              service.log_level, stream=sys.stderr)
+    results = asyncio.run(execute(config, args))
+    console = make_console(soft_wrap=False)
+    if args.json:
+        print(json.dumps(document(results), indent=2, default=str, ensure_ascii=False))
+    else:
+        from sync.console.progress import print_results
+
+        print_results(results, console, dry_run=args.dry_run)
+    for result in results:  # a run that could not start or failed: one clear line on stderr
+        if result.error and result.outcome in ("failed", "auth", "lease_lost", "error"):
+            print(f"icsync sync: {result.company}: {result.error}", file=sys.stderr)
+    return int(exit_code(results))
+
+
+def exit_code(results: Sequence[CompanyResult]) -> ExitCode:
+    """The worst exit code across companies."""
+    from sync.foundation.outcomes import worst_exit
+
+    return worst_exit(r.exit_code for r in results)
+
+
+def document(results: Sequence[CompanyResult]) -> dict[str, Any]:
+    """The ``--json`` document."""
+    return {"exit_code": int(exit_code(results)), "companies": [r.to_dict() for r in results]}
+
+
+def companies_of(config: Config, name: str | None) -> list[CompanyConfig]:
+    """The selected companies; ConfigError when there are none."""
+    if name:
+        return [config.settings.company(name)]
+    if not config.settings.companies:
+        raise ConfigError("no [[companies]] in the configuration", key="companies")
+    return list(config.settings.companies)
+
+
+async def execute(config: Config, args: argparse.Namespace, *,
+                  transport: httpx.AsyncBaseTransport | None = None) -> list[CompanyResult]:
+    """Run every selected company in turn (a progress bar on a terminal); stop after a
+    rejected credential."""
+    from sync.console.progress import LiveProgress
+    from sync.reference.run import sync_companies
+
+    def bar(company: str) -> LiveProgress:
+        return LiveProgress(company, make_console())
+
+    # A live bar when standard output is a terminal (and not --json).
+    live = sys.stdout.isatty() and not args.json
+    return await sync_companies(config, companies_of(config, args.company), kinds=args.kinds,
+                                dry_run=args.dry_run, full=args.full,
+                                allow_deletes=args.allow_deletes,
+                                progress=bar if live else None, transport=transport)

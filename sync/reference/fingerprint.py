@@ -1,0 +1,132 @@
+"""The no-op fast path: skip normalising and diffing a kind whose inputs did not change.
+
+After a clean run of a kind (outcome ok, nothing rejected or warned, nothing left open), its
+FINGERPRINT is kept in the state database: a hash of the raw source frame as read, a hash of
+everything that shapes the plan (the kind's source mapping, the validation, delete and guard
+settings, this version of icsync) and a hash of the remote copy's keys and digests. The next run
+that reads the same raw frame, with the same settings, against the same remote copy, and finds
+no open refresh, operation or quarantined row, knows the plan is empty without computing it.
+Any difference (one cell in the ERP, a setting, a hand edit repaired by a read-back) takes the
+normal path. ``--full`` never takes the fast path.
+
+Fingerprints live in the remote-copy table under the pseudo kind :data:`FINGERPRINTS` (key: the
+kind's name), so no schema change is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from typing import Any
+
+import pandas as pd
+
+from sync.reference.apply import KindRun
+
+FINGERPRINTS = "_fingerprints"
+RULES_VERSION = "1"  # bump when normalisation or planning rules change meaning
+
+
+def _version() -> str:
+    try:
+        return metadata.version("icompleat-sync")
+    except metadata.PackageNotFoundError:  # running from a source tree
+        return "source"
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What a kind's clean run started from and ended with."""
+
+    source: str
+    settings: str
+    remote: str
+    count: int
+
+    def record(self) -> dict[str, Any]:
+        """As stored in the remote-copy table."""
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Fingerprint | None:
+        """From the stored form; None when it is not one."""
+        try:
+            return cls(str(record["source"]), str(record["settings"]), str(record["remote"]),
+                       int(record["count"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def source_hash(frame: pd.DataFrame) -> str:
+    """A stable hash of a raw source frame: column names, dtypes and every cell."""
+    head = json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()])
+    try:
+        cells = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
+    except UnicodeEncodeError:  # lone surrogates (undecodable bytes kept for quarantine)
+        escaped = frame.map(lambda v: repr(v) if isinstance(v, str) else v)
+        cells = pd.util.hash_pandas_object(escaped, index=False).to_numpy().tobytes()
+    return hashlib.sha256(head.encode() + b"\0" + cells).hexdigest()
+
+
+def settings_hash(*parts: Any) -> str:
+    """A stable hash of the settings that shape a kind's plan (pydantic models or plain data)."""
+    def plain(value: Any) -> Any:
+        dump = getattr(value, "model_dump", None)
+        return dump(mode="json") if callable(dump) else value
+
+    text = json.dumps([RULES_VERSION, _version(), *map(plain, parts)], sort_keys=True,
+                      default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def remote_hash(digests: Mapping[str, str]) -> str:
+    """A stable hash of the remote copy's keys and digests."""
+    text = "\n".join(f"{k}\t{digests[k]}" for k in sorted(digests))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def kind_settings(run: KindRun) -> str:
+    """The settings hash of the run's kind (mapping, validation, delete and guard settings)."""
+    settings, company, kind = run.rt.config.settings, run.company, run.kind.name
+    source = settings.sources[str(company.source)]
+    return settings_hash(kind, company.company_id, source.type, source.kinds.get(kind),
+                         settings.validation, company.delete_policy.get(kind, "delete"),
+                         settings.guard_for(company, kind), company.drift_policy)
+
+
+async def stored(run: KindRun) -> Fingerprint | None:
+    """The fingerprint kept by the kind's last clean run, if any."""
+    records = await run.db(run.rt.store.remote_records, run.company.name, FINGERPRINTS)
+    found = records.get(run.kind.name)
+    return Fingerprint.from_record(found) if found is not None else None
+
+
+async def unchanged(run: KindRun, source: str, settings: str) -> int | None:
+    """How many records the kind has remotely when nothing can have changed since its last
+    clean run (same source, settings and remote copy; nothing open or quarantined); else None.
+    """
+    kept = await stored(run)
+    if kept is None or (kept.source, kept.settings) != (source, settings):
+        return None
+    store, company, kind = run.rt.store, run.company.name, run.kind.name
+    digests = await run.db(store.remote_digests, company, kind)
+    if remote_hash(digests) != kept.remote:
+        return None
+    markers = await run.db(store.open_refreshes, company)
+    if any(m.kind == kind or m.kind.startswith(f"{kind}/") for m in markers):
+        return None
+    if await run.db(store.quarantined, company, kind, None):
+        return None
+    return len(digests)
+
+
+async def keep(run: KindRun, source: str, settings: str) -> None:
+    """Remember a clean run's fingerprint (the remote copy as it is now)."""
+    store, company, kind = run.rt.store, run.company.name, run.kind.name
+    digests = await run.db(store.remote_digests, company, kind)
+    mark = Fingerprint(source, settings, remote_hash(digests), len(digests))
+    await run.db(store.upsert_remote, company, FINGERPRINTS,
+                 [(kind, mark.record(), mark.remote)], fence=run.fence)

@@ -1,0 +1,354 @@
+"""One kind of one company through the whole pipeline: settle, read-back, read, plan, apply.
+
+:class:`KindSync` is the per-kind half of :mod:`sync.reference.engine`. Rows that must not be sent
+are
+HELD: rows the validation rejected in this read and rows iCompleat refused earlier whose source
+is unchanged (quarantine). A held key is never created, edited or deleted (the diff's ``hold``);
+a refresh re-sends the remote copy's version of held records so it does not drop them either.
+Nothing rejected is ever turned into a delete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from connectors.base import CompanyRef, SourceRead
+from sync.foundation import clock
+from sync.foundation.config import Settings
+from sync.foundation.entities import WRITE_CHUNK_SIZE, Kind
+from sync.foundation.logs import get_logger
+from sync.reference import fingerprint, holds
+from sync.reference.apply import (
+    ApplyOutcome,
+    KindRun,
+    Records,
+    apply_targeted,
+    canonical,
+    frame_records,
+)
+from sync.reference.fields import MARKER_PREFIX, apply_fields
+from sync.reference.readback import Drift, confirmed_read, find_drift, readback_kind
+from sync.reference.refresh import apply_refresh
+from sync.reference.rules.diff import KindDiff, diff
+from sync.reference.rules.findings import Rejection
+from sync.reference.rules.guard import check_guard
+from sync.reference.rules.mapping import unsent_note
+from sync.reference.rules.normalise import KindMapping, Normalised, normalise
+from sync.reference.rules.plan import (
+    GuardVerdict,
+    KindPlan,
+    Plan,
+    plan_custom_fields,
+    plan_kind,
+    restricted,
+)
+from sync.reference.settle import settle_open
+from sync.state.rows import RefreshRow
+
+log = get_logger("icsync.engine")
+
+MAX_ROUNDS = 4  # apply rounds per kind and run: the first, then re-plans after settling
+
+
+@dataclass
+class PlannedKind:
+    """The first plan of a kind in this run, with the rows normalisation set aside."""
+
+    plan: KindPlan | None = None
+    rejected: tuple[Rejection, ...] = ()
+    warnings: tuple[Rejection, ...] = ()
+    verdict: GuardVerdict | None = None
+
+
+@dataclass
+class StateView:
+    """The remote copy a plan is made against (or, in a dry run, a read of iCompleat).
+
+    A LIGHT view (``records`` None) has only keys and digests, which is all a diff needs to
+    find creates, deletes and unchanged rows; the records are loaded when the diff finds edits
+    (for their field-level before/after) or a plan must re-send kept records.
+    """
+
+    records: Records | None
+    digests: dict[str, str]
+    frame: pd.DataFrame = field(repr=False)
+
+    @property
+    def light(self) -> bool:
+        """True when only keys and digests were loaded."""
+        return self.records is None
+
+
+def digest_frame(kind: Kind, digests: Mapping[str, str]) -> pd.DataFrame:
+    """Pure: a canonical-shaped frame with the keys and digests only (every field None)."""
+    keys = sorted(digests)
+    index = pd.Index(keys, dtype=object, name="key")
+    data: dict[str, Any] = {f: np.full(len(keys), None, dtype=object) for f in kind.field_names}
+    data["_digest"] = np.array([digests[k] for k in keys], dtype=object)
+    return pd.DataFrame(data, index=index, dtype=object, copy=False)
+
+
+def without(frame: pd.DataFrame, keys: Iterable[str]) -> pd.DataFrame:
+    """Pure: ``frame`` without the rows of ``keys``."""
+    drop = [k for k in set(keys) if k in frame.index]
+    return frame.drop(index=drop) if drop else frame
+
+
+def kind_mapping(settings: Settings, source: str, kind: str) -> KindMapping:
+    """The column mapping configured for ``kind`` in ``[sources.<source>]``."""
+    return KindMapping.from_config(settings.sources[source].kinds.get(kind))
+
+
+class KindSync:
+    """Run one kind; ``planned`` holds what was planned even when the run stops early."""
+
+    def __init__(self, run: KindRun, dry_run: bool, full: bool, allow_deletes: bool,
+                 on_plan: Callable[[str, int], None] | None = None) -> None:
+        self.run, self.dry_run, self.full, self.allow = run, dry_run, full, allow_deletes
+        self.on_plan = on_plan
+        self.planned = PlannedKind()
+        self.complete = True
+        self.counted: set[str] = set()
+        self.policy = run.company.delete_policy.get(run.kind.name, "delete")
+
+    @staticmethod
+    def company_plan(company: str, planned: Sequence[PlannedKind]) -> Plan:
+        """The company's plan from its kinds' first plans."""
+        return Plan(company=company, kinds=tuple(p.plan for p in planned if p.plan is not None),
+                    rejected=tuple(r for p in planned for r in p.rejected),
+                    warnings=tuple(w for p in planned for w in p.warnings),
+                    verdicts=tuple(p.verdict for p in planned if p.verdict is not None))
+
+    async def execute(self, drifts: list[Drift]) -> PlannedKind:
+        """Settle, read back if needed, plan and (unless a dry run) apply."""
+        run = self.run
+        override = None
+        if not self.dry_run:
+            await settle_open(run)
+        empty = await run.db(run.rt.store.remote_count, run.company.name, run.kind.name) == 0
+        if self.full or empty:
+            drift, override = await self._readback()
+            if self.full:
+                drifts.append(drift)
+        read = await self._read_source()
+        prints = (await asyncio.to_thread(fingerprint.source_hash, read.frame),
+                  fingerprint.kind_settings(run))
+        if override is None and not self.full and read.complete:
+            count = await fingerprint.unchanged(run, *prints)
+            if count is not None:
+                return self._nothing_to_do(count)
+        norm = await self._normalise(read)
+        self.planned = PlannedKind(None, norm.rejected, norm.warnings)
+        run.result.rejected += norm.rejected_rows
+        run.result.blank, run.result.filtered = norm.blank, norm.filtered
+        if not self.dry_run:
+            await holds.record_rejections(run, norm.rejected)
+        await self._rounds(norm.frame, override)
+        if run.result.rejected or run.result.failed:
+            run.result.outcome = "partial" if run.result.outcome == "ok" else run.result.outcome
+        elif run.result.outcome == "ok" and not norm.warnings and not self.dry_run:
+            await fingerprint.keep(run, *prints)
+        return self.planned
+
+    def _nothing_to_do(self, count: int) -> PlannedKind:
+        """The fast path's plan: every record unchanged, no call."""
+        name = self.run.kind.name
+        plan = KindPlan(
+            kind=name, strategy="none", diff=KindDiff(name, unchanged=count), source_count=count,
+            remote_count=count, calls=0, targeted_calls=0,
+            refresh_calls=max(1, math.ceil(count / WRITE_CHUNK_SIZE)))
+        self._first_plan(plan)
+        return self.planned
+
+    async def _readback(self) -> tuple[Drift, StateView | None]:
+        if not self.dry_run:
+            return await readback_kind(self.run), None
+        run = self.run
+        state = await run.db(run.rt.store.remote_records, run.company.name, run.kind.name)
+        digests = await run.db(run.rt.store.remote_digests, run.company.name, run.kind.name)
+        remote, unconfirmed = await confirmed_read(run, set(state))
+        drift = find_drift(run.kind.name, remote.records, state, remote.digests, digests,
+                           unconfirmed, run.company.drift_policy)
+        if run.company.drift_policy == "report" and state:
+            return drift, None
+        return drift, await self._view(remote.records, remote.digests)
+
+    async def _view(self, records: Records, digests: dict[str, str]) -> StateView:
+        frame = await asyncio.to_thread(canonical, self.run.kind, list(records.values()))
+        return StateView(records, digests, frame)
+
+    async def _state(self, *, light: bool = False) -> StateView:
+        store, company, kind = self.run.rt.store, self.run.company.name, self.run.kind.name
+        digests = await self.run.db(store.remote_digests, company, kind)
+        if light:
+            frame = await asyncio.to_thread(digest_frame, self.run.kind, digests)
+            return StateView(None, digests, frame)
+        records = await self.run.db(store.remote_records, company, kind)
+        return await self._view(records, digests)
+
+    async def _read_source(self) -> SourceRead:
+        run = self.run
+        source = run.rt.source(str(run.company.source))
+        ref = CompanyRef(run.company.name, run.company.company_id, run.company.params)
+        return await asyncio.to_thread(source.read, run.kind.name, ref)
+
+    async def _normalise(self, read: SourceRead) -> Normalised:
+        settings = self.run.rt.config.settings
+        mapping = kind_mapping(settings, str(self.run.company.source), self.run.kind.name)
+        self.complete = read.complete
+        kind = self.run.kind
+        unsent = [n for n in mapping.mapping if n in kind.field_names and not kind.field(n).sent]
+        if unsent:
+            log.info("mapping feeds a field never sent", note=unsent_note(kind, unsent))
+        return await asyncio.to_thread(normalise, kind, read.frame, mapping,
+                                       settings.validation)
+
+    async def _held(self, frame: pd.DataFrame) -> set[str]:
+        """Validation-rejected keys, plus iCompleat-refused rows whose source is unchanged."""
+        run = self.run
+        rejected = {r.key for r in self.planned.rejected if r.key and r.severity == "reject"}
+        refused = await holds.remote_holds(run, frame, release=not self.dry_run)
+        run.result.rejected += len(refused - run.rejected_keys - self.counted)
+        self.counted |= refused
+        return rejected | refused
+
+    async def _markers(self) -> tuple[RefreshRow | None, set[str]]:
+        rows = await self.run.db(self.run.rt.store.open_refreshes, self.run.company.name)
+        mine = next((r for r in rows if r.kind == self.run.kind.name), None)
+        fields = {r.kind[len(MARKER_PREFIX):] for r in rows if r.kind.startswith(MARKER_PREFIX)}
+        return mine, fields if self.run.kind.field_values else set()
+
+    async def _can_append(self) -> str | None:
+        token = await self.run.db(self.run.rt.store.append_token, self.run.company.name,
+                                  self.run.kind.name)
+        if token is None or clock.as_utc(token[1]) <= clock.utcnow() + timedelta(minutes=1):
+            return None
+        return token[0]
+
+    async def _rounds(self, source: pd.DataFrame, override: StateView | None) -> None:
+        run = self.run
+        for round_no in range(MAX_ROUNDS):
+            state = override or await self._state(light=not run.kind.field_values)
+            held = await self._held(source)
+            work = without(source, held)
+            marker, forced = await self._markers()
+            token = await self._can_append()
+            kind_diff = await asyncio.to_thread(diff, run.kind, work, state.frame, hold=held)
+            if state.light and (kind_diff.edits or kind_diff.held or self.policy == "ignore"):
+                state = await self._state()
+                kind_diff = await asyncio.to_thread(diff, run.kind, work, state.frame, hold=held)
+            plan = self._plan(kind_diff, work, state, token is not None, marker)
+            plan = self._guarded(plan, work, len(state.digests), token is not None, marker)
+            if round_no == 0:
+                self._first_plan(plan)
+            if self.dry_run or (plan.strategy == "none" and marker is None and not forced):
+                return
+            unknown = run.result.unknown
+            out = await self._apply(plan, work, state, token, marker, forced)
+            if out.stopped:
+                return
+            if run.result.unknown > unknown:
+                await settle_open(run)
+            elif out.completed and not out.replan:
+                return
+        run.result.outcome = "partial"
+        run.result.error = (f"{run.kind.label}: still not settled after {MAX_ROUNDS} rounds; "
+                            "the next run carries on from the journal")
+
+    def _plan(self, kind_diff: KindDiff, work: pd.DataFrame, state: StateView,
+              can_append: bool, marker: RefreshRow | None) -> KindPlan:
+        rejected = len({r.row for r in self.planned.rejected})  # rows, not messages
+        if self.run.kind.field_values:
+            return plan_custom_fields(self.run.kind, kind_diff, work, state.frame,
+                                      delete_policy=self.policy, rejected=rejected)
+        return plan_kind(self.run.kind, kind_diff, work, delete_policy=self.policy,
+                         can_append=can_append, force="refresh" if marker else None,
+                         rejected=rejected)
+
+    def _guarded(self, plan: KindPlan, work: pd.DataFrame, remote_count: int,
+                 can_append: bool, marker: RefreshRow | None) -> KindPlan:
+        """The plan, or what it may still do (creates and edits) when the guard refuses it;
+        with a refresh left unfinished, a refused plan does nothing at all."""
+        run = self.run
+        verdict = check_guard(
+            run.kind.name, run.company.name, source_count=len(work) + len(plan.diff.held),
+            remote_count=remote_count, complete=self.complete, plan=plan,
+            config=run.rt.config.settings.guard_for(run.company, run.kind.name),
+            allow=self.allow)
+        if self.planned.verdict is None or not verdict.allowed:
+            self.planned.verdict = verdict
+        if verdict.allowed:
+            return plan
+        run.result.outcome, run.result.error = "blocked", verdict.message
+        # The plan shown (dry run or not) is the plan applied: what the block leaves.
+        if marker is not None:
+            run.result.error = verdict.message.replace(
+                "creates and edits still go out one record at a time",
+                "an unfinished refresh means nothing at all is sent")
+            return replace(plan, strategy="none", calls=0, chunks=())
+        return restricted(run.kind, plan, work, can_append=can_append)
+
+    def _first_plan(self, plan: KindPlan) -> None:
+        if self.planned.plan is not None:
+            return
+        self.planned.plan = plan
+        self.run.result.unchanged = plan.diff.unchanged
+        self.run.result.strategy = plan.strategy
+        if self.on_plan is not None and not self.dry_run:
+            self.on_plan(self.run.kind.label, plan.calls)
+
+    def _records(self, plan: KindPlan, work: pd.DataFrame,
+                 state: StateView) -> tuple[Records, dict[str, str]]:
+        """Records to send: the source's, plus the remote copy's version of the KEPT ones
+        (held rows, and those beyond the source under delete policy "ignore"). A targeted
+        plan only needs the rows it edits or creates."""
+        if plan.strategy == "targeted" and not self.run.kind.field_values:
+            needed = [*plan.diff.edited_keys, *plan.diff.creates]
+            work = work.loc[[k for k in needed if k in work.index]]
+        records, digests = frame_records(self.run.kind, work)
+        kept = state.records or {}  # a light view is only used when nothing is kept
+        records.update({k: kept[k] for k in plan.kept if k in kept})
+        digests.update({k: state.digests[k] for k in plan.kept if k in state.digests})
+        return records, digests
+
+    async def _apply(self, plan: KindPlan, work: pd.DataFrame, state: StateView,
+                     token: str | None, marker: RefreshRow | None,
+                     forced: set[str]) -> ApplyOutcome:
+        records, digests = self._records(plan, work, state)
+        if self.run.kind.field_values:
+            touched = {*plan.field_creates, *plan.field_edits, *plan.field_deletes,
+                       *plan.value_sets}
+            out = await apply_fields(self.run, touched, records, digests,
+                                     allow_delete=bool(plan.field_deletes), force=forced)
+        elif plan.strategy == "refresh":
+            keys = [k for chunk in plan.chunks for k in chunk]
+            out = await apply_refresh(self.run, keys, records, digests, marker)
+            self._window(out, marker)
+        else:
+            creates = [k for k in plan.diff.creates if k not in set(plan.deferred)]
+            return await apply_targeted(self.run, plan.diff.edited_keys, creates, plan.deletes,
+                                        records, digests, token)
+        if out.completed:
+            self._count(plan)
+        return out
+
+    def _window(self, out: ApplyOutcome, marker: RefreshRow | None) -> None:
+        """Finishing a refresh an earlier run left open: how long a partial set was live."""
+        if out.completed and marker is not None:
+            window = (clock.utcnow() - clock.as_utc(marker.started_at)).total_seconds()
+            self.run.result.partial_window_seconds = round(window, 3)
+
+    def _count(self, plan: KindPlan) -> None:
+        bad = self.run.rejected_keys
+        result = self.run.result
+        result.created += sum(1 for k in plan.diff.creates if k not in bad)
+        result.edited += sum(1 for e in plan.diff.edits if e.key not in bad)
+        result.deleted += len(plan.deletes)

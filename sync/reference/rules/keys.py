@@ -1,0 +1,242 @@
+"""Canonical keys and digests: the rules that make a source row and a remote record equal.
+
+Values follow one rule per field type (:mod:`sync.reference.rules.values`), a column at a time
+in :mod:`sync.reference.rules.columns`; callers import each rule from the module that defines it.
+
+Keys: :func:`record_key` joins the canonical key fields with ``KEY_SEP`` (custom field values:
+``Field + KEY_SEP + Code``). :func:`collision_key` folds a key so that variants a person would
+call "the same code" meet: NFKC, casefold, surrounding whitespace stripped, and leading zeros
+removed from a key part made only of digits ("0042" meets "42"; "A01" does not meet "A1").
+
+Digest: :func:`record_digest` is the hex SHA-256 of :func:`canonical_json` of the record's sent
+fields with missing values omitted (so omitted and null are equal); see
+:mod:`sync.reference.rules.values` for
+the JSON form. The bytes depend only on the values, so the digest is the same on every version
+and machine.
+
+Whole key columns: :func:`collision_keys`, :func:`positions`, :func:`strictly_increasing` and
+:func:`duplicate_groups` take printable-ASCII keys through Arrow or numpy in one pass and only
+the rest through Python, so a million keys cost what their odd ones cost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from collections.abc import Iterable, Mapping
+from json.encoder import encode_basestring
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sync.foundation.entities import FieldSpec, Kind
+from sync.reference.rules.columns import (
+    as_arrow,
+    as_objects,
+    mask,
+    object_values,
+)
+from sync.reference.rules.values import (
+    canonical_json,
+    canonical_value,
+    number_text,
+)
+
+KEY_SEP = "\x1f"
+
+
+def sha256_hex(text: str) -> str:
+    """Hex SHA-256 of ``text`` as UTF-8 (lone surrogates passed through)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def record_digest(kind: Kind, record: Mapping[str, Any], *, trim: bool = True) -> str:
+    """Stable digest of a record's sent fields (tolerant canonical values, None omitted)."""
+    values = {name: canonical_value(kind.field(name), record.get(name), trim=trim, strict=False)
+              for name in kind.sent_fields}
+    return sha256_hex(canonical_json({k: v for k, v in values.items() if v is not None}))
+
+
+def _value_json(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        return str(encode_basestring(value))
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int or kind is float:
+        return number_text(value)
+    return canonical_json(value)
+
+
+def _fragment(spec: FieldSpec) -> Any:
+    prefix = encode_basestring(spec.name) + ":"
+    return lambda v: prefix + _value_json(v)
+
+
+def digests(kind: Kind, columns: Mapping[str, np.ndarray], rows: Iterable[int]) -> list[str]:
+    """Digests of ``rows`` of canonical ``columns`` (field name -> object array).
+
+    Equal to :func:`record_digest` of each row when the values are already canonical; it skips
+    re-canonicalisation, which is what makes it fast.
+    """
+    rows = np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows, dtype=np.intp)
+    names = sorted(kind.sent_fields)
+    parts = []
+    for name in names:
+        encode = _fragment(kind.field(name))
+        parts.append([None if v is None else encode(v) for v in columns[name][rows]])
+    sha = hashlib.sha256
+    return [sha(("{" + ",".join(filter(None, row)) + "}").encode("utf-8", "surrogatepass"))
+            .hexdigest() for row in zip(*parts, strict=True)]
+
+
+def field_of(key: str) -> str:
+    """The custom field a value row's key (``Field + KEY_SEP + Code``) belongs to."""
+    return key.split(KEY_SEP, 1)[0]
+
+
+def record_key(kind: Kind, record: Mapping[str, Any]) -> str:
+    """The key of ``record``: its canonical key fields joined by KEY_SEP; ValueError if missing."""
+    parts = []
+    for name in kind.key:
+        part = canonical_value(kind.field(name), record.get(name), strict=False)
+        if part is None:
+            raise ValueError(f"{kind.name}: the record has no {name}; every record needs one")
+        parts.append(str(part))
+    return KEY_SEP.join(parts)
+
+
+def _fold(part: str) -> str:
+    part = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", part).casefold()).strip()
+    if part.isascii() and part.isdigit():
+        return part.lstrip("0") or "0"
+    return part
+
+
+def collision_key(key: str) -> str:
+    """``key`` folded so that case, whitespace, width and zero-padding variants are equal."""
+    return KEY_SEP.join(_fold(part) for part in key.split(KEY_SEP))
+
+
+# Whole key columns. Each gives what the scalar rule above gives key by key; the Arrow passes
+# cover printable ASCII, where NFKC and casefold reduce to lower-casing.
+
+
+def _strip_zeros(parts: Any) -> Any:
+    """Leading zeros off the all-digit parts (the regex runs only where a part starts "0")."""
+    zero = pc.fill_null(pc.starts_with(parts, "0"), False)
+    if not pc.any(zero).as_py():
+        return parts
+    stripped = pc.replace_substring_regex(pc.filter(parts, zero), "^0+([0-9]+)$", r"\1")
+    return pc.replace_with_mask(parts, zero, stripped)
+
+
+def _folded(keys: np.ndarray, arrow: Any = None) -> Any:
+    """The collision keys of ``keys`` as an Arrow string array (null for a missing key)."""
+    arr = as_arrow(keys) if arrow is None else arrow
+    if arr is None:
+        return pa.array([None if k is None else collision_key(str(k)) for k in keys.tolist()],
+                        type=pa.string())
+    fast = pc.fill_null(pc.match_substring_regex(arr, "^[ -~\x1f]*$"), False)
+    multipart = bool(pc.any(pc.match_substring(arr, KEY_SEP)).as_py())
+    if multipart:
+        parts = pc.split_pattern(pc.ascii_lower(pc.filter(arr, fast)), KEY_SEP)
+        flat = _strip_zeros(pc.utf8_trim(pc.list_flatten(parts), " "))
+        folded = pc.binary_join(pa.ListArray.from_arrays(parts.offsets, flat), KEY_SEP)
+    else:
+        folded = _strip_zeros(pc.utf8_trim(pc.ascii_lower(pc.filter(arr, fast)), " "))
+    slow = np.flatnonzero(~mask(fast))
+    if not len(slow):
+        return folded
+    rest = pa.array([None if keys[i] is None else collision_key(str(keys[i]))
+                     for i in slow.tolist()], type=pa.string())
+    order = np.concatenate([np.flatnonzero(mask(fast)), slow])
+    return pa.concat_arrays([folded, rest]).take(pa.array(np.argsort(order, kind="stable")))
+
+
+def collision_keys(keys: Any, arrow: Any = None) -> np.ndarray:
+    """:func:`collision_key` of every key (printable-ASCII keys folded in one vector pass).
+
+    ``arrow``, when given, is ``keys`` already as an Arrow string array.
+    """
+    values = object_values(keys) if arrow is None else as_objects(keys)
+    if not len(values):
+        return np.empty(0, dtype=object)
+    return np.asarray(_folded(values, arrow).to_numpy(zero_copy_only=False), dtype=object)
+
+
+def _fixed_width(arrow: Any) -> np.ndarray | None:
+    """Plain-ASCII keys as a numpy fixed-width byte array (NUL padded), else None."""
+    if arrow is None or arrow.null_count or not len(arrow):
+        return None
+    if not pc.all(pc.string_is_ascii(arrow)).as_py() or pc.any(
+            pc.match_substring(arrow, "\x00")).as_py():
+        return None
+    width = max(1, pc.max(pc.binary_length(arrow)).as_py())
+    padded = pc.utf8_rpad(arrow, width=width, padding="\x00")
+    offsets = np.frombuffer(padded.buffers()[1], dtype=np.int32)
+    return np.frombuffer(padded.buffers()[2], dtype=f"S{width}", count=len(arrow),
+                         offset=int(offsets[padded.offset]))
+
+
+def positions(values: np.ndarray, within: np.ndarray, *, values_arrow: Any = None,
+              within_arrow: Any = None) -> np.ndarray:
+    """For each of ``values``, its position in ``within`` (unique keys), or -1 if absent.
+
+    Sorted plain-ASCII keys on both sides are matched by binary search over fixed-width bytes;
+    other keys through Arrow's hash lookup, or a dict when they are not all text.
+    """
+    left = values_arrow if values_arrow is not None else as_arrow(values)
+    right = within_arrow if within_arrow is not None else as_arrow(within)
+    if left is not None and right is not None:
+        if strictly_increasing(within, right):
+            found = _search(_fixed_width(left), _fixed_width(right))
+            if found is not None:
+                return found
+        hits = pc.fill_null(pc.index_in(left, value_set=right), -1)
+        return np.asarray(hits.to_numpy(zero_copy_only=False), dtype=np.int64)
+    lookup = {k: i for i, k in enumerate(within.tolist())}
+    return np.array([lookup.get(k, -1) for k in values.tolist()], dtype=np.int64)
+
+
+def _search(left: np.ndarray | None, right: np.ndarray | None) -> np.ndarray | None:
+    if left is None or right is None:
+        return None
+    width = max(left.dtype.itemsize, right.dtype.itemsize)
+    left, right = left.astype(f"S{width}"), right.astype(f"S{width}")
+    at = np.minimum(np.searchsorted(right, left), len(right) - 1)
+    return np.where(right[at] == left, at, -1).astype(np.int64)
+
+
+def strictly_increasing(values: np.ndarray, arrow: Any = None) -> bool:
+    """True when the keys are sorted and unique (code point order)."""
+    arr = arrow if arrow is not None else as_arrow(values)
+    if len(values if arr is None else arr) < 2:
+        return True
+    if arr is None or arr.null_count:
+        return bool(pd.Index(values, dtype=object).is_monotonic_increasing
+                    and pd.Index(values, dtype=object).is_unique)
+    return bool(pc.all(pc.greater(arr[1:], arr[:-1])).as_py())
+
+
+def duplicate_groups(keys: np.ndarray, arrow: Any = None) -> list[list[int]]:
+    """Positions of ``keys`` grouped by collision key, for every group of two or more.
+
+    Printable-ASCII keys are folded and counted in Arrow; only the rest, and the members of
+    colliding groups, are touched in Python.
+    """
+    if not len(keys):
+        return []
+    folded = _folded(as_objects(keys), arrow)
+    if not folded.null_count and strictly_increasing(np.empty(0, object), folded):
+        return []  # folding kept every key distinct and in order: nothing collides
+    encoded = pc.dictionary_encode(folded).indices
+    codes = np.asarray(pc.fill_null(encoded, -1).to_numpy(zero_copy_only=False), np.int64)
+    counts = np.bincount(codes[codes >= 0], minlength=1)
+    groups: dict[int, list[int]] = {}
+    for pos in np.flatnonzero((codes >= 0) & (counts[np.maximum(codes, 0)] > 1)).tolist():
+        groups.setdefault(int(codes[pos]), []).append(pos)
+    return [groups[c] for c in sorted(groups, key=lambda c: groups[c][0])]

@@ -1,0 +1,265 @@
+"""Source frame -> canonical frame, plus every row set aside with its reason (pure, no IO).
+
+Columns (:mod:`sync.reference.rules.mapping`): blank rows are skipped and counted, a ``where``
+filter leaves rows out, then a field takes what its mapping names (a column matched
+case-insensitively, a template, a fallback list or a constant), else the source column whose
+name equals the field's name ignoring case; a field with neither is missing on every row. A
+configured default fills a field's missing cells (and a missing column).
+Values then follow the rules of :mod:`sync.reference.rules.values` (NBSP -> space, NFC,
+trimmed, "" -> missing; emoji and RTL marks kept; control characters, undecodable bytes, U+FFFD
+and lone surrogates refused; text longer than the contract's limit refused).
+
+Rows are REJECTED (left out of the frame, listed with a reason) for: a missing or empty key
+(``missing_code``), a missing required value (``missing_value``), a bad text value
+(``too_long``, ``control_chars``, ``bad_encoding``, ``bad_value``), a key that collides with
+another row's once case, surrounding whitespace, width and zero padding are ignored
+(``duplicate_key``: EVERY member of the group is rejected and each message lists them all, so
+which one wins never flips between runs), an unknown ISO 3166 country (``bad_iso_country``) or
+ISO 4217 currency (``bad_currency``) code, a negative rate (``negative_rate``), and for
+currencies anything but exactly one ``IsBase`` row with Rate 1 (``base_currency``: then every
+currency row is rejected, since a set without one base is refused as a whole).
+
+Checked with a configurable outcome (``[validation]`` vat / bank: reject, warn or off): supplier
+VAT numbers with python-stdnum (``bad_vat``; a number without a country prefix is checked with
+the supplier's IsoCode; countries stdnum does not know are not checked), a BankAccountNumber that
+looks like an IBAN (two letters, two digits, 11+ more) with schwifty (``bad_iban``), and a
+BankSortCode that must be a UK sort code (6 digits, dashes allowed) or a valid BIC (``bad_bank``).
+A malformed Email is a warning (``bad_email``), never a rejection.
+
+Transformations: IsoCode and currency codes are upper-cased. Non-sent fields (VatNumber) are
+checked, then blanked: the frame keeps their column but never their value. Missing IsBase and
+Mandatory are false and a missing custom field Type is "List" (what iCompleat reports). A custom
+field's Type and Mandatory are those of its FIRST source row; later rows that say otherwise get
+a warning and take the first row's values.
+
+The frame: index = record keys (name "key", sorted), one object column per field of the kind,
+plus ``_digest``; values are plain Python objects with None for missing, never pandas NA.
+Rejected rows never turn into deletes: pass ``Normalised.held_keys`` to ``diff(hold=...)`` and
+their remote records (and any record colliding with them) are left exactly as they are.
+
+Speed: a text value that is already canonical (printable ASCII, trimmed, within its limit) is
+recognised in one Arrow pass and kept as the very same object; only the others go through the
+scalar rules, and the library checks run once per distinct value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sync.foundation.config import KindSourceConfig, ValidationConfig
+from sync.foundation.entities import CUSTOM_FIELD_DEFAULT_TYPE, FieldSpec, Kind
+from sync.foundation.errors import ConfigError
+from sync.reference.rules.checks import CHECKS, base_currency, collisions
+from sync.reference.rules.columns import canonical_column, column_of, mask, none_mask
+from sync.reference.rules.findings import Rejection, Work, rejections
+from sync.reference.rules.frame import make_frame, row_digests, sorted_rows, take
+from sync.reference.rules.keys import KEY_SEP, digests
+from sync.reference.rules.mapping import MappingEntry, Rules, shape
+from sync.reference.rules.values import InvalidValue, canonical_value
+
+IMPLIED: dict[tuple[str, str], Any] = {("currencies", "IsBase"): False}
+DEFINITION_DEFAULTS: dict[str, Any] = {"Type": CUSTOM_FIELD_DEFAULT_TYPE, "Mandatory": False}
+
+
+@dataclass(frozen=True)
+class KindMapping:
+    """Canonical field name <- source column(s) (see :mod:`sync.reference.rules.mapping`),
+    constant defaults, whether to trim text, a ``where`` filter and a base currency."""
+
+    mapping: Mapping[str, MappingEntry] = field(default_factory=dict)
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    trim: bool = True
+    where: str | None = None
+    base_currency: str | None = None
+
+    @classmethod
+    def from_config(cls, config: KindSourceConfig | None) -> KindMapping:
+        """The mapping a ``[sources.<name>.kinds.<kind>]`` table describes (None: no table)."""
+        if config is None:
+            return cls()
+        return cls(dict(config.mapping), dict(config.defaults), config.trim, config.where,
+                   config.base_currency)
+
+    @property
+    def rules(self) -> Rules:
+        """The column rules of this mapping."""
+        return Rules(self.mapping, self.where, self.base_currency)
+
+
+@dataclass(frozen=True)
+class Normalised:
+    """The canonical frame of the rows that can be sent, and the rows set aside."""
+
+    frame: pd.DataFrame
+    rejected: tuple[Rejection, ...] = ()
+    warnings: tuple[Rejection, ...] = ()
+    blank: int = 0      # blank rows (an export's trailer line) skipped, never quarantined
+    filtered: int = 0   # rows the kind's ``where`` filter left out
+
+    @property
+    def held_keys(self) -> tuple[str, ...]:
+        """Keys of rejected rows: their remote records must be neither edited nor deleted."""
+        return tuple(sorted({r.key for r in self.rejected if r.key is not None}))
+
+    @property
+    def rejected_rows(self) -> int:
+        """How many source rows were set aside (a row may carry several rejections)."""
+        return len({r.row for r in self.rejected})
+
+
+def _columns(kind: Kind, raw: pd.DataFrame, mapping: KindMapping) -> dict[str, pd.Series]:
+    """Field -> source column, explicit mapping first, then same name ignoring case."""
+    lookup = {str(c).casefold(): c for c in raw.columns}
+    chosen: dict[str, pd.Series] = {}
+    for name, column in mapping.mapping.items():
+        if name not in kind.field_names:
+            raise ConfigError(f"{kind.label} have no field {name!r}; fields: "
+                              f"{', '.join(kind.field_names)}", key=f"mapping.{name}")
+        if str(column).casefold() not in lookup:
+            raise ConfigError(f"{kind.label}: {name} is mapped from column {column!r}, which the "
+                              f"source does not have; it has: {', '.join(map(str, raw.columns))}",
+                              key=f"mapping.{name}")
+        chosen[name] = raw[lookup[str(column).casefold()]]
+    used = {str(c).casefold() for c in mapping.mapping.values()}
+    for name in kind.field_names:
+        if name not in chosen and name.casefold() in lookup and name.casefold() not in used:
+            chosen[name] = raw[lookup[name.casefold()]]
+    return chosen
+
+
+def _default(kind: Kind, spec: FieldSpec, mapping: KindMapping) -> Any:
+    if spec.name not in mapping.defaults:
+        return IMPLIED.get((kind.name, spec.name))
+    try:
+        return canonical_value(spec, mapping.defaults[spec.name], trim=mapping.trim)
+    except InvalidValue as exc:
+        raise ConfigError(f"{kind.label}: the default for {spec.name} {exc}",
+                          key=f"defaults.{spec.name}") from None
+
+
+def _canonicalise(work: Work, spec: FieldSpec, mapping: KindMapping) -> None:
+    source = work.raw.get(spec.name)
+    default = _default(work.kind, spec, mapping)
+    if source is None:
+        work.cols[spec.name] = np.full(work.n, default, dtype=object)
+        values: np.ndarray = work.cols[spec.name]
+    else:
+        column = column_of(spec, source, trim=mapping.trim)
+        values, problems = column.values, column.problems
+        for i, exc in problems.items():
+            work.add([i], spec, exc.reason, str(exc))
+        empty = mask(column.arrow.is_null()) if column.arrow is not None else none_mask(values)
+        if default is not None and empty.any():
+            empty[list(problems)] = False
+            values = values.copy()
+            values[empty] = default
+        elif column.arrow is not None:
+            work.arrow[spec.name] = column.arrow
+        work.cols[spec.name] = values
+    if spec.required:
+        arrow = work.arrow.get(spec.name)
+        missing = np.flatnonzero(mask(arrow.is_null()) if arrow is not None else none_mask(values))
+        bad = {f.row for f in work.findings if f.field == spec.name}
+        reason = "missing_code" if spec.name in work.kind.key else "missing_value"
+        work.add([r for r in missing.tolist() if r not in bad], spec, reason,
+                 "is empty; every row needs one, fill it in the source")
+
+
+def _keys(work: Work) -> np.ndarray:
+    """Each row's record key, or None when a key part is missing."""
+    parts = [work.cols[name] for name in work.kind.key]
+    if len(parts) == 1:
+        return parts[0]
+    return np.array([None if any(p is None for p in ps) else KEY_SEP.join(map(str, ps))
+                     for ps in zip(*parts, strict=True)], dtype=object)
+
+
+def _field_definitions(work: Work, warn: bool) -> None:
+    """Give every value row of a custom field the Type and Mandatory of the field's first row."""
+    first: dict[Any, int] = {}
+    for row, name in enumerate(work.cols["Field"].tolist()):
+        first.setdefault(name, row)
+    for column in ("Type", "Mandatory"):
+        spec, values = work.kind.field(column), work.cols[column].copy()
+        implied = DEFINITION_DEFAULTS[column]
+        for row, name in enumerate(work.cols["Field"].tolist()):
+            wanted = values[first[name]] if values[first[name]] is not None else implied
+            if warn and values[row] is not None and values[row] != wanted:
+                work.add([row], spec, "bad_value", f"is {values[row]!r}, but the field's first "
+                         f"row (row {first[name] + 1}) says {wanted!r}, which is used", "warn")
+            values[row] = wanted
+        work.cols[column] = values
+
+
+def normalise(
+    kind: Kind, raw: pd.DataFrame, mapping: KindMapping | None = None,
+    validation: ValidationConfig | None = None, *, known: pd.DataFrame | None = None,
+) -> Normalised:
+    """The canonical frame of ``raw`` plus the rejected and warned rows (see module docstring).
+
+    ``known`` (optional, the state's canonical frame) only saves work: a row equal to its known
+    row takes that row's digest instead of computing it again. The result is the same.
+    """
+    mapping, validation = mapping or KindMapping(), validation or ValidationConfig()
+    shaped = shape(kind, raw, mapping.rules)
+    work = Work(kind, len(shaped.frame), _columns(kind, shaped.frame, KindMapping()),
+                origin=shaped.origin)
+    for spec in kind.fields:
+        _canonicalise(work, spec, mapping)
+    for spec in kind.fields:
+        if spec.check is not None:
+            CHECKS[spec.check](work, spec, validation)
+    if kind.field_values:
+        _field_definitions(work, warn=True)
+    keys = _keys(work)
+    collisions(work, keys)
+    rejected = {f.row for f in work.findings if f.severity == "reject"}
+    if kind.name == "currencies":
+        base_currency(work, rejected)
+        rejected = {f.row for f in work.findings if f.severity == "reject"}
+    good = np.array([r for r in range(work.n) if r not in rejected and keys[r] is not None],
+                    dtype=np.intp) if rejected else np.flatnonzero(~none_mask(keys))
+    rows = sorted_rows(work, keys, good)
+    frame = make_frame(kind, take(work.cols, rows, work.n), take({"": keys}, rows, work.n)[""],
+                       row_digests(work, keys, rows, known))
+    bad, warned = rejections(work, keys)
+    return Normalised(frame, tuple(bad), tuple(warned), shaped.blank, shaped.filtered)
+
+
+def canonical_records(kind: Kind, records: Iterable[Mapping[str, Any]], *, trim: bool = True,
+                      stored_digests: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The canonical frame of records read back from iCompleat or kept in state (tolerant).
+
+    Nothing is rejected: unconvertible values are kept as text, omitted and None are equal,
+    extra fields are ignored, a record without a key is skipped and the last of two records
+    with one key wins. ``stored_digests`` (key -> digest kept beside these very records, as
+    the state database does) are used as they are instead of being computed again: at a
+    million records that saves seconds. Keys without one are digested.
+    """
+    items = list(records)
+    cols: dict[str, np.ndarray] = {}
+    for spec in kind.fields:
+        values = pd.Series([r.get(spec.name) for r in items], dtype=object)
+        cols[spec.name], _ = canonical_column(spec, values, trim=trim, strict=False)
+        implied = IMPLIED.get((kind.name, spec.name))
+        if implied is not None:
+            cols[spec.name] = np.where(none_mask(cols[spec.name]), implied, cols[spec.name])
+    work = Work(kind, len(items), {}, cols)
+    if kind.field_values:
+        _field_definitions(work, warn=False)
+    keys = _keys(work)
+    last = pd.Series(np.arange(len(items)), index=pd.Index(keys, dtype=object))
+    last = last[~none_mask(keys)]
+    good = last[~last.index.duplicated(keep="last")].to_numpy()
+    rows = sorted_rows(work, keys, np.sort(good))
+    stored = stored_digests or {}
+    out = np.array([stored.get(k) for k in keys[rows].tolist()] if stored else
+                   [None] * len(rows), dtype=object)
+    todo = np.flatnonzero(none_mask(out))
+    out[todo] = digests(kind, work.cols, rows[todo])
+    return make_frame(kind, {n: c[rows] for n, c in work.cols.items()}, keys[rows], out)

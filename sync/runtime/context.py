@@ -1,0 +1,116 @@
+"""The shared runtime of one icsync process: configuration, state store, client and connectors.
+
+Every job (reference sync, read-back, transaction poll, webhook) runs against a :class:`Runtime`
+opened once by :func:`open_runtime`, which owns the IO resources and closes them all. Sources and
+sinks are built on first use and cached, so a job that never touches the ERP never connects to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+from connectors.base import Source, TransactionSink
+from connectors.factory import build_sink, build_source
+from connectors.icompleat.client import CallRecord, IcompleatClient
+from sync.foundation.config import Config
+from sync.foundation.errors import ConfigError
+from sync.foundation.secrets import REDACTOR, Secret, read_secret_file
+from sync.state.store import StateStore
+
+T = TypeVar("T")
+
+
+def make_holder() -> str:
+    """This process's lease identity: ``hostname:pid:short-uuid``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def file_secret(path: Path | None, *, key: str) -> Secret | None:
+    """The secret in ``path`` (registered with the redactor), or None when no file is set."""
+    if path is None:
+        return None
+    secret = Secret(read_secret_file(path, key=key), origin=f"file {path}")
+    REDACTOR.add(secret.reveal())
+    return secret
+
+
+@dataclass
+class Runtime:
+    """What a job needs; ``holder`` is this process's identity in leases."""
+
+    config: Config
+    store: StateStore
+    client: IcompleatClient
+    holder: str
+    _sources: dict[str, Source] = field(default_factory=dict, repr=False)
+    _sinks: dict[str, TransactionSink] = field(default_factory=dict, repr=False)
+
+    def source(self, name: str) -> Source:
+        """The source configured as ``[sources.<name>]``, built on first use."""
+        if name not in self._sources:
+            self._sources[name] = build_source(name, _configured(
+                self.config.settings.sources, "sources", name))
+        return self._sources[name]
+
+    def sink(self, name: str) -> TransactionSink:
+        """The sink configured as ``[sinks.<name>]``, built on first use."""
+        if name not in self._sinks:
+            self._sinks[name] = build_sink(name, _configured(
+                self.config.settings.sinks, "sinks", name))
+        return self._sinks[name]
+
+    def close_connectors(self) -> None:
+        """Close every source and sink built so far (errors while closing are ignored)."""
+        connectors: list[Source | TransactionSink] = [*self._sources.values(),
+                                                      *self._sinks.values()]
+        for conn in connectors:
+            with suppress(Exception):
+                conn.close()
+        self._sources.clear()
+        self._sinks.clear()
+
+
+def open_store(config: Config) -> StateStore:
+    """Open (and migrate) the configured state database; blocking."""
+    state = config.settings.state
+    return StateStore.open(state.url,
+                           password=file_secret(state.password_file, key="state.password_file"),
+                           timeout=state.timeout_seconds)
+
+
+@asynccontextmanager
+async def open_runtime(
+    config: Config, *, transport: httpx.AsyncBaseTransport | None = None,
+    on_call: Callable[[CallRecord], None] | None = None,
+) -> AsyncIterator[Runtime]:
+    """Open the state DB (off the loop) and the client; close everything on the way out."""
+    client = IcompleatClient.from_config(config, transport=transport, on_call=on_call)
+    try:
+        store = await asyncio.to_thread(open_store, config)
+    except BaseException:
+        await client.aclose()
+        raise
+    runtime = Runtime(config=config, store=store, client=client, holder=make_holder())
+    try:
+        async with client:
+            yield runtime
+    finally:
+        await asyncio.to_thread(runtime.close_connectors)
+        await asyncio.to_thread(store.close)
+
+
+def _configured(tables: Mapping[str, T], section: str, name: str) -> T:
+    """``tables[name]``, or ConfigError naming the missing ``[section.name]`` table."""
+    if name not in tables:
+        raise ConfigError(f"no [{section}.{name}] table", key=f"{section}.{name}")
+    return tables[name]

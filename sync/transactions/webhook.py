@@ -1,0 +1,211 @@
+"""The receiver of iCompleat's push of approved transactions.
+
+``POST /webhooks/icompleat/{orders|invoices|credit-notes}`` with the shared secret in a header
+(``[webhook] header``, ``x-compleat-secret-token`` by default). The token is checked before the
+body is read: compared in constant time, as bytes, against EVERY accepted token (several during a
+rotation) without stopping at the first match; a missing, repeated, empty, oversized, non-ASCII or
+wrong token gets 401. A body that is too big, not JSON, or not a transaction with an ``Id`` gets
+400. Bad input never gets a 5xx, and the token is never logged.
+
+The body is only a hint: with ``refetch = true`` (the default) the transaction is read again from
+the API by id, must be approved and belong to a configured company (found by ``Company.Id``), and
+is posted through the same ledger as the poller (:mod:`sync.transactions.poster`). The answer is
+``200 {"JournalNumber": "..."}``, the same number however often or concurrently it is pushed.
+Errors answer ``{"error": "..."}``: 404 unknown transaction or company, 409 not postable,
+422 refused by the ERP (quarantined), 503 a dependency is down (iCompleat keeps it for a retry).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from connectors.icompleat.models import STATUS_APPROVED, TYPE_NAMES, Transaction, text
+from connectors.icompleat.models import parse_transaction as parse_tx
+from connectors.icompleat.routes import JOURNAL_NUMBER
+from sync.foundation.config import CompanyConfig
+from sync.foundation.errors import ApiError, AuthRejected, IcsyncError, UnknownTransaction
+from sync.foundation.logs import get_logger
+from sync.runtime.context import Runtime
+from sync.transactions.poster import post_one
+from sync.transactions.rules import QUARANTINED
+
+log = get_logger("icsync.webhook")
+
+TOKEN_MAX_BYTES = 512
+PATH = "/webhooks/icompleat/{endpoint}"
+ENDPOINT_TYPES = {name: code for code, name in TYPE_NAMES.items()}  # "orders" -> "ORD"
+
+
+def token_problem(presented: Sequence[bytes], accepted: Sequence[bytes]) -> str | None:
+    """Why the token header values ``presented`` are refused, or None when one is accepted.
+
+    Every accepted token is compared, whatever the earlier comparisons gave, in constant time;
+    both sides are hashed first so that neither a token's length nor its prefix shows in timing.
+    """
+    value = presented[0] if len(presented) == 1 else b""
+    digest = hashlib.sha256(value).digest()
+    matched = False
+    for candidate in accepted:
+        matched |= hmac.compare_digest(digest, hashlib.sha256(candidate).digest())
+    if not presented:
+        return "missing"
+    if len(presented) > 1:
+        return "repeated"
+    if not value:
+        return "empty"
+    if len(value) > TOKEN_MAX_BYTES:
+        return "oversized"
+    if not value.isascii():
+        return "not ascii"
+    return None if matched and accepted else "wrong"
+
+
+def header_values(request: Request, name: str) -> list[bytes]:
+    """Every raw value of header ``name`` (case-insensitive), as bytes."""
+    wanted = name.lower().encode("latin-1")
+    return [value for key, value in request.scope["headers"] if key.lower() == wanted]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 400 when its declared or actual size passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise HTTPException(400, f"body too large or Content-Length invalid (limit {limit} "
+                                 f"bytes, [webhook] max_body_bytes)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(400, f"body larger than {limit} bytes ([webhook] max_body_bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_push(body: bytes) -> dict[str, Any]:
+    """The pushed transaction object; 400 when it is not a JSON object with an ``Id``."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise HTTPException(400, "body is not JSON in UTF-8: iCompleat pushes the transaction "
+                                 "detail as a JSON object") from None
+    if not isinstance(data, dict):
+        raise HTTPException(400, "body must be a JSON object: the transaction detail")
+    if text(data.get("Id")) is None:
+        raise HTTPException(400, "the pushed transaction has no Id")
+    return data
+
+
+def find_company(companies: Sequence[CompanyConfig], company_id: str | None) -> CompanyConfig:
+    """The configured company with iCompleat id ``company_id`` (GUIDs ignore case)."""
+    for company in companies:
+        if company_id and company.company_id.casefold() == company_id.casefold():
+            return company
+    raise HTTPException(404, f"no configured company has Company.Id {company_id!r}: add it to "
+                             f"[[companies]] (company_id) or correct the endpoint in iCompleat")
+
+
+def check_postable(tx: Transaction, company: CompanyConfig) -> None:
+    """409 unless ``tx`` is approved and of a type ``company`` posts."""
+    if tx.status != STATUS_APPROVED:
+        raise HTTPException(409, f"transaction {tx.id} is {tx.status or 'without a status'}, "
+                                 f"not {STATUS_APPROVED}: only approved transactions are posted")
+    if tx.type is not None and tx.type not in company.transaction_types:
+        raise HTTPException(409, f"company {company.name!r} does not post {tx.type} "
+                                 f"transactions (transaction_types = "
+                                 f"{company.transaction_types})")
+
+
+class WebhookReceiver:
+    """The endpoint behind :data:`PATH`, bound to one runtime."""
+
+    def __init__(self, rt: Runtime) -> None:
+        settings = rt.config.settings.webhook
+        self.rt, self.header = rt, settings.header
+        self.refetch, self.limit = settings.refetch, settings.max_body_bytes
+        self.accepted = [t.reveal().encode("utf-8") for t in rt.config.webhook_tokens]
+        if not self.accepted:
+            log.warning("webhook_without_tokens", header=self.header,
+                        hint="every push gets 401 until [webhook] tokens or tokens_file is set")
+
+    async def receive(self, request: Request) -> Response:
+        """Authenticate, read, re-read from iCompleat, post; answer the journal number."""
+        try:
+            tx_type = self._endpoint(request)
+            self._authenticate(request)
+            push = parse_push(await read_body(request, self.limit))
+            company, tx = await self._transaction(push)
+            journal = await self._post(company, tx)
+        except HTTPException as exc:
+            return JSONResponse({"error": exc.detail}, exc.status_code)
+        log.info("webhook_posted", endpoint=tx_type, transaction_id=tx.id,
+                 company=company.name, journal_number=journal)
+        return JSONResponse({JOURNAL_NUMBER: journal})
+
+    def _endpoint(self, request: Request) -> str:
+        endpoint = str(request.path_params.get("endpoint", ""))
+        if endpoint not in ENDPOINT_TYPES:
+            raise HTTPException(404, f"no webhook endpoint {endpoint!r}; use one of "
+                                     f"{sorted(ENDPOINT_TYPES)}")
+        return ENDPOINT_TYPES[endpoint]
+
+    def _authenticate(self, request: Request) -> None:
+        problem = token_problem(header_values(request, self.header), self.accepted)
+        if problem is not None:
+            client = request.client.host if request.client else None
+            log.warning("webhook_token_refused", problem=problem, client=client,
+                        path=request.url.path)
+            raise HTTPException(401, f"webhook token refused ({problem}): send the secret token "
+                                     f"configured for this endpoint in header {self.header}")
+
+    async def _transaction(self, push: dict[str, Any]) -> tuple[CompanyConfig, Transaction]:
+        source = await self._refetched(str(push["Id"])) if self.refetch else push
+        try:
+            tx = parse_tx(source)
+        except ValueError:
+            raise HTTPException(503, f"iCompleat answered for transaction {push['Id']} without "
+                                     f"an Id; retry the posting later") from None
+        company = find_company(self.rt.config.settings.companies, tx.company_id)
+        check_postable(tx, company)
+        return company, tx
+
+    async def _refetched(self, tx_id: str) -> dict[str, Any]:
+        try:
+            return await self.rt.client.transaction(tx_id)
+        except UnknownTransaction:
+            raise HTTPException(404, f"iCompleat has no transaction {tx_id!r}") from None
+        except AuthRejected as exc:
+            log.error("webhook_refetch_refused", transaction_id=tx_id, error=str(exc))
+            raise HTTPException(503, "iCompleat refused this receiver's API key; the push is "
+                                     "kept in iCompleat for a retry") from None
+        except ApiError as exc:
+            raise HTTPException(503, f"could not read transaction {tx_id} back from iCompleat "
+                                     f"({exc}); retry the posting later") from None
+
+    async def _post(self, company: CompanyConfig, tx: Transaction) -> str:
+        try:
+            outcome = await post_one(self.rt, company, tx, write_back=False, retry_now=True)
+        except IcsyncError as exc:
+            log.error("webhook_post_failed", transaction_id=tx.id, error=str(exc))
+            raise HTTPException(503, f"transaction {tx.id} could not be posted now ({exc}); "
+                                     f"retry the posting later") from None
+        if outcome.status == QUARANTINED:
+            raise HTTPException(422, outcome.detail or f"transaction {tx.id} is quarantined")
+        if outcome.failed or not outcome.journal_number:
+            raise HTTPException(503, outcome.detail or f"transaction {tx.id} is not posted yet; "
+                                                       f"retry the posting later")
+        return outcome.journal_number
+
+
+def create_webhook_routes(rt: Runtime) -> list[BaseRoute]:
+    """The webhook routes for the daemon's HTTP server (POST only)."""
+    receiver = WebhookReceiver(rt)
+    return [Route(PATH, receiver.receive, methods=["POST"], name="icompleat_webhook")]

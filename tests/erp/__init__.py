@@ -1,0 +1,1 @@
+"""Real ERP exports and schemas, end to end: presets, mapping, encodings and the first day."""

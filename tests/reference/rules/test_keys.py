@@ -1,0 +1,254 @@
+"""Canonical values, keys and digests: one rule per type, stable bytes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sync.foundation.entities import FieldSpec
+from sync.reference.rules.columns import canonical_column
+from sync.reference.rules.keys import (
+    KEY_SEP,
+    collision_key,
+    collision_keys,
+    digests,
+    duplicate_groups,
+    positions,
+    record_digest,
+    record_key,
+    strictly_increasing,
+)
+from sync.reference.rules.values import InvalidValue, canonical_json, canonical_value
+from tests.reference.rules.support import FIELDS, SUPPLIERS, TAX
+
+TEXT = FieldSpec("Name", max_length=10)
+RATE = FieldSpec("Rate", "float", None)
+DAYS = FieldSpec("Days", "int", None)
+FLAG = FieldSpec("Flag", "bool", None)
+BLOB = FieldSpec("Blob", "json", None)
+
+
+def reason(spec: FieldSpec, value: object) -> str:
+    """The reason code canonical_value refuses ``value`` with."""
+    with pytest.raises(InvalidValue) as caught:
+        canonical_value(spec, value)
+    return caught.value.reason
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("  Acme  ", "Acme"), ("A\u00a0B", "A B"), ("e\u0301", "\u00e9"), ("", None), ("   ", None),
+    (None, None), (float("nan"), None), (pd.NA, None), (42, "42"), (42.0, "42"), (2.5, "2.5"),
+    ("\t tabbed \n", "tabbed"), ("😀\u200f\u200d", "😀\u200f\u200d"), (b"caf\xc3\xa9", "café"),
+    (dt.date(2024, 1, 2), "2024-01-02"), ("A\u3000B\u2028C", "A B C"),
+])
+def test_text_rules(raw: object, expected: str | None) -> None:
+    """Text is NBSP-free, NFC, trimmed, and empty means missing; emoji and RTL marks stay."""
+    assert canonical_value(TEXT, raw) == expected
+
+
+def test_text_untrimmed_when_asked() -> None:
+    """trim=False keeps surrounding spaces but still maps NBSP and NFC."""
+    assert canonical_value(TEXT, " a\u00a0", trim=False) == " a "
+
+
+@pytest.mark.parametrize(("raw", "why"), [
+    ("bad\x01", "control_chars"), ("a\x85b", "control_chars"), ("in\nside", "control_chars"),
+    (b"\xff\xfe", "bad_encoding"), ("lone \udc80", "bad_encoding"), ("lost \ufffd", "bad_encoding"),
+    ("x" * 11, "too_long"), (True, "bad_value"), ([1], "bad_value"),
+])
+def test_text_refusals(raw: object, why: str) -> None:
+    """Control characters, undecodable text and overlong values are refused with a reason."""
+    assert reason(TEXT, raw) == why
+
+
+def test_overlong_text_keeps_its_value() -> None:
+    """An overlong value is refused but its text stays available (to key the rejection)."""
+    with pytest.raises(InvalidValue) as caught:
+        canonical_value(TEXT, " " + "y" * 12)
+    assert caught.value.value == "y" * 12
+    assert "12 characters" in str(caught.value)
+    assert "limit is 10" in str(caught.value)
+
+
+def test_length_counts_code_points_after_nfc() -> None:
+    """An NFD name that is 10 code points once composed fits a 10 limit."""
+    assert canonical_value(TEXT, "e\u0301" * 10) == "\u00e9" * 10
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (20, 20.0), ("20", 20.0), ("20.0", 20.0), (" 1.5 ", 1.5), (decimal.Decimal("0.25"), 0.25),
+    (np.float64(3), 3.0), (-0.0, 0.0), ("", None),
+])
+def test_float_rules(raw: object, expected: float | None) -> None:
+    """Any finite number or its text is one float; 20, 20.0 and "20" are equal."""
+    assert canonical_value(RATE, raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["1,5", "abc", True, float("inf"), "nan"])
+def test_float_refusals(raw: object) -> None:
+    """Decimal commas, words, booleans and non-finite numbers are refused."""
+    assert reason(RATE, raw) == "bad_value"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (30, 30), ("30", 30), (30.0, 30), ("30.0", 30), (np.int64(7), 7), (" ", None),
+])
+def test_int_rules(raw: object, expected: int | None) -> None:
+    """Whole numbers from ints, integral floats and their text."""
+    assert canonical_value(DAYS, raw) == expected
+
+
+@pytest.mark.parametrize("raw", [30.5, "thirty", False])
+def test_int_refusals(raw: object) -> None:
+    """Fractions, words and booleans are not whole numbers."""
+    assert reason(DAYS, raw) == "bad_value"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (True, True), ("yes", True), ("Y", True), ("1", True), (1, True), (np.bool_(False), False),
+    ("No", False), ("false", False), (0, False), (0.0, False), ("", None),
+])
+def test_bool_rules(raw: object, expected: bool | None) -> None:
+    """Booleans from true/false, yes/no, y/n, 1/0 in any case."""
+    assert canonical_value(FLAG, raw) is expected
+
+
+def test_bool_refusal() -> None:
+    """Anything else is refused."""
+    assert reason(FLAG, "maybe") == "bad_value"
+
+
+def test_json_rules() -> None:
+    """JSON text becomes data, tuples become lists, empty is missing, garbage is refused."""
+    assert canonical_value(BLOB, '[{"a": 1}]') == [{"a": 1}]
+    assert canonical_value(BLOB, ({"a": (1, 2)},)) == [{"a": [1, 2]}]
+    assert canonical_value(BLOB, "[]") is None
+    assert reason(BLOB, "{oops") == "bad_value"
+    assert reason(BLOB, "5") == "bad_value"
+    assert reason(BLOB, "[NaN]") == "bad_value"
+
+
+def test_tolerant_mode_keeps_text() -> None:
+    """Records read back are never refused: what cannot convert is kept as text."""
+    assert canonical_value(RATE, "abc", strict=False) == "abc"
+    assert canonical_value(TEXT, "bad\x01" + "x" * 20, strict=False) == "bad\x01" + "x" * 20
+    assert canonical_value(DAYS, True, strict=False) == "True"
+
+
+def test_record_key_and_custom_field_key() -> None:
+    """Keys are the canonical key fields; custom field values join Field and Code."""
+    assert record_key(SUPPLIERS, {"Code": " S1 "}) == "S1"
+    assert record_key(FIELDS, {"Field": "Dept", "Code": "A"}) == f"Dept{KEY_SEP}A"
+    with pytest.raises(ValueError, match="no Code"):
+        record_key(SUPPLIERS, {"Code": "  "})
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("ABC", " abc"), ("abc ", "Abc"), ("0042", "42"), ("000", "0"), ("\uff21\uff22\uff23", "abc"),
+    (f"Dept{KEY_SEP}007", f"dept{KEY_SEP}7"), ("Straße", "STRASSE"),
+])
+def test_collision_key_meets_variants(a: str, b: str) -> None:
+    """Case, spacing, width and zero-padding variants fold to one collision key."""
+    assert collision_key(a) == collision_key(b)
+
+
+@pytest.mark.parametrize(("a", "b"), [("A01", "A1"), ("S-1", "S1"), ("42", "420")])
+def test_collision_key_keeps_different_codes_apart(a: str, b: str) -> None:
+    """Zeros inside a mixed code, punctuation and digits are significant."""
+    assert collision_key(a) != collision_key(b)
+
+
+@given(st.lists(st.one_of(st.text(max_size=6), st.text(alphabet=" 0aA1\x1fZ", max_size=6))))
+def test_collision_keys_equal_the_scalar_rule(keys: list[str]) -> None:
+    """The vectorised fold gives exactly collision_key of every key."""
+    values = np.array(keys, dtype=object)
+    assert list(collision_keys(values)) == [collision_key(k) for k in keys]
+
+
+def test_duplicate_groups_list_every_member() -> None:
+    """Each colliding group is listed with all its positions; unique keys are not."""
+    keys = np.array(["S1", "s1", "X", "0042", "42", " S1"], dtype=object)
+    assert duplicate_groups(keys) == [[0, 1, 5], [3, 4]]
+    assert duplicate_groups(np.array(["A", "B"], dtype=object)) == []
+
+
+def test_positions_and_order_helpers() -> None:
+    """Key lookup works for sorted ASCII, non-ASCII and unsorted keys alike."""
+    within = np.array(["B", "C", "É"], dtype=object)
+    assert positions(np.array(["A", "C", "É"], dtype=object), within).tolist() == [-1, 1, 2]
+    assert positions(np.array(["C"], dtype=object), np.array(["C", "B"], dtype=object)
+                     ).tolist() == [0]
+    assert strictly_increasing(within)
+    assert not strictly_increasing(within[::-1])
+    assert not strictly_increasing(np.array(["A", "A"], dtype=object))
+
+
+@given(st.lists(st.one_of(st.none(), st.text(max_size=8), st.integers(-5, 5)), max_size=20))
+def test_canonical_column_equals_the_scalar_rule(values: list[object]) -> None:
+    """The vectorised column gives the scalar rule's value or refusal for every cell."""
+    out, problems = canonical_column(TEXT, pd.Series(values, dtype=object))
+    for i, value in enumerate(values):
+        expected: object
+        try:
+            expected = canonical_value(TEXT, value)
+        except InvalidValue as exc:
+            expected = exc.reason
+        assert (problems[i].reason if i in problems else out[i]) == expected
+
+
+def test_golden_digest() -> None:
+    """A fixed record has a fixed digest: a library change that alters digests fails here."""
+    record = {"Code": "T20", "Name": "Standard rate \u2013 20 % \u2713", "Rate": 20.0}
+    text = '{"Code":"T20","Name":"Standard rate \u2013 20 % \u2713","Rate":20}'
+    assert canonical_json(record) == text
+    # sha256sum of the UTF-8 bytes of ``text``, computed outside Python
+    assert record_digest(TAX, record) == (
+        "44c72327731e34097e6d448164b2de07c5b85efcfd4e1ab6b3510e79d5e4ea36")
+
+
+@pytest.mark.parametrize("rate", [20, 20.0, "20", "20.00", np.int64(20), np.float64(20.0),
+                                  decimal.Decimal("20")])
+def test_digest_is_stable_across_number_forms(rate: object) -> None:
+    """20, 20.0 and "20" (and numpy and decimal forms) digest alike."""
+    assert record_digest(TAX, {"Code": "T", "Name": "n", "Rate": rate}) == record_digest(
+        TAX, {"Code": "T", "Name": "n", "Rate": 20})
+
+
+def test_digest_omitted_equals_null_and_ignores_extras() -> None:
+    """Omitted and None fields, and fields outside the record, do not change the digest."""
+    plain = record_digest(SUPPLIERS, {"Code": "S", "Name": "n"})
+    assert plain == record_digest(SUPPLIERS, {"Code": "S", "Name": "n", "Email": None,
+                                              "VatNumber": "GB1", "Extra": 1})
+    assert plain != record_digest(SUPPLIERS, {"Code": "S", "Name": "n", "Email": "a@b.c"})
+
+
+def test_float_text_form() -> None:
+    """Integral floats are written as integers, others in their shortest form."""
+    assert canonical_json({"a": 1.0, "b": 0.1, "c": 1e20, "d": [2.0]}) == (
+        '{"a":1,"b":0.1,"c":1e+20,"d":[2]}')
+
+
+record_values = st.fixed_dictionaries({
+    "Code": st.text(alphabet="AB1", min_size=1, max_size=3),
+    "Name": st.one_of(st.none(), st.text(max_size=5)),
+    "PaymentDueDays": st.one_of(st.none(), st.integers(-3, 3)),
+    "AnalysisDefaults": st.one_of(st.none(), st.just([{"FieldCode": "A", "Value": "1"}])),
+})
+
+
+@given(st.lists(record_values, max_size=8))
+def test_vector_digests_equal_record_digest(records: list[dict[str, object]]) -> None:
+    """digests() over canonical columns equals record_digest() of each record."""
+    columns = {}
+    for name in SUPPLIERS.sent_fields:
+        values = [canonical_value(SUPPLIERS.field(name), r.get(name), strict=False)
+                  for r in records]
+        columns[name] = np.array([*values, None], dtype=object)[:-1]
+    got = digests(SUPPLIERS, columns, range(len(records)))
+    assert got == [record_digest(SUPPLIERS, r) for r in records]

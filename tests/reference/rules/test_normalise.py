@@ -1,0 +1,339 @@
+"""Normalisation: mapping, every rejection rule, warnings, and the canonical frame shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sync.foundation.config import KindSourceConfig, ValidationConfig
+from sync.foundation.errors import ConfigError
+from sync.reference.rules.keys import KEY_SEP, record_digest
+from sync.reference.rules.normalise import KindMapping, Normalised, canonical_records, normalise
+from tests.reference.rules.support import (
+    ACCOUNTS,
+    CURRENCIES,
+    FIELDS,
+    SUPPLIERS,
+    TAX,
+    frame_of,
+    rows,
+    source_frame,
+    supplier_records,
+)
+
+
+def reasons(result: Normalised) -> dict[tuple[int | None, str | None], str]:
+    """(row, field) -> reason of every rejection."""
+    return {(r.row, r.field): r.reason for r in result.rejected}
+
+
+def test_frame_convention() -> None:
+    """Index of sorted keys named "key", one object column per field plus _digest, no NA."""
+    result = normalise(SUPPLIERS, source_frame({"Code": ["S2", "S1"], "Name": ["b", "a"]}))
+    frame = result.frame
+    assert frame.index.name == "key"
+    assert frame.index.tolist() == ["S1", "S2"]
+    assert list(frame.columns) == [*SUPPLIERS.field_names, "_digest"]
+    assert all(dtype is np.dtype(object) for dtype in frame.dtypes)
+    assert frame.at["S1", "Email"] is None
+    assert frame.at["S1", "Name"] == "a"
+    assert frame.at["S1", "_digest"] == record_digest(SUPPLIERS, {"Code": "S1", "Name": "a"})
+
+
+def test_mapping_is_case_insensitive_and_automatic() -> None:
+    """Mapped columns match ignoring case; unmapped ones map when the name matches."""
+    raw = source_frame({"SUPPLIER_NO": ["S1"], "name": ["Acme"], "EMAIL": ["a@b.co"]})
+    mapping = KindMapping(mapping={"Code": "supplier_no"})
+    frame = normalise(SUPPLIERS, raw, mapping).frame
+    assert rows(frame)["S1"]["Name"] == "Acme"
+    assert rows(frame)["S1"]["Email"] == "a@b.co"
+
+
+def test_defaults_fill_missing_cells_and_columns() -> None:
+    """A default fills empty cells and absent columns, never a value that is there."""
+    raw = source_frame({"Code": ["S1", "S2"], "Name": ["a", "b"], "PaymentTermsType": ["", "X"]})
+    mapping = KindMapping(defaults={"PaymentTermsType": "NetDays", "PaymentDueDays": "30"})
+    out = rows(normalise(SUPPLIERS, raw, mapping).frame)
+    assert out["S1"]["PaymentTermsType"] == "NetDays"
+    assert out["S2"]["PaymentTermsType"] == "X"
+    assert out["S1"]["PaymentDueDays"] == 30
+
+
+def test_mapping_from_config() -> None:
+    """The mapping is built from the configuration table of the kind."""
+    config = KindSourceConfig(mapping={"Code": "no"}, defaults={"Name": "?"}, trim=False)
+    assert KindMapping.from_config(config) == KindMapping({"Code": "no"}, {"Name": "?"}, False)
+    assert KindMapping.from_config(None) == KindMapping()
+
+
+@pytest.mark.parametrize(("mapping", "key"), [
+    (KindMapping(mapping={"Colour": "x"}), "mapping.Colour"),
+    (KindMapping(mapping={"Code": "nope"}), "mapping.Code"),
+    (KindMapping(defaults={"PaymentDueDays": "soon"}), "defaults.PaymentDueDays"),
+])
+def test_bad_mapping_is_a_config_error(mapping: KindMapping, key: str) -> None:
+    """A mapping naming an unknown field or column, or a bad default, names its key."""
+    with pytest.raises(ConfigError) as caught:
+        normalise(SUPPLIERS, source_frame({"Code": ["S1"], "Name": ["a"]}), mapping)
+    assert caught.value.key == key
+
+
+def test_missing_code_and_missing_name() -> None:
+    """Rows without a key or a required value are rejected, named by row."""
+    result = normalise(TAX, source_frame({"Code": [None, "T1", "T2"], "Name": ["a", "", "c"],
+                                          "Rate": [1, 2, None]}))
+    assert reasons(result) == {(1, "Code"): "missing_code", (2, "Name"): "missing_value",
+                               (3, "Rate"): "missing_value"}
+    assert result.frame.empty
+    message = next(r.message for r in result.rejected if r.row == 2)
+    assert "Tax codes row 2 (T1)" in message
+    assert "Name" in message
+    assert "fill it in" in message
+
+
+def test_duplicate_group_is_rejected_whole_and_listed() -> None:
+    """Every member of a colliding group is rejected, each message listing all members."""
+    raw = source_frame({"Code": ["ABC", " abc", "abc ", "0042", "42", "X"],
+                        "Name": ["a", "b", "c", "d", "e", "f"]})
+    result = normalise(ACCOUNTS, raw)
+    assert result.frame.index.tolist() == ["X"]
+    assert {r.row for r in result.rejected if r.reason == "duplicate_key"} == {1, 2, 3, 4, 5}
+    first = next(r for r in result.rejected if r.row == 1)
+    assert "'ABC' (row 1)" in first.message
+    assert "' abc' (row 2)" in first.message
+    assert "'abc ' (row 3)" in first.message
+    assert "unique" in first.message
+    assert set(result.held_keys) == {"ABC", "abc", "0042", "42"}
+
+
+def test_a_bad_member_still_holds_its_group() -> None:
+    """A colliding row rejected for another reason still takes its group down with it."""
+    raw = source_frame({"Code": ["A1", "a1"], "Name": ["ok", "x" * 101]})
+    result = normalise(ACCOUNTS, raw)
+    assert result.frame.empty
+    assert reasons(result)[(2, "Name")] == "too_long"
+
+
+@pytest.mark.parametrize(("field", "value", "why"), [
+    ("Name", "bad\x07bell", "control_chars"), ("Name", b"\xff", "bad_encoding"),
+    ("Name", "half \udc81", "bad_encoding"), ("Code", "C" * 21, "too_long"),
+    ("IsoCode", "XX", "bad_iso_country"), ("IsoCode", "GBR", "too_long"),
+    ("PaymentDueDays", "soon", "bad_value"),
+])
+def test_bad_cells_are_rejected(field: str, value: Any, why: str) -> None:
+    """Each bad value rejects its row with the field and a reason code."""
+    columns: dict[str, list[Any]] = {"Code": ["S1"], "Name": ["n"], field: [value]}
+    result = normalise(SUPPLIERS, source_frame(columns))
+    assert reasons(result) == {(1, field): why}
+    assert result.frame.empty
+    assert result.rejected[0].key == ("C" * 21 if field == "Code" else "S1")
+
+
+def test_iso_codes_are_upper_cased() -> None:
+    """Country and currency codes are upper-cased before they are checked."""
+    frame = normalise(SUPPLIERS, source_frame({"Code": ["S1"], "Name": ["n"],
+                                               "IsoCode": ["gb"]})).frame
+    assert frame.at["S1", "IsoCode"] == "GB"
+
+
+def currencies(codes: list[str], rates: list[Any], base: list[Any]) -> pd.DataFrame:
+    """A currencies source frame."""
+    return source_frame({"Code": codes, "Name": codes, "Rate": rates, "IsBase": base})
+
+
+def test_currencies_need_exactly_one_base() -> None:
+    """One base currency with rate 1 passes; lower-case codes are upper-cased."""
+    result = normalise(CURRENCIES, currencies(["gbp", "EUR"], [1, "1.17"], ["yes", None]))
+    assert not result.rejected
+    assert rows(result.frame)["EUR"]["IsBase"] is False
+    assert rows(result.frame)["GBP"]["Rate"] == 1
+
+
+@pytest.mark.parametrize(("rates", "base", "says"), [
+    ([1, 1.1], [False, False], "no currency has IsBase"),
+    ([1, 1], [True, True], "2 currencies have IsBase = true (EUR, GBP)"),
+    ([1.2, 1], [True, False], "has Rate 1.2"),
+])
+def test_base_currency_problems_reject_every_row(rates: list[Any], base: list[Any],
+                                                  says: str) -> None:
+    """No base, two bases, or a base rate other than 1 holds back every currency."""
+    result = normalise(CURRENCIES, currencies(["EUR", "GBP"], rates, base))
+    assert result.frame.empty
+    assert {r.reason for r in result.rejected} == {"base_currency"}
+    assert says in result.rejected[0].message
+
+
+def test_bad_currency_and_negative_rate() -> None:
+    """An unknown ISO 4217 code and a negative rate are rejected."""
+    result = normalise(CURRENCIES, currencies(["GBP", "XQZ", "USD"], [1, 2, -1],
+                                              [True, False, False]))
+    assert reasons(result) == {(2, "Code"): "bad_currency", (3, "Rate"): "negative_rate"}
+    assert result.frame.index.tolist() == ["GBP"]
+
+
+def supplier(**values: Any) -> pd.DataFrame:
+    """One supplier row with the given extra values."""
+    return source_frame({"Code": ["S1"], "Name": ["n"], **{k: [v] for k, v in values.items()}})
+
+
+@pytest.mark.parametrize(("values", "why"), [
+    ({"VatNumber": "DE136695977"}, "bad_vat"), ({"VatNumber": "123", "IsoCode": "FR"}, "bad_vat"),
+    ({"BankAccountNumber": "GB33BUKB20201555555556"}, "bad_iban"),
+    ({"BankSortCode": "12345"}, "bad_bank"), ({"BankSortCode": "BUKBXX22"}, "bad_bank"),
+])
+def test_vat_and_bank_checks_follow_configuration(values: dict[str, Any], why: str) -> None:
+    """A bad VAT number or bank detail warns, rejects, or passes as configured."""
+    warned = normalise(SUPPLIERS, supplier(**values), validation=ValidationConfig())
+    assert [w.reason for w in warned.warnings] == [why]
+    assert len(warned.frame) == 1
+    strict = normalise(SUPPLIERS, supplier(**values),
+                       validation=ValidationConfig(vat="reject", bank="reject"))
+    assert [r.reason for r in strict.rejected] == [why]
+    assert strict.frame.empty
+    off = normalise(SUPPLIERS, supplier(**values), validation=ValidationConfig(vat="off",
+                                                                               bank="off"))
+    assert not off.warnings
+    assert not off.rejected
+
+
+@pytest.mark.parametrize("values", [
+    {"VatNumber": "GB980780684"}, {"VatNumber": "980 7806 84", "IsoCode": "GB"},
+    {"VatNumber": "US-12345"}, {"VatNumber": "12345"}, {"BankAccountNumber": "12345678"},
+    {"BankAccountNumber": "GB33 BUKB 2020 1555 5555 55", "BankSortCode": "BUKBGB22"},
+    {"BankSortCode": "20-20-15"}, {"BankSortCode": "202015"},
+])
+def test_good_or_uncheckable_details_pass(values: dict[str, Any]) -> None:
+    """Valid numbers pass; countries stdnum cannot check and non-IBAN accounts are not judged."""
+    result = normalise(SUPPLIERS, supplier(**values),
+                       validation=ValidationConfig(vat="reject", bank="reject"))
+    assert not result.rejected
+    assert not result.warnings
+
+
+def test_vat_is_checked_then_blanked() -> None:
+    """VatNumber never reaches the frame or the digest."""
+    frame = normalise(SUPPLIERS, supplier(VatNumber="GB980780684")).frame
+    assert frame.at["S1", "VatNumber"] is None
+    assert frame.at["S1", "_digest"] == record_digest(SUPPLIERS, {"Code": "S1", "Name": "n"})
+
+
+def test_bad_email_is_a_warning_only() -> None:
+    """A malformed email warns and is still sent as it is."""
+    result = normalise(SUPPLIERS, supplier(Email="not an email"))
+    assert [w.reason for w in result.warnings] == ["bad_email"]
+    assert result.frame.at["S1", "Email"] == "not an email"
+
+
+def test_custom_fields_take_the_first_rows_definition() -> None:
+    """Type and Mandatory come from a field's first row; later disagreement warns."""
+    raw = source_frame({"Field": ["Dept", "Dept", "Proj"], "Code": ["A", "B", "P1"],
+                        "Name": ["a", "b", "p"], "Type": [None, "Date", "List"],
+                        "Mandatory": ["yes", None, None]})
+    result = normalise(FIELDS, raw)
+    out = rows(result.frame)
+    assert out[f"Dept{KEY_SEP}B"]["Type"] == "List"
+    assert out[f"Dept{KEY_SEP}B"]["Mandatory"]
+    assert out[f"Proj{KEY_SEP}P1"]["Mandatory"] is False
+    assert [(w.row, w.field) for w in result.warnings] == [(2, "Type")]
+
+
+def test_custom_field_values_collide_within_a_field_only() -> None:
+    """The same code under two fields is fine; case variants under one field collide."""
+    raw = source_frame({"Field": ["Dept", "Proj", "dept"], "Code": ["A", "A", "a"],
+                        "Name": ["x", "y", "z"]})
+    result = normalise(FIELDS, raw)
+    assert result.frame.index.tolist() == [f"Proj{KEY_SEP}A"]
+    assert {r.row for r in result.rejected} == {1, 3}
+
+
+def test_source_digest_changes_with_the_row() -> None:
+    """A rejection carries a digest of its source row, which changes when the row does."""
+    first = normalise(TAX, source_frame({"Code": ["T"], "Name": ["x"], "Rate": [-1]}))
+    again = normalise(TAX, source_frame({"Code": ["T"], "Name": ["x"], "Rate": [-1]}))
+    fixed = normalise(TAX, source_frame({"Code": ["T"], "Name": ["x"], "Rate": [-2]}))
+    assert first.rejected[0].source_digest == again.rejected[0].source_digest
+    assert first.rejected[0].source_digest != fixed.rejected[0].source_digest
+
+
+def test_numeric_source_columns() -> None:
+    """Native numeric columns (and integer codes from a database) are taken as they are."""
+    raw = pd.DataFrame({"Code": [10, 2], "Name": ["a", "b"], "Rate": [20, 5]})
+    frame = normalise(TAX, raw).frame
+    assert rows(frame) == {
+        "10": {"Code": "10", "Name": "a", "Rate": 20.0, "_digest": frame.at["10", "_digest"]},
+        "2": {"Code": "2", "Name": "b", "Rate": 5.0, "_digest": frame.at["2", "_digest"]}}
+
+
+@pytest.mark.parametrize("rates", [
+    pd.Series([20, 5], dtype="int64"), pd.Series([20.0, 5.0], dtype="float64"),
+    pd.Series(["20", "5.0"], dtype=object), pd.Series(["20", "5"], dtype="str"),
+])
+def test_digests_do_not_depend_on_the_source_dtype(rates: pd.Series) -> None:
+    """Rates read as int64, float64, text or pandas str digest alike."""
+    raw = pd.DataFrame({"Code": ["T1", "T2"], "Name": ["std", "low"], "Rate": rates})
+    frame = normalise(TAX, raw).frame
+    assert frame["_digest"].tolist() == [
+        record_digest(TAX, {"Code": "T1", "Name": "std", "Rate": 20}),
+        record_digest(TAX, {"Code": "T2", "Name": "low", "Rate": 5})]
+
+
+def test_canonical_records_are_tolerant() -> None:
+    """Read-back records are never rejected; keyless ones are skipped, the last duplicate wins."""
+    frame = canonical_records(TAX, [
+        {"Code": "T1", "Name": "bad\x01", "Rate": "abc", "Extra": 1},
+        {"Name": "no code"}, {"Code": "T2", "Name": "old", "Rate": 1},
+        {"Code": "T2", "Name": "new", "Rate": 1.0}])
+    assert frame.index.tolist() == ["T1", "T2"]
+    assert frame.at["T1", "Rate"] == "abc"
+    assert frame.at["T2", "Name"] == "new"
+    assert frame.at["T2", "_digest"] == record_digest(TAX, {"Code": "T2", "Name": "new",
+                                                           "Rate": 1})
+
+
+def test_stored_digests_are_used_as_given() -> None:
+    """Digests kept beside the records are taken as they are; missing ones are computed."""
+    records = [{"Code": "T1", "Name": "a", "Rate": 1}, {"Code": "T2", "Name": "b", "Rate": 2}]
+    frame = canonical_records(TAX, records, stored_digests={"T1": "stored"})
+    assert frame["_digest"].tolist() == ["stored", record_digest(TAX, records[1])]
+
+
+def test_empty_source() -> None:
+    """An empty source is an empty canonical frame with the full set of columns."""
+    result = normalise(SUPPLIERS, pd.DataFrame())
+    assert result.frame.empty
+    assert list(result.frame.columns)[-1] == "_digest"
+    assert canonical_records(SUPPLIERS, []).empty
+
+
+@settings(max_examples=60, deadline=None)
+@given(supplier_records(), supplier_records(), st.randoms(use_true_random=False))
+def test_known_rows_only_save_work(old: list[dict[str, Any]], new: list[dict[str, Any]],
+                                   rnd: Any) -> None:
+    """normalise(known=state) gives exactly the frame normalise() gives without it."""
+    mixed = old[: len(old) // 2] + new
+    seen: set[str] = set()
+    unique = [r for r in mixed if not (r["Code"].casefold() in seen or seen.add(
+        r["Code"].casefold()))]
+    rnd.shuffle(unique)
+    raw = source_frame({k: [r.get(k) for r in unique] for k in ("Code", "Name", "TownOrCity",
+                                                                 "PaymentDueDays")})
+    state = frame_of(SUPPLIERS, old)
+    plain = normalise(SUPPLIERS, raw).frame
+    assert rows(normalise(SUPPLIERS, raw, known=state).frame) == rows(plain)
+    digests = [record_digest(SUPPLIERS, r) for r in rows(plain).values()]
+    assert digests == plain["_digest"].tolist()
+
+
+def test_trim_false_keeps_spaces_and_matches_its_state() -> None:
+    """With trim=False surrounding spaces are data, and the state frame must say the same."""
+    raw = source_frame({"Code": ["S1"], "Name": [" padded "]})
+    frame = normalise(SUPPLIERS, raw, KindMapping(trim=False)).frame
+    assert frame.at["S1", "Name"] == " padded "
+    state = canonical_records(SUPPLIERS, [{"Code": "S1", "Name": " padded "}], trim=False)
+    assert state.at["S1", "_digest"] == frame.at["S1", "_digest"]
+    assert np.array_equal(state.index, frame.index)
