@@ -144,7 +144,7 @@ async def test_rejected_credentials_alert_before_exit_5_and_clear_on_a_good_key(
 async def test_quarantine_is_one_digest_per_run_and_clears_when_resolved(
         tmp_path: Path, sandbox: SandboxServer, receivers: Receivers) -> None:
     """An ERP-refused invoice and a bad record: one digest naming both; resolved: one clear."""
-    config = alert_config(tmp_path, sandbox, receivers, check_seconds=3)
+    config = alert_config(tmp_path, sandbox, receivers, check_seconds=600)  # runs check
     async with running_daemon(config) as (daemon, _):
         poll = await first_run(daemon, "acme:transactions")
         assert daemon.rt is not None
@@ -161,6 +161,7 @@ async def test_quarantine_is_one_digest_per_run_and_clears_when_resolved(
         assert store.ledger_transition(COMPANY_ID, refused, expect=["quarantined"],
                                        to="quarantined", last_error=f"{RESOLVED_PREFIX}: test",
                                        next_attempt_at=None)
+        await poll()  # the check after this run finds nothing left open
         await arrived(receivers, lambda i: i.clears("quarantined"), "the quarantine clear")
     assert_once(receivers, "quarantined")
     digest = receivers.http.inbox.messages[0][1]
