@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("status", "last runs, quarantine, ledger backlog and leases"),
     "check": ("check", "validate configuration, state DB, sources and iCompleat access"),
     "errors": ("errors", "list, retry or resolve quarantined records and transactions"),
+    "alerts": ("alerts", "send a test alert to every channel, or list active alert conditions"),
     "fields": ("fields", "the fields of every kind: types, limits, what is sent (docs/fields.md)"),
 }
 

@@ -18,6 +18,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
@@ -25,8 +26,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from sync.daemon.alerts import WAITING, backlog_age
+from sync.daemon.console import console_routes
 from sync.daemon.metrics import CONTENT_TYPE, Metrics
-from sync.foundation.config import CompanyConfig, Settings
+from sync.foundation.config import CompanyConfig, Config, Settings
 from sync.foundation.errors import IcsyncError
 from sync.foundation.logs import get_logger
 from sync.foundation.secrets import REDACTOR
@@ -39,6 +42,12 @@ log = get_logger("icsync.http")
 PROBE_SECONDS = 2.0
 REFRESH_SECONDS = 10.0
 _OPEN_LEDGER = ("seen", "posting", "posted", "quarantined")
+
+
+def oldest_waiting(store: StateStore, companies: Sequence[CompanyConfig]) -> dict[str, float]:
+    """Seconds the oldest not-yet-posted transaction of each company has waited; blocking."""
+    ages = backlog_age(store.ledger_rows(status=list(WAITING)), datetime.now(UTC))
+    return {c.name: ages.get(c.company_id, 0.0) for c in companies}
 
 
 def state_snapshot(store: StateStore, companies: Sequence[CompanyConfig]
@@ -84,6 +93,9 @@ class DaemonView(Protocol):
 
     @property
     def settings(self) -> Settings: ...
+
+    @property
+    def config(self) -> Config: ...
 
     @property
     def metrics(self) -> Metrics: ...
@@ -152,11 +164,14 @@ class Endpoints:
                 async with asyncio.timeout(PROBE_SECONDS):
                     quarantine, backlog = await asyncio.to_thread(
                         state_snapshot, rt.store, self.daemon.settings.companies)
+                    ages = await asyncio.to_thread(
+                        oldest_waiting, rt.store, self.daemon.settings.companies)
             except (IcsyncError, TimeoutError) as exc:
                 log.warning("metrics_state_refresh_failed", error=str(exc) or "timeout")
                 return
             self.daemon.metrics.set_quarantine(quarantine)
             self.daemon.metrics.set_backlog(backlog)
+            self.daemon.metrics.set_backlog_age(ages)
 
 
 def webhook_routes(daemon: DaemonView) -> list[BaseRoute]:
@@ -175,5 +190,6 @@ def build_app(daemon: DaemonView) -> Starlette:
         Route("/readyz", endpoints.readyz, methods=["GET"]),
         Route("/metrics", endpoints.metrics, methods=["GET"]),
         *webhook_routes(daemon),
+        *console_routes(daemon),
     ]
     return Starlette(routes=routes)

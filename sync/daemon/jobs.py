@@ -51,10 +51,11 @@ class ScheduledJob:
 
     def __init__(self, *, company: str, job: str, action: Action, store: StateStore,
                  holder: str, lease_seconds: float, metrics: Metrics, trigger: BaseTrigger,
-                 wall: Callable[[], datetime] = clock.utcnow) -> None:
+                 wall: Callable[[], datetime] = clock.utcnow,
+                 on_report: Callable[[JobReport], None] | None = None) -> None:
         self.company, self.job = company, job
         self.store, self.holder, self.lease_seconds = store, holder, lease_seconds
-        self.metrics, self.wall = metrics, wall
+        self.metrics, self.wall, self.on_report = metrics, wall, on_report
         self.counting = unjittered(trigger)
         self.name = lease_name(company, job)
         self.leased = LeasedJob(store, company=company, job=job, holder=holder,
@@ -161,6 +162,11 @@ class ScheduledJob:
         metrics.failures.labels(self.company, self.job).set(self.failures)
         level = "warning" if report.outcome in FAILING | {Outcome.LEASE_LOST} else "info"
         getattr(log, level)("job_finished", **report.to_dict())
+        if self.on_report is not None:
+            try:
+                self.on_report(report)
+            except Exception as exc:  # a report listener must never break the schedule
+                log.warning("report_listener_failed", error=repr(exc))
 
     async def prime(self, *, jitter: float, now: datetime | None = None) -> datetime | None:
         """Set up from the state DB before the first run; the first run time, or None.

@@ -14,6 +14,11 @@ Exposed on ``GET /metrics``. The families (every name starts ``icsync_``):
   iCompleat call (the client's ``on_call`` hook); status ``none`` when there was no answer;
 - ``quarantine_size{company,kind}``: open quarantined rows (kind ``transactions`` for documents);
 - ``ledger_backlog{company,status}``: transactions not yet written back, by ledger status;
+- ``ledger_oldest_waiting_seconds{company}``: how long the oldest transaction not yet posted
+  has waited (0 when none waits);
+- ``alerts_active{condition}``: alert conditions active now; ``alerts_pending``: messages
+  waiting to be sent; ``alerts_sent_total{event}`` (start, update, clear) and
+  ``alert_send_failures_total`` (a failed send is retried later);
 - ``seconds_since_last_success{company,kind}`` (monotonic, immune to clock steps) and
   ``last_success_timestamp_seconds{company,kind}`` (wall clock).
 """
@@ -103,6 +108,17 @@ class Metrics:
         self.receipts = Counter("icsync_webhook_receipts_total",
                                 "Receipts pushed by iCompleat, by how they were handled",
                                 ["handled"], registry=reg)
+        self.backlog_age = Gauge("icsync_ledger_oldest_waiting_seconds",
+                                 "Age of the oldest transaction not yet posted (seen, posting, "
+                                 "posted)", ["company"], registry=reg)
+        self.alerts_active = Gauge("icsync_alerts_active", "Alert conditions active now",
+                                   ["condition"], registry=reg)
+        self.alerts_pending = Gauge("icsync_alerts_pending", "Alert messages waiting to be sent",
+                                    registry=reg)
+        self.alerts_sent = Counter("icsync_alerts_sent_total", "Alert messages sent, by event",
+                                   ["event"], registry=reg)
+        self.alert_failures = Counter("icsync_alert_send_failures_total",
+                                      "Alert sends that failed (retried later)", registry=reg)
         self._since = _SinceLastSuccess()
         reg.register(self._since)
 
@@ -142,6 +158,19 @@ class Metrics:
         self.backlog.clear()
         for company, status, count in rows:
             self.backlog.labels(company, status).set(count)
+
+    def set_backlog_age(self, ages: Mapping[str, float]) -> None:
+        """Replace the oldest-waiting gauges with ``company -> seconds``."""
+        self.backlog_age.clear()
+        for company, seconds in sorted(ages.items()):
+            self.backlog_age.labels(company).set(seconds)
+
+    def set_alerts(self, active: Mapping[str, int], pending: int) -> None:
+        """Replace the active-condition gauges; set the number of messages waiting."""
+        self.alerts_active.clear()
+        for condition, count in sorted(active.items()):
+            self.alerts_active.labels(condition).set(count)
+        self.alerts_pending.set(pending)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

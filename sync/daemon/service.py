@@ -40,9 +40,11 @@ import uvicorn
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from sync.daemon.alerting import Alerter
+from sync.daemon.channels import Channel, build_channels
 from sync.daemon.http import build_app
 from sync.daemon.jobs import ScheduledJob
-from sync.daemon.metrics import Metrics
+from sync.daemon.metrics import CallLike, Metrics
 from sync.daemon.notify import Notifier
 from sync.daemon.schedules import ClockWatch, build_trigger, fire_times
 from sync.foundation.config import CompanyConfig, Config
@@ -50,7 +52,7 @@ from sync.foundation.errors import ConfigError, ExitCode
 from sync.foundation.logs import get_logger
 from sync.reference.engine import readback_company, sync_company
 from sync.runtime.context import Runtime, open_runtime
-from sync.runtime.jobrun import Action
+from sync.runtime.jobrun import Action, JobReport, count_call
 from sync.runtime.leases import LeaseGuardSink, LeaseGuardTransport
 from sync.state.store import Fence
 from sync.transactions.poll import poll_company
@@ -128,6 +130,9 @@ class Daemon:
         self.transport = transport
         self.notifier = notifier or Notifier()
         self.metrics = Metrics()
+        # built now, so that a bad alert URL fails at start, naming alerts.urls_file
+        self.channels: list[Channel] = build_channels(config.alert_urls)
+        self.alerter: Alerter | None = None
         self.jobs: list[ScheduledJob] = []
         self.rt: Runtime | None = None
         self.port: int | None = None
@@ -144,7 +149,7 @@ class Daemon:
         transport = LeaseGuardTransport(self.transport)
         try:
             async with open_runtime(self.config, transport=transport,
-                                    on_call=self.metrics.on_call) as rt:
+                                    on_call=self._on_call) as rt:
                 self.rt = rt
                 guard_sinks(rt)
                 await self._run(rt, sock)
@@ -153,8 +158,21 @@ class Daemon:
         log.info("daemon_stopped", exit_code=int(self.exit_code))
         return int(self.exit_code)
 
+    def _on_call(self, record: CallLike) -> None:
+        self.metrics.on_call(record)
+        count_call()
+
+    def _on_report(self, report: JobReport) -> None:
+        if self.alerter is not None:
+            self.alerter.observe_run(report.company, report.job, report.outcome, report.error)
+
     async def _run(self, rt: Runtime, sock: socket.socket) -> None:
         scheduler = AsyncIOScheduler(timezone=UTC)
+        if self.channels:
+            self.alerter = Alerter(rt.store, self.settings, self.channels, self.metrics,
+                                   rt.holder)
+        if self.alerter is not None:
+            self.alerter.start()
         await self._schedule(rt, scheduler)
         server = _Server(uvicorn.Config(build_app(self), log_config=None, access_log=False,
                                         lifespan="off", timeout_graceful_shutdown=3))
@@ -174,6 +192,9 @@ class Daemon:
         finally:
             clock.cancel()
             await self._shutdown(scheduler, server, server_task)
+            if self.alerter is not None:
+                budget = self.settings.service.shutdown_seconds / 2
+                await self.alerter.close(min(10.0, max(2.0, budget)))
             watchdog.cancel()
             self._remove_signals()
 
@@ -186,7 +207,8 @@ class Daemon:
                                         timezone=company.schedules.timezone, key=key)
                 runner = ScheduledJob(company=company.name, job=job, action=action,
                                       store=rt.store, holder=rt.holder, lease_seconds=ttl,
-                                      metrics=self.metrics, trigger=trigger)
+                                      metrics=self.metrics, trigger=trigger,
+                                      on_report=self._on_report)
                 first = await runner.prime(jitter=service.startup_jitter_seconds)
                 extra = {"next_run_time": first} if first is not None else {}
                 # the bound coroutine method: APScheduler awaits it on this loop (an object

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sync.demo import data as demo_data
 from sync.demo.context import COMPANY_ID, TENANT_ID, DemoContext
+from sync.demo.operations import chapter_operations
 from sync.demo.transactions import chapter_transactions
 from sync.foundation.tomlout import toml_value
 
@@ -94,6 +95,7 @@ CHAPTERS: list[Chapter] = [
     chapter_changes,
     chapter_guard,
     chapter_transactions,
+    chapter_operations,
     chapter_end,
 ]
 

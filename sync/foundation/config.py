@@ -296,6 +296,38 @@ class ServiceConfig(_Model):
     # A random delay (0..this) before each job's first run, so instances started together
     # (a fleet restart, several companies) do not all call iCompleat in the same second.
     startup_jitter_seconds: float = Field(10.0, ge=0)
+    # The operator console at "/" (read-only), and its retry/resolve buttons (need a token).
+    console: bool = False
+    console_actions: bool = False
+    console_token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _console(self) -> ServiceConfig:
+        if self.console_actions and not self.console:
+            raise ValueError("console_actions: needs console = true")
+        return self
+
+
+class AlertsConfig(_Model):
+    """Alerts to people (e-mail, chat, webhooks) through apprise URLs; each condition can be
+    switched off. A condition sends one message when it starts and one when it clears."""
+
+    urls_file: Path | None = None
+    guard_block: bool = True
+    failing_runs: bool = True
+    failing_runs_count: int = Field(3, ge=1)
+    credentials: bool = True
+    quarantine: bool = True
+    journal_mismatch: bool = True
+    lease_lost: bool = True
+    capability: bool = True
+    ledger_backlog: bool = True
+    ledger_backlog_minutes: float = Field(60.0, gt=0)
+    # Across every instance sharing the state DB; messages over the limit wait their turn.
+    max_per_hour: int = Field(30, ge=1)
+    send_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    retry_seconds: float = Field(60.0, gt=0)
+    check_seconds: float = Field(60.0, gt=0)
 
 
 class Settings(_Model):
@@ -310,6 +342,7 @@ class Settings(_Model):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     webhook: WebhookConfig = Field(default_factory=WebhookConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -364,9 +397,14 @@ class Config:
             key="icompleat.api_key", inline=ic.api_key, file=ic.api_key_file,
             credential="icompleat_api_key", env="ICSYNC_API_KEY")
         self.webhook_tokens: tuple[Secret, ...] = _webhook_tokens(settings.webhook)
-        for secret in (self.api_key, *self.webhook_tokens):
+        self.alert_urls: tuple[Secret, ...] = _alert_urls(settings.alerts)
+        self.console_token: Secret | None = _console_token(settings.service)
+        for secret in (self.api_key, *self.webhook_tokens, self.console_token):
             if secret:
                 REDACTOR.add(secret.reveal())
+        for url in self.alert_urls:
+            for part in url_secrets(url.reveal()):
+                REDACTOR.add(part)
 
     def require_api_key(self) -> Secret:
         """The API key; ConfigError saying every place it may come from when there is none."""
@@ -396,6 +434,51 @@ def _webhook_tokens(webhook: WebhookConfig) -> tuple[Secret, ...]:
         tokens += [Secret(s.strip(), origin=secret.origin)
                    for s in secret.reveal().splitlines() if s.strip()]
     return tuple(tokens)
+
+
+def _alert_urls(alerts: AlertsConfig) -> tuple[Secret, ...]:
+    """One apprise URL a line from ``[alerts] urls_file`` or the credential ``alert_urls``;
+    blank lines and ``#`` comments skipped."""
+    if alerts.urls_file is not None:
+        try:
+            text = alerts.urls_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise ConfigError(f"cannot read {alerts.urls_file}: {why}",
+                              key="alerts.urls_file") from None
+        origin = f"file {alerts.urls_file}"
+    else:
+        secret = load_secret(key="alerts.urls_file", inline=None, file=None,
+                             credential="alert_urls", env="ICSYNC_ALERT_URLS")
+        if secret is None:
+            return ()
+        text, origin = secret.reveal(), secret.origin
+    lines = [line.strip() for line in text.splitlines()]
+    return tuple(Secret(line, origin=origin) for line in lines
+                 if line and not line.startswith("#"))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of a channel URL to mask: the whole URL, its user info, path and query values
+    (chat webhooks carry their token in the path)."""
+    parts = urlsplit(url)
+    found = [url, parts.netloc.rpartition("@")[0], parts.password or "",
+             *(p for p in parts.path.split("/") if len(p) >= 8)]
+    for pair in parts.query.split("&"):
+        found.append(pair.partition("=")[2])
+    return [p for p in found if len(p) >= 4]
+
+
+def _console_token(service: ServiceConfig) -> Secret | None:
+    """The console's action token; ConfigError when actions are on and there is none."""
+    token = load_secret(key="service.console_token", inline=None,
+                        file=service.console_token_file, credential="console_token",
+                        env="ICSYNC_CONSOLE_TOKEN")
+    if service.console_actions and (token is None or len(token.reveal()) < 16):
+        raise ConfigError("console_actions needs a token of at least 16 characters: set "
+                          "service.console_token_file, a systemd credential 'console_token' or "
+                          "ICSYNC_CONSOLE_TOKEN", key="service.console_token_file")
+    return token
 
 
 def _error_key(error: Any) -> str:

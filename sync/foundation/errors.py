@@ -12,6 +12,7 @@ happened, to which record, and what to do; they never carry a secret's value.
     ├── SourceError                           an ERP source could not be read (never "empty")
     ├── SinkError                             the ERP sink failed (transport, database)
     │   └── SinkRejected                      the ERP refused this transaction (quarantine it)
+    ├── AlertNotSent                          an alert channel refused or did not answer
     ├── StateError                            the state database failed
     │   ├── StateCorrupt                      integrity check failed: refuse to run
     │   └── LeaseLost                         fencing check failed: stop writing at once
@@ -93,6 +94,10 @@ class SinkRejected(SinkError):
         super().__init__(message)
         self.transaction_id = transaction_id
         self.reason = reason
+
+
+class AlertNotSent(IcsyncError):
+    """An alert channel refused the message or did not answer; the alert is retried later."""
 
 
 class StateError(IcsyncError):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sync.foundation.clock import utcnow
-from sync.foundation.errors import ApiError
+from sync.foundation.errors import ApiError, IcsyncError
 from sync.foundation.logs import get_logger
 from sync.state.rows import CapabilityRow
 from sync.state.store import StateStore
@@ -79,6 +79,7 @@ class Capabilities:
             log.warning("capability_unsupported", operation=operation, status=exc.status,
                         fallback=fallback_of(operation),
                         reprobe_after_seconds=self.interval.total_seconds())
+            await self._alert(operation, before=True, after=False)
 
     async def worked(self, operation: str) -> None:
         """Record a success of an operation that was known as unsupported (it came back)."""
@@ -89,6 +90,16 @@ class Capabilities:
                                 supported=True, at=self.clock())
         self._known.pop(operation, None)
         log.warning("capability_supported_again", operation=operation)
+        await self._alert(operation, before=False, after=True)
+
+    async def _alert(self, operation: str, *, before: bool, after: bool) -> None:
+        """Tell the alerts that a route's support changed (once across instances); a failure
+        to record it is logged, never raised: the run goes on with its fallback."""
+        try:
+            await asyncio.to_thread(self.store.note_capability_change, operation, "supported",
+                                    before, after)
+        except IcsyncError as exc:
+            log.warning("capability_alert_not_recorded", operation=operation, error=str(exc))
 
 
 def fallback_of(operation: str) -> str:

@@ -22,6 +22,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -55,6 +56,17 @@ class JobResult(Protocol):
 Action = Callable[[Fence], Awaitable[JobResult]]
 
 
+# The iCompleat calls of the run in progress (set per run; the client's hook counts into it).
+_RUN_CALLS: ContextVar[list[int] | None] = ContextVar("icsync_run_calls", default=None)
+
+
+def count_call() -> None:
+    """Count one iCompleat call towards the run this code runs in (if any)."""
+    calls = _RUN_CALLS.get()
+    if calls is not None:
+        calls[0] += 1
+
+
 def lease_name(company: str, job: str) -> str:
     """The lease (and lock) name of one company's job."""
     return f"{company}:{job}"
@@ -74,6 +86,7 @@ class JobReport:
     slots: int = 0
     missed: int = 0
     seconds: float = 0.0
+    calls: int = 0
     error: str | None = None
     manual: bool = False
     operational: bool = False  # a dependency failed (see operational_problem)
@@ -144,6 +157,8 @@ class LeasedJob:
         keeper.draining = self.draining
         started = time.monotonic()
         run_row: int | None = None
+        calls = [0]
+        counting = _RUN_CALLS.set(calls)
         try:
             run_row = await asyncio.to_thread(self.store.start_run, self.company, self.job,
                                               None, fence=fence)
@@ -166,7 +181,8 @@ class LeasedJob:
             report.fail(Outcome.CANCELLED, ExitCode.FAILED, "stopped by shutdown")
             raise
         finally:
-            report.seconds = round(time.monotonic() - started, 3)
+            _RUN_CALLS.reset(counting)
+            report.seconds, report.calls = round(time.monotonic() - started, 3), calls[0]
             if keeper.lost is not None:
                 report.fail(Outcome.LEASE_LOST, ExitCode.FAILED, keeper.lost)
             elif keeper.draining and report.outcome in FAILING:

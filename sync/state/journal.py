@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, delete, insert, select, update
@@ -75,6 +76,15 @@ class JournalStore:
             stmt = stmt.where(Run.company == company)
         with self._db.read("reading runs") as conn:
             return [RunRow(**r._mapping) for r in conn.execute(stmt)]
+
+    def runs_since(self, company: str, job: str, since: datetime,
+                   limit: int = 5000) -> list[RunRow]:
+        """The runs of one company's job started at or after ``since``, oldest first."""
+        stmt = (select(Run.__table__).where(Run.company == company, Run.job == job,
+                                            Run.started_at >= since)
+                .order_by(Run.id.desc()).limit(limit))
+        with self._db.read("reading run history") as conn:
+            return [RunRow(**r._mapping) for r in conn.execute(stmt)][::-1]
 
     def record_intent(self, run_id: int | None, company: str, kind: str, op: str,
                       keys: Sequence[str], payload_digest: str, *,

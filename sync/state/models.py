@@ -232,3 +232,41 @@ class Lease(Base):
     holder: Mapped[str] = mapped_column(String, nullable=False)
     token: Mapped[int] = mapped_column(BigInteger, nullable=False)
     expires_at: Mapped[float] = mapped_column(Float(precision=53), nullable=False)
+
+
+class AlertCondition(Base):
+    """One alert condition (``guard_block:acme``...): active or clear, with what it last said.
+
+    Instances sharing the database move a row by compare-and-set, so a start or a clear is
+    queued once however many instances observe it."""
+
+    __tablename__ = "alert_conditions"
+    key: Mapped[str] = mapped_column(String, primary_key=True)
+    condition: Mapped[str] = mapped_column(String, nullable=False)
+    subject: Mapped[str] = mapped_column(String, nullable=False)
+    status: Mapped[str] = mapped_column(String, nullable=False)
+    detail: Mapped[str] = mapped_column(Text, nullable=False)
+    data: Mapped[Any] = mapped_column(JsonText, nullable=False)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    cleared_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AlertMessage(Base):
+    """An alert message to send (the outbox): claimed by one sender, retried until sent."""
+
+    __tablename__ = "alert_outbox"
+    __table_args__ = (Index("ix_alert_outbox_due", "sent_at", "due_at"),)
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String, nullable=False)
+    event: Mapped[str] = mapped_column(String, nullable=False)
+    title: Mapped[str] = mapped_column(Text, nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False)
+    delivered: Mapped[Any] = mapped_column(JsonText, nullable=False)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String)
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -7,6 +7,7 @@ calls it from the event loop with ``asyncio.to_thread``. Its methods, grouped by
 - runs, operations journal, quarantine: :class:`sync.state.journal.JournalStore`
 - transaction ledger: :class:`sync.state.ledger.LedgerStore`
 - capabilities and poll cursors: :class:`sync.state.live.LiveStore`
+- alert conditions and the outbox of alert messages: :class:`sync.state.alerts.AlertStore`
 - leases (below) and the fencing rule: every method taking ``fence=`` checks, in the SAME
   database transaction as its write, that the lease still has that holder and token and has
   not expired by the database's clock, and raises :class:`~sync.foundation.errors.LeaseLost`
@@ -22,6 +23,7 @@ from __future__ import annotations
 from sync.foundation.errors import StateError
 from sync.foundation.secrets import Secret
 from sync.state import leases as _leases
+from sync.state.alerts import AlertStore
 from sync.state.db import Database, create_state_engine, sqlite_path, state_url
 from sync.state.journal import JournalStore
 from sync.state.ledger import LedgerStore
@@ -47,7 +49,7 @@ __all__ = [
 ]
 
 
-class StateStore(RemoteStore, JournalStore, LedgerStore, LiveStore):
+class StateStore(RemoteStore, JournalStore, LedgerStore, LiveStore, AlertStore):
     """icsync's state database; open it with :meth:`open`, close it with :meth:`close`."""
 
     def __init__(self, db: Database) -> None:

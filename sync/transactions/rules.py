@@ -134,9 +134,18 @@ def is_open_quarantine(status: str, last_error: str | None) -> bool:
     return status == QUARANTINED and not (last_error or "").startswith(RESOLVED_PREFIX)
 
 
+JOURNAL_CONFLICT_MARK = "iCompleat already shows journal number"
+
+
+def is_journal_conflict(last_error: str | None) -> bool:
+    """True when a ledger row's error is the journal-number alarm of :func:`journal_conflict`."""
+    return JOURNAL_CONFLICT_MARK in (last_error or "") and not (last_error or "").startswith(
+        RESOLVED_PREFIX)
+
+
 def journal_conflict(transaction_id: str, ours: str, theirs: str) -> str:
     """The alarm text when iCompleat shows another journal number than the ERP gave."""
-    return (f"transaction {transaction_id}: iCompleat already shows journal number {theirs!r} but "
+    return (f"transaction {transaction_id}: {JOURNAL_CONFLICT_MARK} {theirs!r} but "
             f"the ERP posted it as {ours!r}; not overwritten. Check both systems, correct the "
             f"wrong one, then resolve this entry with `icsync errors resolve`.")
 

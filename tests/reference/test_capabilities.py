@@ -99,3 +99,29 @@ def test_reprobe_rule() -> None:
     assert not usable(row, now, day)
     assert reprobe_due(row, now + timedelta(hours=1), day)
     assert usable(None, now, day)
+
+
+def _capability_alerts(config: Config) -> list[str]:
+    with StateStore.open(config.settings.state.url) as store:
+        return [a.key for a in store.alert_conditions() if a.condition == "capability"]
+
+
+def test_a_capability_change_starts_one_alert_and_its_return_clears_it(
+        sandbox: SandboxServer, tmp_path: Path) -> None:
+    """A refused edit starts the route's capability alert once; the call working again at its
+    re-probe clears it."""
+    erp, config = _world(sandbox, tmp_path)
+    sandbox.state.contract.set_unsupported("suppliers.edit", 405)
+    erp_execute(erp, "UPDATE suppliers SET phone = '+44 4 4' WHERE rowid = 4")
+    sync(config)
+    assert _capability_alerts(config) == ["capability:suppliers.edit:supported"]
+    erp_execute(erp, "UPDATE suppliers SET phone = '+44 5 5' WHERE rowid = 5")
+    sync(config)  # remembered: refreshed, no second alert
+    assert _capability_alerts(config) == ["capability:suppliers.edit:supported"]
+    sandbox.state.contract.clear()
+    with StateStore.open(config.settings.state.url) as store:
+        store.record_capability(TENANT_ID, "suppliers.edit", supported=False, status=405,
+                                detail="refused", at=datetime.now(UTC) - timedelta(days=2))
+    erp_execute(erp, "UPDATE suppliers SET phone = '+44 6 6' WHERE rowid = 6")
+    assert sync(config).outcome == "ok"
+    assert _capability_alerts(config) == []
