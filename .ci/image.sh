@@ -172,6 +172,13 @@ if ! ctr="$("${B[@]}" from scratch 2>"$WORK/buildah.err")" \
 fi
 cp -a "$WORK/rootfs/." "$mnt/"
 "${B[@]}" umount "$ctr" >/dev/null
+# The build's RUN steps need the same: a command in a chroot of a buildah container.
+if ! "${B[@]}" run --isolation chroot "$ctr" -- python3.11 -c 'print("chroot: ok")' \
+     >"$WORK/buildah.err" 2>&1; then
+  tail_of "$WORK/buildah.err"
+  refused "buildah cannot run a command in a container with chroot isolation here (see above)"
+fi
+cat "$WORK/buildah.err"
 "${B[@]}" config --env LANG=C.UTF-8 \
   --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --cmd /bin/bash "$ctr"
 "${B[@]}" commit --quiet --rm "$ctr" "$BASE_TAG" >/dev/null
@@ -203,8 +210,7 @@ echo "user=$user workdir=$workdir entrypoint=$entrypoint volumes=$volumes"
 [[ "$user" =~ ^[1-9][0-9]*:[1-9][0-9]*$ ]] || defect "the image's user '$user' is not a numeric non-root uid:gid"
 [ "$entrypoint" = "icsync " ] || defect "the entry point is '$entrypoint', not icsync"
 [ -n "$volumes" ] || defect "the image declares no state volume"
-size_mb=$(( $(du -sk "$("${B[@]}" mount "$ctr")" | cut -f1) / 1024 ))
-echo "root filesystem: $size_mb MiB"
+echo "image size: $("${B[@]}" images --format '{{.Size}}' "$IMAGE_TAG")"
 
 step "run as $user on a read-only root filesystem"
 unshare --mount --propagation private true 2>"$WORK/unshare.err" \

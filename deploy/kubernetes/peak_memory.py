@@ -1,18 +1,29 @@
 """The peak resident memory of icsync syncing a large supplier list: the figure that sizes the
 memory limit in sidecar.yaml (deploy/README.md, "Memory").
 
-It reuses the S22 benchmark's phases (benchmarks/s22_reference.py), each run by the real engine
-in its own fresh process against the sandbox (in this process, not measured) over loopback:
-``full`` (the first load into an empty iCompleat), ``noop`` (the same source again) and
-``change`` (1% of rows changed). The figure is each phase process's VmHWM.
+It reuses the S22 benchmark's ERP, configuration and phases (benchmarks/s22_reference.py), each
+run by the real engine in its own fresh process against the sandbox (in this process, not
+measured) over loopback, in this order:
 
-Run: ``uv run python deploy/kubernetes/peak_memory.py [--suppliers 200000] [--latency 0]``.
+- ``full``: the first load into an empty iCompleat (complete sets, chunks of 100);
+- ``resync``: ``icsync sync --full``: every remote list read back in full and compared (what the
+  nightly read-back and a manual full resync do);
+- ``noop``: the same source again;
+- ``change``: 1% of rows changed (targeted edits, adds and deletes).
+
+The figure is each phase process's peak resident set size (VmHWM, MiB). Results are printed as
+JSON, and with ``--save`` written to deploy/kubernetes/peak_memory.json.
+
+Run: ``uv run python deploy/kubernetes/peak_memory.py [--suppliers 200000] [--save]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,9 +35,44 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import s22_reference as s22  # noqa: E402
 
+PHASES = ("full", "resync", "noop", "change")
+RESULT = Path(__file__).with_suffix(".json")
+
+
+def resync(config_file: Path) -> dict[str, Any]:
+    """Child process: one ``--full`` run of the company (remote lists read back in full)."""
+    from sync.config import Config, parse_settings
+    from sync.engine import sync_company
+    from sync.runtime import open_runtime
+
+    config = Config(parse_settings(json.loads(config_file.read_text())))
+
+    async def run() -> dict[str, Any]:
+        async with open_runtime(config) as rt:
+            result = await sync_company(rt, config.settings.companies[0], full=True)
+            return result.to_dict()
+
+    result = asyncio.run(run())
+    return {"peak_mb": s22.peak_rss_mb(), "outcome": result["outcome"]}
+
+
+def run_phase(name: str, config_file: Path) -> dict[str, Any]:
+    """One phase in a fresh process: its peak RSS, outcome and wall seconds."""
+    started = time.perf_counter()
+    if name == "resync":
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        out = subprocess.run([sys.executable, __file__, "--phase", name, "--config",  # noqa: S603
+                              str(config_file)], capture_output=True, text=True, env=env,
+                             check=True, timeout=3600)
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+    else:
+        res = s22.run_phase(name, config_file)
+    return {"peak_mb": round(res["peak_mb"]), "outcome": res["outcome"],
+            "seconds": round(time.perf_counter() - started, 1)}
+
 
 def measure(suppliers: int, latency: float) -> dict[str, Any]:
-    """Run the phases with ``suppliers`` supplier rows; their peak RSS and wall seconds."""
+    """Run the phases with ``suppliers`` supplier rows."""
     from connectors.icompleat.sandbox import SandboxServer
 
     s22.SIZES["suppliers"] = suppliers
@@ -40,25 +86,31 @@ def measure(suppliers: int, latency: float) -> dict[str, Any]:
         config_file.write_text(json.dumps(s22.settings(sandbox.url, work / "erp.db",
                                                        work / "state.db")))
         sandbox.state.faults.set("*", latency=latency)
-        for name in ("full", "noop", "change"):
+        for name in PHASES:
             if name == "change":
                 s22.change_one_percent(work / "erp.db")
-            started = time.perf_counter()
-            res = s22.run_phase(name, config_file)
-            results[name] = {"peak_mb": round(res["peak_mb"]), "outcome": res["outcome"],
-                             "seconds": round(time.perf_counter() - started, 1)}
+            results[name] = run_phase(name, config_file)
             print(f"{name}: {results[name]}", file=sys.stderr, flush=True)
-    results["peak_mb"] = max(results[n]["peak_mb"] for n in ("full", "noop", "change"))
+    results["peak_mb"] = max(results[n]["peak_mb"] for n in PHASES)
     return results
 
 
 def main() -> int:
-    """Measure and print the figures as JSON."""
+    """Measure and print the figures as JSON (``--phase``: internal, one child phase)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suppliers", type=int, default=200_000)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--save", action="store_true")
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    print(json.dumps(measure(args.suppliers, args.latency), indent=2))
+    if args.phase:
+        print(json.dumps(resync(args.config)))
+        return 0
+    text = json.dumps(measure(args.suppliers, args.latency), indent=2) + "\n"
+    print(text, end="")
+    if args.save:
+        RESULT.write_text(text)
     return 0
 
 
