@@ -45,9 +45,9 @@ RESULT = Path(__file__).with_suffix(".json")
 
 def resync(config_file: Path) -> dict[str, Any]:
     """Child process: one ``--full`` run of the company (remote lists read back in full)."""
-    from sync.config import Config, parse_settings
-    from sync.engine import sync_company
-    from sync.runtime import open_runtime
+    from sync.foundation.config import Config, parse_settings
+    from sync.reference.engine import sync_company
+    from sync.runtime.context import open_runtime
 
     config = Config(parse_settings(json.loads(config_file.read_text())))
 
