@@ -114,7 +114,8 @@ def overview_data(store: StateStore, config: Config) -> dict[str, Any]:
     return {"latest": [run_view(latest[k]) for k in sorted(latest)], "charts": charts,
             "quarantine": dict(quarantine), "backlog": dict(backlog), "leases": store.leases(),
             "alerts": [a for a in alerts if a.condition != "capability"],
-            "capabilities": [a for a in alerts if a.condition == "capability"]}
+            "capabilities": [a for a in alerts if a.condition == "capability"],
+            "learned": store.capabilities()}
 
 
 def chart(runs: list[RunRow], now: datetime) -> str:

@@ -161,6 +161,10 @@ def overview(data: Mapping[str, Any]) -> str:
               for x in data["leases"]]
     capabilities = [(escape(a.subject), escape(a.detail), when(a.started_at))
                     for a in data["capabilities"]]
+    learned = [(escape(c.operation), '<span class="ok">supported</span>' if c.supported
+                else f'<span class="bad">unsupported ({escape(str(c.status or ""))})</span>',
+                escape(c.detail or ""), when(c.checked_at))
+               for c in data.get("learned", ())]
     charts = [section(f"{c} / {j}: duration and calls per run, last 30 days", svg)
               for (c, j), svg in data["charts"].items()]
     body = "".join([
@@ -182,6 +186,10 @@ def overview(data: Mapping[str, Any]) -> str:
         section("Route capability changes", table(
             ("route", "change", "since"), capabilities,
             empty="No iCompleat route has changed what it offers.")),
+        section("Route capabilities learned", table(
+            ("operation", "answer", "detail", "checked (UTC)"), learned,
+            empty="Every call answered as the contract says (nothing refused with 404/405).",
+            test_id="capabilities")),
     ])
     return page("Overview", body)
 
