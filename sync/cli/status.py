@@ -24,6 +24,7 @@ from sync.console.terminal import make_console
 from sync.foundation.config import Config, load_config
 from sync.runtime.capabilities import fallback_of
 from sync.runtime.context import open_store
+from sync.runtime.jobrun import counts_line
 from sync.state.store import RunRow, StateStore
 
 _BACKLOG = ("seen", "posting", "posted", "quarantined")
@@ -96,19 +97,8 @@ def _run(row: RunRow) -> dict[str, Any]:
             "seconds": None if seconds is None else round(seconds, 3),
             "outcome": row.outcome or "running or interrupted",
             "holder": counts.get("holder"), "missed": counts.get("missed", 0),
-            "counts": summary(counts), "error": row.error}
+            "counts": counts_line(counts), "error": row.error}
 
-
-def summary(counts: dict[str, Any]) -> str:
-    """One line of the non-zero record counts of a run record."""
-    kinds = counts.get("kinds")
-    if not isinstance(kinds, dict):
-        return ""
-    parts = []
-    for kind, numbers in sorted(kinds.items()):
-        shown = ", ".join(f"{k} {v}" for k, v in numbers.items() if v)
-        parts.append(f"{kind}: {shown or 'no change'}")
-    return "; ".join(parts)
 
 
 def _table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> Table:

@@ -37,6 +37,7 @@ from sync.foundation.config import Config
 from sync.foundation.logs import get_logger
 from sync.foundation.secrets import REDACTOR
 from sync.runtime.context import Runtime
+from sync.runtime.jobrun import counts_line
 from sync.state.rows import LedgerRow, QuarantineRow, RunRow
 from sync.state.store import StateStore
 from sync.transactions.rules import RESOLVED_PREFIX
@@ -65,17 +66,6 @@ class Host(Protocol):
     @property
     def rt(self) -> Runtime | None: ...
 
-
-def counts_line(counts: Mapping[str, Any]) -> str:
-    """The non-zero record counts of a run record, on one line."""
-    kinds = counts.get("kinds")
-    if not isinstance(kinds, Mapping):
-        return ""
-    parts = []
-    for kind, numbers in sorted(kinds.items()):
-        shown = ", ".join(f"{k} {v}" for k, v in numbers.items() if v)
-        parts.append(f"{kind}: {shown or 'no change'}")
-    return "; ".join(parts)
 
 
 def run_view(row: RunRow) -> dict[str, Any]:
