@@ -10,7 +10,6 @@ that may have reached the server, OutcomeUnknown. Pure functions: no IO, no cloc
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -37,6 +36,7 @@ from sync.errors import (
     Throttled,
     TransportError,
 )
+from sync.foundation import numbers
 from sync.secrets import REDACTOR
 
 # Failures that happen before a byte of the request reached the server: safe to repeat a write.
@@ -80,8 +80,8 @@ def decode(content: bytes) -> tuple[bool, Any]:
     if not content.strip():
         return True, None
     try:
-        return True, json.loads(content)
-    except ValueError:
+        return True, numbers.loads(content)
+    except (ValueError, RecursionError):
         return False, None
 
 
