@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 
 from sync.errors import IcsyncError
+from sync.foundation.files import write_private
 
 if TYPE_CHECKING:
     from sync.commands.demo import DemoContext
@@ -37,8 +38,7 @@ def write_config(ctx: DemoContext) -> tuple[Path, bool]:
     checked = "[sinks.erp]\n" in text
     text = text.replace("[sinks.erp]\n", "[sinks.erp]\n" + _SUPPLIER_CHECK, 1)
     token_file = ctx.workdir / "webhook_tokens"
-    token_file.write_text(secrets.token_urlsafe(24) + "\n", encoding="utf-8")
-    token_file.chmod(0o600)
+    write_private(token_file, (secrets.token_urlsafe(24) + "\n").encode("utf-8"))
     text += f'\n[webhook]\ntokens_file = "{token_file}"\n'
     path = ctx.workdir / "icsync-transactions.toml"
     path.write_text(text, encoding="utf-8")

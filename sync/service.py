@@ -47,7 +47,7 @@ from sync.logs import get_logger
 from sync.metrics import Metrics
 from sync.notify import Notifier
 from sync.runtime import Runtime, open_runtime
-from sync.schedules import ClockWatch, build_trigger, fire_times
+from sync.schedules import ClockWatch, checked_trigger, fire_times
 from sync.service_http import build_app
 from sync.state.store import Fence
 
@@ -181,7 +181,7 @@ class Daemon:
         for i, company in enumerate(self.settings.companies):
             for job, action in job_actions(rt, company).items():
                 key = f"companies.{i}.schedules.{job}"
-                trigger = build_trigger(getattr(company.schedules, job),
+                trigger = checked_trigger(getattr(company.schedules, job),
                                         timezone=company.schedules.timezone, key=key)
                 runner = ScheduledJob(company=company.name, job=job, action=action,
                                       store=rt.store, holder=rt.holder, lease_seconds=ttl,

@@ -36,6 +36,7 @@ from sync.errors import (
     ServerError,
     Throttled,
     TransportError,
+    ValidationFailed,
 )
 from sync.logs import get_logger
 from sync.secrets import REDACTOR, Secret
@@ -227,8 +228,12 @@ class ApiSession:
                     **params: str | int | None) -> T:
         """One operation: render, send, retry what may be retried, extract the payload."""
         route = self._route(name)
-        path = route.render(tenantId=self.tenant_id, **params)
         subject = _subject(params)
+        try:
+            path = route.render(tenantId=self.tenant_id, **params)
+        except ValueError as exc:  # never sent: nothing to settle, the record is refused
+            raise ValidationFailed(f"{route.name} {subject}: {exc}", route=route.name,
+                                   status=None, api_message=str(exc)) from None
         content = None if body is None else encode(route, body, subject)
         for attempt in range(1, self.limits.max_attempts):
             try:

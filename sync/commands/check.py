@@ -24,6 +24,7 @@ from connectors.icompleat.client import IcompleatClient
 from sync.config import Config, load_config
 from sync.errors import ConfigError, ExitCode, IcsyncError, exit_code_for
 from sync.runtime import Runtime, make_holder, open_store
+from sync.schedules import validate_schedules
 from sync.secrets import REDACTOR
 from sync.terminal import make_console
 
@@ -79,6 +80,11 @@ def run(args: argparse.Namespace) -> int:
     report.ok(f"configuration {args.config}",
               f"{len(config.settings.companies)} companies, "
               f"{len(config.settings.sources)} sources, {len(config.settings.sinks)} sinks")
+    try:
+        count = validate_schedules(config.settings.companies)
+        report.ok("schedules", f"{count} schedules, each fires")
+    except ConfigError as exc:
+        report.fail("schedules", exc)
     asyncio.run(check_all(config, report))
     return int(report.code)
 

@@ -200,11 +200,11 @@ def config_text(ctx_dir: Path, url: str, erp: Path, key_file: Path) -> str:
 def prepare(workdir: Path, url: str, key: str, fast: bool) -> tuple[Path, Path]:
     """Create the ERP, the key file and the configuration under ``workdir``."""
     from sync import demo_data
+    from sync.foundation.files import write_private
 
     erp = demo_data.create_erp(workdir / "erp.db", suppliers_count=150 if fast else 600)
     key_file = workdir / "icompleat_api_key"
-    key_file.write_text(key + "\n", encoding="utf-8")
-    key_file.chmod(0o600)
+    write_private(key_file, (key + "\n").encode("utf-8"))  # 0600 from its first byte
     path = workdir / "icsync.toml"
     path.write_text(config_text(workdir, url, erp, key_file), encoding="utf-8")
     return erp, path
@@ -220,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the tour; 0 when every chapter behaved as the tour says."""
     from connectors.icompleat.sandbox import SandboxServer
     from sync.config import load_config
+    from sync.foundation.files import private_dir
     from sync.logs import configure
 
     configure("console", "warning")
@@ -230,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="icsync-demo-")))
         else:
             workdir = args.workdir.resolve()
-            workdir.mkdir(parents=True, exist_ok=True)
+            private_dir(workdir)
         key = secrets.token_urlsafe(24)
         sandbox = stack.enter_context(
             SandboxServer(tenant_id=TENANT_ID, company_ids=[COMPANY_ID], api_key=key))

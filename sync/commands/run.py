@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 
 from sync.config import load_config
+from sync.errors import ConfigError
 from sync.logs import configure
+from sync.schedules import validate_schedules
 from sync.service import bridge_stdlib_logging, run_daemon
 
 
@@ -23,6 +25,10 @@ def run(args: argparse.Namespace) -> int:
     if args.listen:
         service = service.model_copy(update={"listen": args.listen})
         config.settings = config.settings.model_copy(update={"service": service})
+    if not config.settings.companies:
+        raise ConfigError("no [[companies]]: the daemon would have nothing to do; add one",
+                          key="companies")
+    validate_schedules(config.settings.companies)
     configure(service.log_format, service.log_level)
     bridge_stdlib_logging(service.log_level)
     return run_daemon(config)

@@ -17,7 +17,11 @@ Every failure is a :class:`~sync.errors.StateError`; a damaged SQLite file is
 
 from __future__ import annotations
 
-from sync.errors import StateError
+import os
+from pathlib import Path
+
+from sync.errors import ConfigError, StateError
+from sync.foundation.files import private_file
 from sync.secrets import Secret
 from sync.state import leases as _leases
 from sync.state.db import Database, create_state_engine, sqlite_path, state_url
@@ -42,6 +46,20 @@ __all__ = [
 ]
 
 
+def _private_sqlite(path: Path) -> None:
+    """The SQLite file as a 0600 file (SQLite gives its -wal and -shm files the same mode);
+    ConfigError naming state.url when its folder cannot be written (no WAL could be made)."""
+    try:
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise PermissionError(13, "the folder is not writable")
+        private_file(path)
+    except OSError as exc:
+        raise ConfigError(f"state database {path}: cannot create or open it in {path.parent} "
+                          f"({exc.strerror}); icsync needs to write that folder (the database "
+                          "and its -wal and -shm files): fix its permissions or point state.url "
+                          "elsewhere", key="state.url") from None
+
+
 class StateStore(RemoteStore, JournalStore, LedgerStore):
     """icsync's state database; open it with :meth:`open`, close it with :meth:`close`."""
 
@@ -64,6 +82,8 @@ class StateStore(RemoteStore, JournalStore, LedgerStore):
         if path is not None and not path.parent.is_dir():
             raise StateError(f"state database {path}: directory {path.parent} does not exist; "
                              "create it or point state.url elsewhere")
+        if path is not None:
+            _private_sqlite(path)
         db = Database(create_state_engine(parsed, timeout=timeout), parsed)
         try:
             db.check_integrity()
