@@ -40,6 +40,7 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from sync.config import CompanyConfig, Config
+from sync.daemon.connections import ConnectionGuard, connection_limit, guarded_protocol
 from sync.errors import ConfigError, ExitCode
 from sync.fencing import LeaseGuardSink, LeaseGuardTransport
 from sync.jobs import Action, ScheduledJob
@@ -135,6 +136,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._signals = 0
         self.exit_code = ExitCode.OK
+        self.guard = ConnectionGuard(1, 1.0)  # replaced when the server starts
 
     async def serve(self) -> int:
         """Run until stopped; the exit status (0 after a clean SIGTERM)."""
@@ -152,11 +154,23 @@ class Daemon:
         log.info("daemon_stopped", exit_code=int(self.exit_code))
         return int(self.exit_code)
 
+    def _server(self) -> _Server:
+        """uvicorn under the connection guard and the [service] time limits."""
+        service = self.settings.service
+        self.guard = ConnectionGuard(connection_limit(service.max_connections),
+                                     service.header_timeout_seconds)
+        return _Server(uvicorn.Config(
+            build_app(self), log_config=None, access_log=False, lifespan="off",
+            timeout_graceful_shutdown=3, http=guarded_protocol(self.guard),
+            # a backstop only: the guard keeps the count at the limit and sheds the excess
+            limit_concurrency=self.guard.limit + 16,
+            timeout_keep_alive=service.keepalive_seconds))  # type: ignore[arg-type]
+
     async def _run(self, rt: Runtime, sock: socket.socket) -> None:
         scheduler = AsyncIOScheduler(timezone=UTC)
         await self._schedule(rt, scheduler)
-        server = _Server(uvicorn.Config(build_app(self), log_config=None, access_log=False,
-                                        lifespan="off", timeout_graceful_shutdown=3))
+        asyncio.get_running_loop().set_exception_handler(log_loop_error)
+        server = self._server()
         server_task = asyncio.create_task(server.serve(sockets=[sock]))
         self._install_signals()
         watchdog = asyncio.create_task(self.notifier.watchdog_loop())
@@ -168,7 +182,8 @@ class Daemon:
             self.started.set()
             self.notifier.ready(self._status())
             log.info("daemon_ready", listen=f"{sock.getsockname()[0]}:{self.port}",
-                     jobs=[j.name for j in self.jobs], holder=rt.holder)
+                     jobs=[j.name for j in self.jobs], holder=rt.holder,
+                     max_connections=self.guard.limit)
             await self._until_stopped(server_task)
         finally:
             clock.cancel()
@@ -317,6 +332,15 @@ def _grace(job: ScheduledJob) -> int:
     return int(min(6 * 3600, max(30.0, span)))
 
 
+def log_loop_error(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's unhandled errors (a failed accept(), a task nobody awaited) with their type,
+    message and traceback; identical ones are rate-limited like every other log line."""
+    exc = context.get("exception")
+    log.error("event_loop_error", message=context.get("message"),
+              error_type=type(exc).__name__ if exc else None, error=str(exc) if exc else None,
+              exc_info=exc if isinstance(exc, BaseException) else None)
+
+
 def bridge_stdlib_logging(level: str = "info") -> None:
     """Send APScheduler's and uvicorn's stdlib log records through structlog (and redaction)."""
 
@@ -324,7 +348,14 @@ def bridge_stdlib_logging(level: str = "info") -> None:
         def emit(self, record: logging.LogRecord) -> None:
             logger = get_logger(record.name)
             method = getattr(logger, record.levelname.lower(), logger.info)
-            method(record.getMessage())
+            exc = record.exc_info[1] if record.exc_info else None
+            if exc is None:
+                method(record.getMessage())
+                return
+            # "Exception in ASGI application", "Job ... raised an exception": the exception
+            # itself, type, message and traceback (secrets masked by the log pipeline).
+            method(record.getMessage(), error_type=type(exc).__name__, error=str(exc),
+                   exc_info=record.exc_info)
 
     floor = logging.getLevelNamesMapping()[level.upper()]
     # APScheduler reports every run at INFO; the daemon logs runs itself (job_started/finished).

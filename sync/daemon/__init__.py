@@ -1,0 +1,1 @@
+"""The daemon: service, HTTP endpoints and their bounds, jobs, schedules, metrics, notify."""
