@@ -92,6 +92,11 @@ class CallStats:
         self.throttled += call.outcome == "throttled"
         self.by_route[(call.route, call.status)] += 1
 
+    def answers(self) -> tuple[int, int]:
+        """(requests that got an HTTP answer, requests that got none: refused, timed out)."""
+        answered = sum(n for (_, status), n in self.by_route.items() if status is not None)
+        return answered, sum(self.by_route.values()) - answered
+
     def snapshot(self) -> dict[str, Any]:
         """Plain JSON-ready counts; ``by_route`` maps route -> status (or "none") -> requests."""
         by_route: dict[str, dict[str, int]] = {}
