@@ -40,7 +40,13 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from sync.config import CompanyConfig, Config
-from sync.daemon.connections import ConnectionGuard, connection_limit, guarded_protocol
+from sync.daemon.connections import (
+    ACCEPT_BATCH,
+    LISTEN_QUEUE,
+    ConnectionGuard,
+    connection_limit,
+    guarded_protocol,
+)
 from sync.errors import ConfigError, ExitCode
 from sync.fencing import LeaseGuardSink, LeaseGuardTransport
 from sync.jobs import Action, ScheduledJob
@@ -162,8 +168,10 @@ class Daemon:
         return _Server(uvicorn.Config(
             build_app(self), log_config=None, access_log=False, lifespan="off",
             timeout_graceful_shutdown=3, http=guarded_protocol(self.guard),
+            backlog=ACCEPT_BATCH,
             # a backstop only: the guard keeps the count at the limit and sheds the excess
-            limit_concurrency=self.guard.limit + 16,
+            # (connections it aborted stay counted here until the loop's next turn)
+            limit_concurrency=self.guard.limit + 4 * ACCEPT_BATCH,
             timeout_keep_alive=service.keepalive_seconds))  # type: ignore[arg-type]
 
     async def _run(self, rt: Runtime, sock: socket.socket) -> None:
@@ -177,6 +185,7 @@ class Daemon:
         clock = asyncio.create_task(self._watch_clock(scheduler))
         try:
             await self._wait_started(server, server_task)
+            sock.listen(LISTEN_QUEUE)  # asyncio set it to ACCEPT_BATCH: see sync.daemon.connections
             scheduler.add_listener(self._job_done, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
             scheduler.start()
             self.started.set()

@@ -14,6 +14,11 @@ with "Too many open files". :class:`ConnectionGuard` keeps the daemon far from t
   opening (or of its previous answer), else it is closed; bodies have their own deadline where
   they are read (the webhook, ``[service] body_timeout_seconds``).
 
+asyncio accepts up to its ``backlog`` connections per wake-up before any protocol sees one, so
+that number (:data:`ACCEPT_BATCH`) is kept small, or a burst would take the descriptors before
+the guard could shed a single connection; the kernel's queue of pending connections is made
+long again afterwards (:data:`LISTEN_QUEUE`), so a prober is never left waiting for a SYN retry.
+
 Evictions, refusals and timeouts are counted and logged as one line per kind at most every
 10 s (with the count), never one line per connection.
 """
@@ -32,6 +37,8 @@ from sync.logs import get_logger
 
 log = get_logger("icsync.http")
 REPORT_SECONDS = 10.0
+ACCEPT_BATCH = 32
+LISTEN_QUEUE = 1024
 _REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n"
             b"Retry-After: 1\r\n\r\n")
 
