@@ -6,9 +6,9 @@ as the real service accepts them. For each API request, in order: match (404), c
 for an unknown tenant or a missing or wrong key), ``x-api-version`` (400, ErrorCode 1), the fault
 switches (latency, hang, throttling, error), the handler (400 with ErrorCode and Message), then
 commit-then-fail and the 'list changed while paged' switch. Paths under ``/_sandbox/`` go to the
-admin API. No header value (so no key) is ever logged. Every answer of the handler carries
-``x-sandbox-segments``: the path parameters as decoded (ASCII JSON), which shows that a code such
-as ``..`` arrived as one segment of the route it was sent to.
+admin API. No header value (so no key) is ever logged. Every answer to a request that matched a
+route carries ``x-sandbox-segments``: the path parameters as decoded (ASCII JSON), which shows
+that a code such as ``..`` arrived as one segment of the route it was sent to.
 """
 
 from __future__ import annotations
@@ -142,7 +142,9 @@ class SandboxApp:
         if reply.status == NO_ANSWER:
             await drop_connection(send)
         else:
-            response = JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+            headers = {**(reply.headers or {}),
+                       **({SEGMENTS_HEADER: echo_segments(found[1])} if found else {})}
+            response = JSONResponse(reply.body, status_code=reply.status, headers=headers)
             await response(scope, receive, send)
 
     def _not_found(self, request: Request, raw: str) -> Reply:
@@ -246,8 +248,7 @@ class SandboxApp:
         if decision.commit_then_fail == "500":
             return Reply(500, SERVER_ERROR, fault="commit-then-500")
         self._change_list(route, call)
-        return Reply(200, envelope(payload, self._url(request), self.state.now()),
-                     headers={SEGMENTS_HEADER: echo_segments(params)})
+        return Reply(200, envelope(payload, self._url(request), self.state.now()))
 
     def _change_list(self, route: Route, call: Call) -> None:
         api = reference_list_api(route)
