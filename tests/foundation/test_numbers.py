@@ -31,8 +31,10 @@ def test_ordinary_numbers_pass_and_text_is_none() -> None:
 def test_loads_keeps_refused_literals_as_text() -> None:
     """JSON numbers past the bounds and NaN/Infinity stay text; others are numbers."""
     body = loads('{"a": 1e99999999, "b": Infinity, "c": 12.5, "d": 3, "e": ' + "9" * 5000 + "}")
-    assert body["a"] == "1e99999999" and body["b"] == "Infinity"
-    assert body["c"] == 12.5 and body["d"] == 3
+    assert body["a"] == "1e99999999"
+    assert body["b"] == "Infinity"
+    assert body["c"] == 12.5
+    assert body["d"] == 3
     assert body["e"] == "9" * 5000
 
 
@@ -40,6 +42,7 @@ def test_transaction_with_a_bomb_names_the_field() -> None:
     """A refused line number becomes a problem of the transaction, not a conversion."""
     tx = parse_transaction({"Id": "t1", "Lines": [{"Number": "1e99999999"}],
                             "Net": {"Base": {"Value": "Infinity"}}})
-    assert tx.lines[0].number is None and tx.net.base is None
+    assert tx.lines[0].number is None
+    assert tx.net.base is None
     assert any(p.startswith("Lines.0.Number") for p in tx.problems)
     assert any(p.startswith("Net.Base.Value") for p in tx.problems)
