@@ -46,6 +46,7 @@ Outcome = Literal["ok", "error", "throttled", "unknown", "transport"]
 Extract = Callable[[Route, Any, str], T]
 
 _RETRYABLE = (Throttled, ServerError, TransportError)
+LARGE_BODY_BYTES = 256 * 1024
 log = get_logger(__name__)
 
 
@@ -274,12 +275,16 @@ class ApiSession:
                 error = envelope.transport_failure(route, exc, subject)
                 self._report(route, None, started, attempt, _outcome(error))
                 raise error from exc
-        return self._answer(route, response, started, attempt, subject, extract)
+        # A large body is parsed off the event loop: /healthz and the other jobs go on meanwhile.
+        decoded = (await asyncio.to_thread(envelope.decode, response.content)
+                   if len(response.content) > LARGE_BODY_BYTES else None)
+        return self._answer(route, response, started, attempt, subject, extract, decoded)
 
     def _answer(self, route: Route, response: httpx.Response, started: float, attempt: int,
-                subject: str, extract: Extract[T]) -> T:
+                subject: str, extract: Extract[T],
+                decoded: tuple[bool, Any] | None = None) -> T:
         try:
-            ok, body = envelope.decode(response.content)
+            ok, body = decoded or envelope.decode(response.content)
             error = envelope.answer_error(route, response.status_code, response.headers, body,
                                           origin=self._key.origin, subject=subject)
             if error is not None:

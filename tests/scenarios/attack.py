@@ -1,4 +1,4 @@
-"""Tools of the attack scenarios (S40-S42): a descriptor-limited daemon, a half-open flood and
+"""Tools of the attack scenarios (S24-S29): a descriptor-limited daemon, a half-open flood and
 a prober that times /healthz while the daemon is under attack."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""S41: hostile input through real processes: codes ``.`` and ``..`` through the sandbox,
+"""S26, S27, S28: hostile input through real processes: codes ``.`` and ``..`` through the sandbox,
 unusable ids pushed to the webhook, a formula title in the CSV drop, file modes under umask 022.
 """
 
@@ -81,7 +81,7 @@ def test_dot_codes_are_created_edited_and_deleted_as_one_segment(
     assert len(writes) == 4
     assert all(e.path.endswith(("/%2E", "/%2E%2E")) and e.status == 200 for e in writes)
     assert all(e.route != "?" for e in sandbox.state.log.entries())
-    show(capsys, f"S41 dot codes: {len(writes)} edits/deletes of '.' and '..' each reached "
+    show(capsys, f"S26 dot codes: {len(writes)} edits/deletes of '.' and '..' each reached "
                  f"its own segment; {len(calls)} account-code calls, none misrouted")
 
 
@@ -147,7 +147,8 @@ def test_bad_ids_formulas_and_file_modes(
     documents = list(drop.glob("*.csv"))
     rows = list(csv.DictReader(io.StringIO(documents[0].read_text(encoding="utf-8"))))
     text = log.read_text(encoding="utf-8", errors="replace")
-    show(capsys, f"S41 inputs: {len(bad_ids)} bad ids answered {sorted(set(answers.values()))}; "
+    show(capsys, f"S26-S28 inputs: {len(bad_ids)} bad ids answered "
+                 f"{sorted(set(answers.values()))}; "
                  f"formula title written as {rows[0]['title']!r}; modes "
                  f"{ {k: oct(v) for k, v in sorted(modes.items())} }")
     assert all(400 <= status < 500 for status in answers.values()), answers

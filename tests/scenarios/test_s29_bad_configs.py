@@ -1,4 +1,4 @@
-"""S42: every bad configuration of the attack run ends with exit 2, a message naming the key,
+"""S29: every bad configuration of the attack run ends with exit 2, a message naming the key,
 and no traceback, in a real ``icsync`` process (table-driven)."""
 
 from __future__ import annotations

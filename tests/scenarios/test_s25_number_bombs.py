@@ -1,8 +1,7 @@
-"""S40: the daemon under attack, as a real process: a half-open connection flood against a
-descriptor limit of 1,024, and number bombs in a push and in a polled transaction.
-
-Figures (printed): connections held by the flood, the daemon's connection cap, the longest
-/healthz answer under attack, log bytes written, bad inputs tried, and that nothing was lost.
+"""S25: number bombs from outside, in a real daemon: ``1e99999999``, ``Infinity``, ``NaN`` and a
+100,000-digit integer in pushes, and a bomb and ``Infinity`` in a transaction polled from
+iCompleat. Every push is answered 4xx within 2 s, the polled transaction is quarantined, the good
+one is posted (nothing lost), /healthz stays fast and SIGTERM is honoured.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ import json
 import signal
 import time
 from pathlib import Path
-from statistics import median
 from typing import Any
 
 import httpx
@@ -20,14 +18,13 @@ import pytest
 from connectors.icompleat.sandbox import SandboxServer
 from sync.state.store import StateStore
 from tests.fixtures.sandbox import COMPANY_ID, TENANT_ID
-from tests.scenarios.attack import probing, start_flood, start_limited_daemon
+from tests.scenarios.attack import probing, start_limited_daemon
 from tests.scenarios.harness import show
 from tests.service.world import (
     WEBHOOK_TOKEN,
     approve,
     erp_entries,
     free_port,
-    json_lines,
     sql_sink,
     stop,
     tx_body,
@@ -37,54 +34,6 @@ from tests.service.world import (
 
 pytestmark = pytest.mark.slow
 NOFILE = 1024
-FLOOD = 1500
-ATTACK_SECONDS = 15.0
-
-
-def _started_jobs(log: Path) -> int:
-    return sum(1 for line in json_lines(log) if line.get("event") == "job_started")
-
-
-def test_half_open_flood_never_stalls_the_daemon(
-        tmp_path: Path, sandbox: SandboxServer, capsys: pytest.CaptureFixture[str]) -> None:
-    """1,500 half-open connections against 1,024 descriptors: /healthz within 2 s throughout,
-    jobs still run, under 1 MB of log, no descriptor exhaustion, SIGTERM honoured."""
-    port = free_port()
-    config = write_config(tmp_path, sandbox.url, schedules={"reference": "2s"},
-                          service={"listen": f"127.0.0.1:{port}"})
-    log = tmp_path / "daemon.log"
-    proc = start_limited_daemon(config, log, nofile=NOFILE)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz")
-        jobs_before, log_before = _started_jobs(log), log.stat().st_size
-        with probing(f"http://127.0.0.1:{port}/healthz") as prober:
-            flooder = start_flood("127.0.0.1", port, FLOOD, ATTACK_SECONDS)
-            out, _ = flooder.communicate(timeout=ATTACK_SECONDS + 60)
-        flood = json.loads(out)
-        jobs_during = _started_jobs(log) - jobs_before
-        log_bytes = log.stat().st_size - log_before
-        assert proc.poll() is None, "the daemon died under the flood"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
-    finally:
-        stop(proc)
-    text = log.read_text(encoding="utf-8", errors="replace")
-    ready = next(line for line in json_lines(log) if line.get("event") == "daemon_ready")
-    show(capsys, f"S40 flood: {flood['opened']} half-open connections opened ({flood['held']} "
-                 f"open at the end, {flood['shed']} shed by the daemon), daemon cap "
-                 f"{ready['max_connections']} of {NOFILE} descriptors; longest /healthz "
-                 f"{prober.longest:.3f} s (median {median(prober.times):.3f} s) "
-                 f"over {len(prober.times)} probes; {jobs_during} jobs "
-                 f"started during {ATTACK_SECONDS:.0f} s; {log_bytes} log bytes")
-    assert flood["opened"] >= FLOOD
-    assert flood["held"] == FLOOD
-    assert not prober.failures, prober.failures[:5]
-    assert prober.longest < 2.0
-    assert jobs_during >= 2
-    assert log_bytes < 1_000_000
-    assert "Too many open files" not in text
-    assert "out of system resource" not in text
-    assert ready["max_connections"] < NOFILE
 
 
 def _bomb_body(n: int) -> dict[str, Any]:
@@ -131,7 +80,7 @@ def test_number_bombs_are_refused_or_quarantined_fast(
         assert proc.wait(15) == 0
     finally:
         stop(proc)
-    show(capsys, f"S40 numbers: {len(pushed)} bad pushes answered "
+    show(capsys, f"S25 numbers: {len(pushed)} bad pushes answered "
                  f"{sorted({s for s, _ in pushed})} in at most "
                  f"{max(t for _, t in pushed):.3f} s; polled bomb quarantined "
                  f"{quarantined_in:.1f} s after start; longest /healthz {prober.longest:.3f} s")
