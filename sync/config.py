@@ -234,8 +234,6 @@ class SqlSinkConfig(_Model):
     required_supplier_column: str = "code"
     required_fields: list[str] = Field(default_factory=list)
 
-    _url = field_validator("url")(classmethod(lambda cls, v: database_url(v)))
-
 
 class FilesSinkConfig(_Model):
     """A drop folder an ERP import picks documents up from."""
