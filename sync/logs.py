@@ -27,6 +27,14 @@ REPEAT_SECONDS = 10.0
 _LIMITED = frozenset({"warning", "error", "critical", "exception"})
 
 
+def _identity(exc_info: Any) -> str:
+    """What makes two exceptions 'the same' for the limiter: type and message, not traceback."""
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    exc = exc_info[1] if isinstance(exc_info, tuple) else exc_info
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
 class RepeatLimiter:
     """structlog processor: identical warning/error lines at most once per ``interval``."""
 
@@ -39,7 +47,8 @@ class RepeatLimiter:
                  event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         if method not in _LIMITED:
             return event
-        key = repr(sorted((k, repr(v)[:500]) for k, v in event.items()))
+        key = repr(sorted((k, _identity(v) if k == "exc_info" else repr(v)[:500])
+                          for k, v in event.items()))
         now, entry = self.clock(), self._seen.get(key)
         if entry is not None and now < entry[0]:
             entry[1] += 1

@@ -102,6 +102,18 @@ def test_repeated_identical_errors_are_counted_not_written() -> None:
     assert limiter(None, "error", dict(event))["repeated"] == 1000
 
 
+def test_different_exceptions_are_not_repeats() -> None:
+    """Two crashes of one job with different errors are both written; the same one is not."""
+    limiter = RepeatLimiter(interval=10.0, clock=lambda: 0.0)
+    first = {"event": "job_crashed", "exc_info": (ValueError, ValueError("a"), None)}
+    other = {"event": "job_crashed", "exc_info": (ValueError, ValueError("b"), None)}
+    assert limiter(None, "error", dict(first))
+    assert limiter(None, "error", dict(other))
+    with pytest.raises(structlog.DropEvent):
+        limiter(None, "error", {"event": "job_crashed",
+                                "exc_info": (ValueError, ValueError("a"), object())})
+
+
 def test_stdlib_exceptions_reach_the_log_with_type_message_traceback() -> None:
     """uvicorn's and APScheduler's exception records keep type, message and traceback, masked."""
     out = io.StringIO()
