@@ -173,10 +173,12 @@ def _unreachable(rt: Runtime, result: CompanyResult, before: tuple[int, int]) ->
     answered, unanswered = (now - then for now, then in zip(_answers(rt), before, strict=True))
     if unanswered and not answered and result.outcome in ("ok", "partial"):
         base = rt.config.settings.icompleat.base_url
+        first = result.error or next((k.error for k in result.kinds if k.error), None)
         result.outcome = "failed"
         result.error = (f"no call reached iCompleat at {base} ({unanswered} requests, each "
                         f"refused or timed out after the configured retries): check "
-                        f"[icompleat] base_url and that this host can reach it")
+                        f"[icompleat] base_url and that this host can reach it"
+                        + (f"; first error: {first}" if first else ""))
         log.error("icompleat_unreachable", company=result.company, base_url=base,
                   requests=unanswered)
 
