@@ -233,10 +233,12 @@ def _unreachable(rt: Runtime, result: PollResult, before: tuple[int, int]) -> No
     answered, unanswered = (now - then for now, then in zip(_answers(rt), before, strict=True))
     if unanswered and not answered and result.outcome == "ok":
         base = rt.config.settings.icompleat.base_url
+        first = result.problems[0] if result.problems else None
         result.fail("failed", ExitCode.FAILED,
                     f"no call reached iCompleat at {base} ({unanswered} requests, each refused "
                     f"or timed out after the configured retries): check [icompleat] base_url "
-                    f"and that this host can reach it")
+                    f"and that this host can reach it"
+                    + (f"; first error: {first}" if first else ""))
 
 
 async def _quarantined(rt: Runtime, company_id: str) -> int:
