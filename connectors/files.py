@@ -19,6 +19,15 @@ plus a short hash of the iCompleat id, so a re-post after a crash gives the same
 also looks in ``processed_dir``, where the ERP import moves files it has taken. On a filesystem
 without hard links the sink falls back to a rename after an existence check (a narrow race
 between two concurrent writers of the same id remains there; the ledger's lease prevents it).
+Documents are 0600 files whatever the umask (they carry suppliers and amounts).
+
+CSV formula injection: a text cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a
+carriage return (a title such as ``=cmd|' /C calc'!A0``) would be run as a formula by a
+spreadsheet that opens the drop file. As OWASP recommends, such a cell is written with a
+leading ``'`` (``'=cmd|' /C calc'!A0``), which spreadsheets show as text. Numbers icsync writes
+(amounts, quantities) are not text cells and stay as they are, so a credit note's ``-12.50``
+is untouched. ``neutralise_formulas = false`` in the sink's table writes every cell raw, for an
+ERP import that needs the exact text and never goes through a spreadsheet.
 """
 
 from __future__ import annotations
@@ -213,7 +222,8 @@ class FilesSink:
             raise SinkError(f"sink {self.name!r}: the drop folder {self._dir} does not exist; "
                             f"create it or fix sinks.{self.name}.directory")
         journal = hashed_journal(self._config.journal_prefix, transaction.id)
-        body = render(self._config.format, transaction, company, journal)
+        body = render(self._config.format, transaction, company, journal,
+                      neutralise=self._config.neutralise_formulas)
         target = self._dir / f"{file_stem(transaction.id)}.{self._config.format}"
         if not self._publish(target, body, transaction.id):
             return self.find(transaction.id) or Posting(transaction.id, journal, False)
@@ -258,8 +268,9 @@ class FilesSink:
 
 def write_synced(path: Path, body: bytes) -> None:
     """Create ``path`` (exclusively) with ``body`` and fsync it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
+        os.fchmod(fd, 0o600)  # the umask cannot widen it, and a link keeps the mode
         os.write(fd, body)
         os.fsync(fd)
     finally:
@@ -291,8 +302,10 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def render(fmt: str, tx: Transaction, company: CompanyRef, journal: str) -> bytes:
-    """The document for ``tx``: JSON (header, lines, raw transaction) or CSV (a row per line)."""
+def render(fmt: str, tx: Transaction, company: CompanyRef, journal: str, *,
+           neutralise: bool = True) -> bytes:
+    """The document for ``tx``: JSON (header, lines, raw transaction) or CSV (a row per line,
+    formula-leading text cells neutralised unless ``neutralise`` is False)."""
     header = header_record(tx, company)
     raw_json = header.pop("raw_json")
     posted_at = datetime.now(UTC).isoformat()
@@ -301,11 +314,21 @@ def render(fmt: str, tx: Transaction, company: CompanyRef, journal: str) -> byte
                     "Header": header, "Lines": line_records(tx),
                     "Transaction": json.loads(raw_json)}
         return to_json(document).encode("utf-8")
-    return csv_document(journal, posted_at, header, line_records(tx))
+    return csv_document(journal, posted_at, header, line_records(tx), neutralise=neutralise)
+
+
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formula(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula, with a leading ``'``; else as given."""
+    if isinstance(value, str) and value.startswith(FORMULA_LEADS):
+        return "'" + value
+    return value
 
 
 def csv_document(journal: str, posted_at: str, header: dict[str, Any],
-                 lines: list[dict[str, Any]]) -> bytes:
+                 lines: list[dict[str, Any]], *, neutralise: bool = True) -> bytes:
     """One CSV row per line (a single row when there are none), header fields repeated."""
     head = {"JournalNumber": journal, "PostedAt": posted_at, **header}
     rows = [{**head, **{_line_column(k): v for k, v in line.items() if k != "transaction_id"}}
@@ -313,7 +336,8 @@ def csv_document(journal: str, posted_at: str, header: dict[str, Any],
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
     writer.writeheader()
-    writer.writerows({k: _cell(v) for k, v in r.items()} for r in rows)
+    clean = neutralise_formula if neutralise else (lambda v: v)
+    writer.writerows({k: _cell(clean(v)) for k, v in r.items()} for r in rows)
     return out.getvalue().encode("utf-8")
 
 

@@ -70,9 +70,11 @@ def make_engine(url: str, *, password: Secret | None, timeout: float, key: str) 
     ``key`` when the URL is not one or its driver is not installed."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise ConfigError("not a database URL; expected e.g. sqlite:///erp.db or "
-                          "postgresql+psycopg://user@host/db", key=key) from None
+        _ = parsed.port  # a port that is not a number fails here, not inside the driver
+    except (ArgumentError, ValueError):
+        raise ConfigError("not a database URL (is the port a number?); expected e.g. "
+                          "sqlite:///erp.db or postgresql+psycopg://user@host:5432/db",
+                          key=key) from None
     if password:
         parsed = parsed.set(password=password.reveal())
     if parsed.password:

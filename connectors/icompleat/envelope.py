@@ -11,7 +11,6 @@ that may have reached the server, OutcomeUnknown. Pure functions: no IO, no cloc
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -28,6 +27,7 @@ from connectors.icompleat.routes import (
     METADATA,
     Route,
 )
+from sync.foundation import numbers
 from sync.foundation.errors import (
     BAD_REQUEST_BY_CODE,
     ApiError,
@@ -82,8 +82,8 @@ def decode(content: bytes) -> tuple[bool, Any]:
     if not content.strip():
         return True, None
     try:
-        return True, json.loads(content)
-    except ValueError:
+        return True, numbers.loads(content)
+    except (ValueError, RecursionError):
         return False, None
 
 

@@ -3,7 +3,10 @@
 iCompleat omits absent values or sends them as null, sends dates that are not dates
 (``"Delivery": "string"``), and wraps money as ``{"Base": {"Display", "Value"}, "Local": {...}}``.
 Everything here accepts all of that: a missing or unparseable value becomes None, never an error,
-except a missing ``Id``, without which a transaction cannot be posted exactly once.
+except a missing ``Id``, without which a transaction cannot be posted exactly once. A number
+past the bounds of :mod:`sync.foundation.numbers` (``"1e99999999"``, ``"Infinity"``, 70 digits)
+is never converted: the field becomes None and :attr:`Transaction.problems` says which field and
+why, so the poster quarantines the transaction instead of posting a wrong amount.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from sync.foundation.numbers import NumberRefused, bounded_decimal
 
 TYPE_NAMES = {"ORD": "orders", "INV": "invoices", "CRD": "credit-notes"}
 STATUS_APPROVED = "APPR"
@@ -68,6 +73,8 @@ class Transaction:
     lines: tuple[Line, ...]
     analysis: Mapping[str, str]
     raw: Mapping[str, Any]
+    # Fields whose numbers were refused (out of bounds, not finite): never posted as they are.
+    problems: tuple[str, ...] = ()
 
 
 def _get(obj: Any, *path: str) -> Any:
@@ -87,23 +94,28 @@ def text(value: Any) -> str | None:
     return result or None
 
 
-def decimal(value: Any) -> Decimal | None:
-    """A Decimal from a number or numeric string, or None."""
+def decimal(value: Any, problems: list[str] | None = None, where: str = "") -> Decimal | None:
+    """A bounded Decimal from a number or numeric string, or None; a refused number is None
+    and, when ``problems`` is given, noted there as ``where: why``."""
     if value is None or isinstance(value, bool):
         return None
     try:
-        return Decimal(str(value).replace(",", "").strip())
+        return bounded_decimal(str(value).replace(",", "") if isinstance(value, str) else value)
+    except NumberRefused as exc:
+        if problems is not None:
+            problems.append(f"{where or 'a number'}: {exc}")
+        return None
     except InvalidOperation:
         return None
 
 
-def money(value: Any) -> Money:
+def money(value: Any, problems: list[str] | None = None, where: str = "") -> Money:
     """``{"Base": {"Value": 40}, "Local": {...}}`` (or a bare number) as :class:`Money`."""
     if not isinstance(value, Mapping):
-        amount = decimal(value)
+        amount = decimal(value, problems, where)
         return Money(amount, amount)
-    base = decimal(_get(value, "Base", "Value"))
-    local = decimal(_get(value, "Local", "Value"))
+    base = decimal(_get(value, "Base", "Value"), problems, f"{where}.Base.Value")
+    local = decimal(_get(value, "Local", "Value"), problems, f"{where}.Local.Value")
     return Money(base if base is not None else local, local if local is not None else base)
 
 
@@ -143,18 +155,21 @@ def analysis_map(items: Any) -> dict[str, str]:
     return result
 
 
-def _line(raw: Any) -> Line:
+def _line(raw: Any, problems: list[str], where: str) -> Line:
     return Line(
-        id=text(_get(raw, "Id")), number=_int(_get(raw, "Number")), code=text(_get(raw, "Code")),
-        description=text(_get(raw, "Description")), quantity=decimal(_get(raw, "Quantity")),
-        unit_cost=money(_get(raw, "UnitCost")), net=money(_get(raw, "Net")),
-        vat=money(_get(raw, "Vat")), gross=money(_get(raw, "Gross")),
+        id=text(_get(raw, "Id")), number=_int(_get(raw, "Number"), problems, f"{where}.Number"),
+        code=text(_get(raw, "Code")), description=text(_get(raw, "Description")),
+        quantity=decimal(_get(raw, "Quantity"), problems, f"{where}.Quantity"),
+        unit_cost=money(_get(raw, "UnitCost"), problems, f"{where}.UnitCost"),
+        net=money(_get(raw, "Net"), problems, f"{where}.Net"),
+        vat=money(_get(raw, "Vat"), problems, f"{where}.Vat"),
+        gross=money(_get(raw, "Gross"), problems, f"{where}.Gross"),
         analysis=analysis_map(_get(raw, "Analysis")),
     )
 
 
-def _int(value: Any) -> int | None:
-    number = decimal(value)
+def _int(value: Any, problems: list[str], where: str) -> int | None:
+    number = decimal(value, problems, where)
     return int(number) if number is not None and number == number.to_integral_value() else None
 
 
@@ -165,6 +180,9 @@ def parse_transaction(raw: Mapping[str, Any]) -> Transaction:
         raise ValueError("transaction has no Id")
     analysis = analysis_map(raw.get("Analysis"))
     lines = raw.get("Lines")
+    problems: list[str] = []
+    parsed_lines = tuple(_line(x, problems, f"Lines.{i}") for i, x in enumerate(lines)) \
+        if isinstance(lines, list) else ()
     return Transaction(
         id=tx_id, company_id=text(_get(raw, "Company", "Id")), type=text(raw.get("Type")),
         status=text(raw.get("Status")),
@@ -178,9 +196,9 @@ def parse_transaction(raw: Mapping[str, Any]) -> Transaction:
         payment_due=day(_get(raw, "Dates", "PaymentDue")),
         delivery_date=day(_get(raw, "Dates", "Delivery")),
         currency=analysis.get("Currency Code"),
-        net=money(raw.get("Net")), vat=money(raw.get("Vat")), gross=money(raw.get("Gross")),
+        net=money(raw.get("Net"), problems, "Net"), vat=money(raw.get("Vat"), problems, "Vat"),
+        gross=money(raw.get("Gross"), problems, "Gross"),
         journal_number=text(_get(raw, "Posting", "JournalNumber")),
         last_updated=text(raw.get("LastUpdatedGuid")),
-        lines=tuple(_line(x) for x in lines) if isinstance(lines, list) else (),
-        analysis=analysis, raw=raw,
+        lines=parsed_lines, analysis=analysis, raw=raw, problems=tuple(problems),
     )

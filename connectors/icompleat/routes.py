@@ -56,14 +56,17 @@ class Route:
         return self.method != "GET"
 
     def render(self, **params: str | int | None) -> str:
-        """The path with each parameter quoted as one segment; None becomes ``NULL``."""
+        """The path with each parameter encoded as exactly one segment; None becomes ``NULL``.
+
+        ValueError for a value that cannot be one segment (empty, or text with a lone surrogate).
+        """
         missing = [p for p in self.params if p not in params and p not in self.nullable]
         if missing:
             raise ValueError(f"route {self.name}: missing path parameters {missing}")
 
         def segment(match: re.Match[str]) -> str:
             value = params.get(match.group(1))
-            return NULL if value is None else quote(str(value), safe="")
+            return NULL if value is None else encode_segment(str(value), match.group(1))
 
         return _SEGMENT.sub(segment, self.path)
 
@@ -81,6 +84,22 @@ class Route:
         if found is None:
             return None
         return {k: _segment_value(v) for k, v in found.groupdict().items()}
+
+
+def encode_segment(value: str, name: str = "segment") -> str:
+    """``value`` percent-encoded as ONE path segment that decodes back to exactly ``value``.
+
+    ``quote`` leaves ``.`` alone, and a segment that is only dots (``.``, ``..``) is removed or
+    climbs a level when an HTTP client normalises the path; those dots are sent as ``%2E``.
+    """
+    if not value:
+        raise ValueError(f"{name} is empty: it cannot be a path segment")
+    try:
+        encoded = quote(value, safe="", errors="strict")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name} holds a character that is not valid Unicode (a lone "
+                         f"surrogate): it cannot be sent") from None
+    return encoded.replace(".", "%2E") if not encoded.strip(".") else encoded
 
 
 def _segment_value(raw: str) -> str | None:
@@ -226,6 +245,15 @@ class RouteTable(Mapping[str, Route]):
         return None
 
 
+def _check_placeholders(default: Route, path: str, name: str) -> None:
+    """An overriding path may only use the placeholders the operation fills in."""
+    unknown = sorted(set(_SEGMENT.findall(path)) - set(default.params))
+    if unknown or "{" in _SEGMENT.sub("", path) or "}" in _SEGMENT.sub("", path):
+        raise ConfigError(f"path {path!r} has placeholders this operation does not fill "
+                          f"({unknown or 'unbalanced braces'}); known: {list(default.params)}",
+                          key=f"icompleat.routes.{name}.path")
+
+
 def build_routes(
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     header_overrides: Mapping[str, str] | None = None,
@@ -241,6 +269,8 @@ def build_routes(
             raise ConfigError(f"cannot override {sorted(bad)}; allowed: {sorted(_OVERRIDABLE)}",
                               key=f"icompleat.routes.{name}")
         values = dict(changes)
+        if "path" in values:
+            _check_placeholders(routes[name], str(values["path"]), name)
         if "nullable" in values:
             values["nullable"] = frozenset(values["nullable"])
         routes[name] = replace(routes[name], **values)

@@ -36,6 +36,7 @@ from sync.foundation.errors import (
     ServerError,
     Throttled,
     TransportError,
+    ValidationFailed,
 )
 from sync.foundation.logs import get_logger
 from sync.foundation.secrets import REDACTOR, Secret
@@ -45,6 +46,7 @@ Outcome = Literal["ok", "error", "throttled", "unknown", "transport"]
 Extract = Callable[[Route, Any, str], T]
 
 _RETRYABLE = (Throttled, ServerError, TransportError)
+LARGE_BODY_BYTES = 256 * 1024
 log = get_logger(__name__)
 
 
@@ -90,6 +92,11 @@ class CallStats:
             self.writes += 1
         self.throttled += call.outcome == "throttled"
         self.by_route[(call.route, call.status)] += 1
+
+    def answers(self) -> tuple[int, int]:
+        """(requests that got an HTTP answer, requests that got none: refused, timed out)."""
+        answered = sum(n for (_, status), n in self.by_route.items() if status is not None)
+        return answered, sum(self.by_route.values()) - answered
 
     def snapshot(self) -> dict[str, Any]:
         """Plain JSON-ready counts; ``by_route`` maps route -> status (or "none") -> requests."""
@@ -232,8 +239,12 @@ class ApiSession:
                     **params: str | int | None) -> T:
         """One operation: render, send, retry what may be retried, extract the payload."""
         route = self._route(name)
-        path = route.render(tenantId=self.tenant_id, **params)
         subject = _subject(params)
+        try:
+            path = route.render(tenantId=self.tenant_id, **params)
+        except ValueError as exc:  # never sent: nothing to settle, the record is refused
+            raise ValidationFailed(f"{route.name} {subject}: {exc}", route=route.name,
+                                   status=None, api_message=str(exc)) from None
         content = None if body is None else encode(route, body, subject)
         for attempt in range(1, self.limits.max_attempts):
             try:
@@ -269,12 +280,16 @@ class ApiSession:
                 error = envelope.transport_failure(route, exc, subject)
                 self._report(route, None, started, attempt, _outcome(error))
                 raise error from exc
-        return self._answer(route, response, started, attempt, subject, extract)
+        # A large body is parsed off the event loop: /healthz and the other jobs go on meanwhile.
+        decoded = (await asyncio.to_thread(envelope.decode, response.content)
+                   if len(response.content) > LARGE_BODY_BYTES else None)
+        return self._answer(route, response, started, attempt, subject, extract, decoded)
 
     def _answer(self, route: Route, response: httpx.Response, started: float, attempt: int,
-                subject: str, extract: Extract[T]) -> T:
+                subject: str, extract: Extract[T],
+                decoded: tuple[bool, Any] | None = None) -> T:
         try:
-            ok, body = envelope.decode(response.content)
+            ok, body = decoded or envelope.decode(response.content)
             error = envelope.answer_error(route, response.status_code, response.headers, body,
                                           origin=self._key.origin, subject=subject)
             if error is not None:

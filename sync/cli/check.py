@@ -37,6 +37,7 @@ from connectors.base import CompanyRef
 from connectors.icompleat.client import IcompleatClient
 from sync.cli.live import Probe, check_test_company, run_live
 from sync.console.terminal import make_console
+from sync.daemon.schedules import validate_schedules
 from sync.foundation.config import Config, load_config
 from sync.foundation.entities import get_kind
 from sync.foundation.errors import ConfigError, ExitCode, IcsyncError, exit_code_for
@@ -112,6 +113,11 @@ def run(args: argparse.Namespace) -> int:
     report.ok(f"configuration {args.config}",
               f"{len(config.settings.companies)} companies, "
               f"{len(config.settings.sources)} sources, {len(config.settings.sinks)} sinks")
+    try:
+        count = validate_schedules(config.settings.companies)
+        report.ok("schedules", f"{count} schedules, each fires")
+    except ConfigError as exc:
+        report.fail("schedules", exc)
     asyncio.run(check_all(config, report, live=live, test_company=test, as_json=as_json))
     return int(report.code)
 

@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from sync.demo.context import COMPANY_ID, TENANT_ID, DemoContext
     from sync.demo.tour import as_told, prepare, tour
     from sync.foundation.config import load_config
+    from sync.foundation.files import private_dir
     from sync.foundation.logs import configure
 
     configure("console", "warning")
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="icsync-demo-")))
         else:
             workdir = args.workdir.resolve()
-            workdir.mkdir(parents=True, exist_ok=True)
+            private_dir(workdir)
         key = secrets.token_urlsafe(24)
         sandbox = stack.enter_context(
             SandboxServer(tenant_id=TENANT_ID, company_ids=[COMPANY_ID], api_key=key))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sync.daemon.schedules import validate_schedules
 from sync.daemon.service import bridge_stdlib_logging, run_daemon
 from sync.foundation.config import load_config
+from sync.foundation.errors import ConfigError
 from sync.foundation.logs import configure
 
 
@@ -23,6 +25,10 @@ def run(args: argparse.Namespace) -> int:
     if args.listen:
         service = service.model_copy(update={"listen": args.listen})
         config.settings = config.settings.model_copy(update={"service": service})
+    if not config.settings.companies:
+        raise ConfigError("no [[companies]]: the daemon would have nothing to do; add one",
+                          key="companies")
+    validate_schedules(config.settings.companies)
     configure(service.log_format, service.log_level)
     bridge_stdlib_logging(service.log_level)
     return run_daemon(config)

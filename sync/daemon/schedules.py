@@ -22,7 +22,7 @@ The time rules, which hold on every host whatever its local zone:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -37,6 +37,8 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _INTERVAL = re.compile(r"^(?:\d+[smhd])+$")
 _PART = re.compile(r"(\d+)([smhd])")
 _MAX_STEPS = 10_000  # bound on every walk through fire times
+MAX_INTERVAL = timedelta(days=366)
+_JOBS = ("reference", "readback", "transactions")
 # Intervals count from one fixed instant, so every instance and every restart agrees on the
 # slots ("15m" fires at :00, :15, :30, :45 UTC): a lease decides who runs a slot, and a slot
 # another instance already ran is recognised as done.
@@ -48,8 +50,10 @@ def parse_interval(text: str) -> timedelta | None:
     compact = text.strip().lower().replace(" ", "")
     if not _INTERVAL.match(compact):
         return None
+    if len(compact) > 40:  # "99999999999999999999h" is no schedule; never overflow on it
+        return MAX_INTERVAL * 2
     seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(compact))
-    return timedelta(seconds=seconds)
+    return timedelta(seconds=min(seconds, int(MAX_INTERVAL.total_seconds()) * 2))
 
 
 def zone(name: str, *, key: str = "schedules.timezone") -> tzinfo:
@@ -108,6 +112,9 @@ def build_trigger(text: str, *, timezone: str = "UTC", key: str = "schedules",
     if interval is not None:
         if interval.total_seconds() < 1:
             raise ConfigError(f"interval {text!r} is shorter than one second", key=key)
+        if interval > MAX_INTERVAL:
+            raise ConfigError(f"interval {text[:40]!r} is longer than {MAX_INTERVAL.days} days; "
+                              "use a cron expression for rare runs", key=key)
         return IntervalTrigger(seconds=interval.total_seconds(), start_date=INTERVAL_ANCHOR,
                                timezone=UTC, jitter=_jitter(jitter))
     tz = zone(timezone, key=f"{key.rsplit('.', 1)[0]}.timezone")
@@ -125,6 +132,33 @@ def _cron(text: str, tz: tzinfo, *, key: str, jitter: float | None) -> BaseTrigg
                                     day_of_week=dow, timezone=tz, jitter=_jitter(jitter))
     except ValueError as exc:
         raise ConfigError(f"bad cron expression {text!r}: {exc}", key=key) from None
+
+
+def checked_trigger(text: str, *, timezone: str = "UTC", key: str = "schedules",
+                    now: datetime | None = None) -> BaseTrigger:
+    """:func:`build_trigger`, refusing a schedule that never fires ("0 0 31 2 *")."""
+    trigger = build_trigger(text, timezone=timezone, key=key)
+    if trigger.get_next_fire_time(None, now or datetime.now(UTC)) is None:
+        raise ConfigError(f"{text!r} never fires (no such date); correct the day and month",
+                          key=key)
+    return trigger
+
+
+def validate_schedules(companies: Sequence[Any]) -> int:
+    """Check every company's schedules as the daemon builds them; the number checked.
+
+    ``icsync run`` and ``icsync check`` both call this, so they accept exactly the same values.
+    """
+    checked = 0
+    for i, company in enumerate(companies):
+        schedules = company.schedules
+        for job in _JOBS:
+            text = getattr(schedules, job)
+            if text is not None:
+                checked_trigger(text, timezone=schedules.timezone,
+                                key=f"companies.{i}.schedules.{job}")
+                checked += 1
+    return checked
 
 
 def _jitter(seconds: float | None) -> int | None:

@@ -42,11 +42,18 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from sync.daemon.alerting import Alerter
 from sync.daemon.channels import Channel, build_channels
+from sync.daemon.connections import (
+    ACCEPT_BATCH,
+    LISTEN_QUEUE,
+    ConnectionGuard,
+    connection_limit,
+    guarded_protocol,
+)
 from sync.daemon.http import build_app
 from sync.daemon.jobs import ScheduledJob
 from sync.daemon.metrics import CallLike, Metrics
 from sync.daemon.notify import Notifier
-from sync.daemon.schedules import ClockWatch, build_trigger, fire_times
+from sync.daemon.schedules import ClockWatch, checked_trigger, fire_times
 from sync.foundation.config import CompanyConfig, Config
 from sync.foundation.errors import ConfigError, ExitCode
 from sync.foundation.logs import get_logger
@@ -141,6 +148,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._signals = 0
         self.exit_code = ExitCode.OK
+        self.guard = ConnectionGuard(1, 1.0)  # replaced when the server starts
 
     async def serve(self) -> int:
         """Run until stopped; the exit status (0 after a clean SIGTERM)."""
@@ -166,6 +174,20 @@ class Daemon:
         if self.alerter is not None:
             self.alerter.observe_run(report.company, report.job, report.outcome, report.error)
 
+    def _server(self) -> _Server:
+        """uvicorn under the connection guard and the [service] time limits."""
+        service = self.settings.service
+        self.guard = ConnectionGuard(connection_limit(service.max_connections),
+                                     service.header_timeout_seconds)
+        return _Server(uvicorn.Config(
+            build_app(self), log_config=None, access_log=False, lifespan="off",
+            timeout_graceful_shutdown=3, http=guarded_protocol(self.guard),
+            backlog=ACCEPT_BATCH,
+            # a backstop only: the guard keeps the count at the limit and sheds the excess
+            # (connections it aborted stay counted here until the loop's next turn)
+            limit_concurrency=self.guard.limit + 4 * ACCEPT_BATCH,
+            timeout_keep_alive=service.keepalive_seconds))  # type: ignore[arg-type]
+
     async def _run(self, rt: Runtime, sock: socket.socket) -> None:
         scheduler = AsyncIOScheduler(timezone=UTC)
         if self.channels:
@@ -174,20 +196,22 @@ class Daemon:
         if self.alerter is not None:
             self.alerter.start()
         await self._schedule(rt, scheduler)
-        server = _Server(uvicorn.Config(build_app(self), log_config=None, access_log=False,
-                                        lifespan="off", timeout_graceful_shutdown=3))
+        asyncio.get_running_loop().set_exception_handler(log_loop_error)
+        server = self._server()
         server_task = asyncio.create_task(server.serve(sockets=[sock]))
         self._install_signals()
         watchdog = asyncio.create_task(self.notifier.watchdog_loop())
         clock = asyncio.create_task(self._watch_clock(scheduler))
         try:
             await self._wait_started(server, server_task)
+            sock.listen(LISTEN_QUEUE)  # asyncio set it to ACCEPT_BATCH: see sync.daemon.connections
             scheduler.add_listener(self._job_done, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
             scheduler.start()
             self.started.set()
             self.notifier.ready(self._status())
             log.info("daemon_ready", listen=f"{sock.getsockname()[0]}:{self.port}",
-                     jobs=[j.name for j in self.jobs], holder=rt.holder)
+                     jobs=[j.name for j in self.jobs], holder=rt.holder,
+                     max_connections=self.guard.limit)
             await self._until_stopped(server_task)
         finally:
             clock.cancel()
@@ -203,7 +227,7 @@ class Daemon:
         for i, company in enumerate(self.settings.companies):
             for job, action in job_actions(rt, company).items():
                 key = f"companies.{i}.schedules.{job}"
-                trigger = build_trigger(getattr(company.schedules, job),
+                trigger = checked_trigger(getattr(company.schedules, job),
                                         timezone=company.schedules.timezone, key=key)
                 runner = ScheduledJob(company=company.name, job=job, action=action,
                                       store=rt.store, holder=rt.holder, lease_seconds=ttl,
@@ -340,6 +364,15 @@ def _grace(job: ScheduledJob) -> int:
     return int(min(6 * 3600, max(30.0, span)))
 
 
+def log_loop_error(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's unhandled errors (a failed accept(), a task nobody awaited) with their type,
+    message and traceback; identical ones are rate-limited like every other log line."""
+    exc = context.get("exception")
+    log.error("event_loop_error", message=context.get("message"),
+              error_type=type(exc).__name__ if exc else None, error=str(exc) if exc else None,
+              exc_info=exc if isinstance(exc, BaseException) else None)
+
+
 def bridge_stdlib_logging(level: str = "info") -> None:
     """Send APScheduler's and uvicorn's stdlib log records through structlog (and redaction)."""
 
@@ -347,7 +380,14 @@ def bridge_stdlib_logging(level: str = "info") -> None:
         def emit(self, record: logging.LogRecord) -> None:
             logger = get_logger(record.name)
             method = getattr(logger, record.levelname.lower(), logger.info)
-            method(record.getMessage())
+            exc = record.exc_info[1] if record.exc_info else None
+            if exc is None:
+                method(record.getMessage())
+                return
+            # "Exception in ASGI application", "Job ... raised an exception": the exception
+            # itself, type, message and traceback (secrets masked by the log pipeline).
+            method(record.getMessage(), error_type=type(exc).__name__, error=str(exc),
+                   exc_info=record.exc_info)
 
     floor = logging.getLevelNamesMapping()[level.upper()]
     # APScheduler reports every run at INFO; the daemon logs runs itself (job_started/finished).

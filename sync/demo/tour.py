@@ -122,10 +122,12 @@ def config_text(ctx_dir: Path, url: str, erp: Path, key_file: Path) -> str:
 
 def prepare(workdir: Path, url: str, key: str, fast: bool) -> tuple[Path, Path]:
     """Create the ERP, the key file and the configuration under ``workdir``."""
+    from sync.demo import data as demo_data
+    from sync.foundation.files import write_private
+
     erp = demo_data.create_erp(workdir / "erp.db", suppliers_count=150 if fast else 600)
     key_file = workdir / "icompleat_api_key"
-    key_file.write_text(key + "\n", encoding="utf-8")
-    key_file.chmod(0o600)
+    write_private(key_file, (key + "\n").encode("utf-8"))  # 0600 from its first byte
     path = workdir / "icsync.toml"
     path.write_text(config_text(workdir, url, erp, key_file), encoding="utf-8")
     return erp, path

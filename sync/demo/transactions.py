@@ -27,6 +27,7 @@ from sync.console.poll import render_poll
 from sync.demo.context import COMPANY_ID, TENANT_ID, DemoContext
 from sync.foundation.config import Config, load_config
 from sync.foundation.errors import IcsyncError
+from sync.foundation.files import write_private
 from sync.runtime.context import open_runtime
 from sync.transactions.run import poll_all
 from sync.transactions.webhook import create_webhook_routes
@@ -41,8 +42,7 @@ def write_config(ctx: DemoContext) -> tuple[Path, bool]:
     checked = "[sinks.erp]\n" in text
     text = text.replace("[sinks.erp]\n", "[sinks.erp]\n" + _SUPPLIER_CHECK, 1)
     token_file = ctx.workdir / "webhook_tokens"
-    token_file.write_text(secrets.token_urlsafe(24) + "\n", encoding="utf-8")
-    token_file.chmod(0o600)
+    write_private(token_file, (secrets.token_urlsafe(24) + "\n").encode("utf-8"))
     text += f'\n[webhook]\ntokens_file = "{token_file}"\n'
     path = ctx.workdir / "icsync-transactions.toml"
     path.write_text(text, encoding="utf-8")

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 import uuid
 from pathlib import Path
@@ -23,7 +24,50 @@ from sync.foundation.secrets import REDACTOR, Secret, load_secret
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are refused for every number: a timeout of inf is no bound at all.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+DAY = 86_400.0
+# RFC 9110 token: what a header NAME may hold; a VALUE may hold no control character (CR, LF).
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[^\x00-\x1f\x7f]+")
+
+
+def header_name(value: str) -> str:
+    """A valid, non-empty HTTP header name; ValueError otherwise."""
+    if not _HEADER_NAME.fullmatch(value):
+        raise ValueError(f"{value!r} is not an HTTP header name (letters, digits, '-')")
+    return value
+
+
+# SQLAlchemy's URL shape: dialect[+driver]://[user[:password]@][host][:port][/database][?query]
+_DB_URL = re.compile(
+    r"^(?P<name>[\w+]+)://(?:(?P<user>[^:/@]*)(?::(?P<password>[^@]*))?@)?"
+    r"(?P<host>\[[^\]]*\]|[^/:?]*)(?::(?P<port>[^/?]*))?(?:/(?P<database>[^?]*))?(?:\?.*)?$",
+    re.S)
+
+
+def database_url(value: str) -> str:
+    """A database URL in SQLAlchemy's shape, whose port (if any) is a number 1..65535;
+    ValueError naming what is wrong (the password masked) otherwise."""
+    found = _DB_URL.match(value)
+    port = found.group("port") if found else None
+    problem = None if found else "not dialect://user@host:port/database"
+    if port is not None and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        problem = f"port {port[:20]!r} is not a number 1..65535"
+    if problem:
+        shown = re.sub(r"//[^@/]*@", "//***@", value)
+        raise ValueError(f"{shown!r} is not a database URL such as "
+                         f"postgresql+psycopg://user@host:5432/db ({problem})")
+    return value
+
+
+def _unknown_kinds(table: dict[str, Any], *, allowed: tuple[str, ...] = ()) -> dict[str, Any]:
+    unknown = [k for k in table if k not in KIND_NAMES and k not in allowed]
+    if unknown:
+        raise ValueError(f"unknown kinds {unknown}; known: {list(KIND_NAMES)}")
+    return table
 
 
 class StateConfig(_Model):
@@ -31,9 +75,11 @@ class StateConfig(_Model):
 
     url: str = "sqlite:///icsync-state.db"
     password_file: Path | None = None
-    lease_seconds: float = Field(30.0, gt=0)
+    lease_seconds: float = Field(30.0, gt=0, le=DAY)
     # Bounds connecting, waiting for a lock and each statement (a hung state DB ends the run).
-    timeout_seconds: float = Field(30.0, gt=0)
+    timeout_seconds: float = Field(30.0, gt=0, le=DAY)
+
+    _url = field_validator("url")(classmethod(lambda cls, v: database_url(v)))
 
 
 class IcompleatConfig(_Model):
@@ -45,13 +91,13 @@ class IcompleatConfig(_Model):
     user_id: str | None = None
     api_key: str | None = Field(None, repr=False)
     api_key_file: Path | None = None
-    requests_per_minute: int = Field(50, ge=0)
-    max_concurrency: int = Field(4, ge=1)
-    timeout_seconds: float = Field(30.0, gt=0)
+    requests_per_minute: int = Field(50, ge=0, le=1_000_000)
+    max_concurrency: int = Field(4, ge=1, le=1000)
+    timeout_seconds: float = Field(30.0, gt=0, le=DAY)
     allow_insecure_http: bool = False
     max_attempts: int = Field(5, ge=1, le=20)
-    backoff_seconds: float = Field(1.0, ge=0)
-    max_backoff_seconds: float = Field(60.0, ge=0)
+    backoff_seconds: float = Field(1.0, ge=0, le=DAY)
+    max_backoff_seconds: float = Field(60.0, ge=0, le=DAY)
     routes: dict[str, dict[str, Any]] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
     # A call that answered 404/405 is avoided this long, then tried again (default a day).
@@ -78,6 +124,23 @@ class IcompleatConfig(_Model):
             raise ValueError("must be a GUID such as 1b4e28ba-2fa1-11d2-883f-0016d3cca427 "
                              "(a user's Id in iCompleat), or left out") from None
 
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, headers: dict[str, str]) -> dict[str, str]:
+        for key, value in headers.items():
+            try:
+                header_name(value)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+        return headers
+
+    @model_validator(mode="after")
+    def _route_paths(self) -> IcompleatConfig:
+        for name, changes in self.routes.items():
+            if "path" in changes:
+                changes["path"] = route_path(changes["path"], self.base_url, f"routes.{name}.path")
+        return self
+
     @model_validator(mode="after")
     def _insecure(self) -> IcompleatConfig:
         if urlsplit(self.base_url).scheme == "http" and not (
@@ -86,6 +149,28 @@ class IcompleatConfig(_Model):
             raise ValueError("base_url: http:// is refused for a non-loopback host; use https "
                              "or set allow_insecure_http = true")
         return self
+
+
+def route_path(path: Any, base_url: str, where: str) -> str:
+    """A route override's path: a path, or a URL of base_url's own origin (reduced to its path).
+
+    Anything else (another host, another scheme or port, ``//host/...``) would send the API key
+    somewhere else, so it is refused.
+    """
+    if not isinstance(path, str) or not path.strip():
+        raise ValueError(f"{where}: must be a path such as /api/suppliers/{{tenantId}}")
+    parts, base = urlsplit(path), urlsplit(base_url)
+    if parts.scheme or parts.netloc:
+        same = (parts.scheme, parts.hostname, parts.port) == (base.scheme, base.hostname,
+                                                               base.port)
+        if not same:
+            raise ValueError(f"{where}: {path!r} points outside base_url {base_url}; a route "
+                             "override may only change the path (the API key goes with it)")
+        path = parts.path
+    if not path.startswith("/") or parts.query or parts.fragment or re.search(r"[\s\\]", path):
+        raise ValueError(f"{where}: {path!r} must be a path starting with / and without a "
+                         "query, fragment, space or backslash")
+    return str(path)
 
 
 def is_loopback_url(url: str) -> bool:
@@ -130,8 +215,11 @@ class SqlSourceConfig(_Model):
     type: Literal["sql"]
     url: str
     password_file: Path | None = None
-    timeout_seconds: float = Field(60.0, gt=0)
+    timeout_seconds: float = Field(60.0, gt=0, le=DAY)
     kinds: dict[str, KindSourceConfig] = Field(default_factory=dict)
+
+    _url = field_validator("url")(classmethod(lambda cls, v: database_url(v)))
+    _kinds = field_validator("kinds")(classmethod(lambda cls, v: _unknown_kinds(v)))
 
 
 class FilesSourceConfig(_Model):
@@ -141,6 +229,8 @@ class FilesSourceConfig(_Model):
     directory: Path
     kinds: dict[str, KindSourceConfig] = Field(default_factory=dict)
 
+    _kinds = field_validator("kinds")(classmethod(lambda cls, v: _unknown_kinds(v)))
+
 
 class MemorySourceConfig(_Model):
     """In-memory rows, for tests and the demo."""
@@ -148,6 +238,8 @@ class MemorySourceConfig(_Model):
     type: Literal["memory"]
     kinds: dict[str, KindSourceConfig] = Field(default_factory=dict)
     rows: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
+
+    _kinds = field_validator("kinds", "rows")(classmethod(lambda cls, v: _unknown_kinds(v)))
 
 
 SourceConfig = Annotated[
@@ -166,7 +258,7 @@ class SqlSinkConfig(_Model):
     lines_table: str = "icsync_transaction_lines"
     journal_sql: str | None = None
     journal_prefix: str = "J"
-    timeout_seconds: float = Field(60.0, gt=0)
+    timeout_seconds: float = Field(60.0, gt=0, le=DAY)
     # Added for connectors.sql; see that module's docstring for each one's meaning.
     journal_digits: int = Field(8, ge=1, le=30)
     unique_index: bool = True
@@ -190,6 +282,9 @@ class FilesSinkConfig(_Model):
     journal_prefix: str = "IC"
     processed_dir: str | None = "processed"
     required_fields: list[str] = Field(default_factory=list)
+    # CSV only: a cell starting with = + - @ tab or CR is written with a leading ' (OWASP), so a
+    # spreadsheet shows it as text instead of running it; false for an ERP that needs raw values.
+    neutralise_formulas: bool = True
 
 
 class MemorySinkConfig(_Model):
@@ -264,6 +359,9 @@ class CompanyConfig(_Model):
             raise ValueError(f"parameter names must be identifiers usable as :name, not {bad}")
         return params
 
+    _tables = field_validator("delete_policy", "guard")(
+        classmethod(lambda cls, v: _unknown_kinds(v)))
+
     @field_validator("kinds")
     @classmethod
     def _known_kinds(cls, kinds: list[str]) -> list[str]:
@@ -282,7 +380,9 @@ class WebhookConfig(_Model):
     # Text before the token in the header's value, such as "Bearer " (none by default).
     token_prefix: str = ""
     refetch: bool = True
-    max_body_bytes: int = Field(1_000_000, gt=0)
+    max_body_bytes: int = Field(1_000_000, gt=0, le=100_000_000)
+
+    _header = field_validator("header")(classmethod(lambda cls, v: header_name(v)))
 
 
 class ServiceConfig(_Model):
@@ -292,10 +392,17 @@ class ServiceConfig(_Model):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     failing_runs_unready: int = Field(3, ge=1)
-    shutdown_seconds: float = Field(30.0, gt=0)
+    shutdown_seconds: float = Field(30.0, gt=0, le=3600)
     # A random delay (0..this) before each job's first run, so instances started together
     # (a fleet restart, several companies) do not all call iCompleat in the same second.
-    startup_jitter_seconds: float = Field(10.0, ge=0)
+    startup_jitter_seconds: float = Field(10.0, ge=0, le=DAY)
+    # Bounds of the HTTP server (see sync.daemon.http): open connections at most (fewer when
+    # the descriptor limit is lower), how long a request's headers and a body may take to
+    # arrive, and how long an idle keep-alive connection is kept.
+    max_connections: int = Field(512, ge=8, le=100_000)
+    header_timeout_seconds: float = Field(10.0, gt=0, le=3600)
+    body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    keepalive_seconds: float = Field(5.0, gt=0, le=3600)
     # The operator console at "/" (read-only), and its retry/resolve buttons (need a token).
     console: bool = False
     console_actions: bool = False
@@ -426,6 +533,9 @@ def _webhook_tokens(webhook: WebhookConfig) -> tuple[Secret, ...]:
         except OSError as exc:
             raise ConfigError(f"cannot read {webhook.tokens_file}: {exc.strerror}",
                               key="webhook.tokens_file") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{webhook.tokens_file} is not UTF-8 text",
+                              key="webhook.tokens_file") from None
         tokens += [Secret(s.strip(), origin=f"file {webhook.tokens_file}")
                    for s in lines if s.strip()]
     secret = load_secret(key="webhook.tokens", inline=None, file=None,
@@ -501,6 +611,10 @@ def load_config(path: Path) -> Config:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"configuration {path} is not UTF-8 text (byte 0x"
+                          f"{exc.object[exc.start]:02x} at offset {exc.start}); save it as "
+                          f"UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     return Config(parse_settings(data), path=path)

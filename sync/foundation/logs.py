@@ -3,12 +3,18 @@
 Every line passes :func:`redact`, which masks each configured secret wherever it appears (in the
 event, in any bound value, in an exception's text). Bind ``run_id``, ``company``, ``job`` and
 ``kind`` with ``structlog.contextvars.bound_contextvars``.
+
+Repeated identical warnings and errors (the same event with the same values) are written once
+per :data:`REPEAT_SECONDS`: the repeats in between are counted, and the next line written for
+that event carries ``repeated=N``. A fault that fires thousands of times a second (a failing
+accept(), a flood of bad requests) costs a few lines a minute, not megabytes.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any, Literal, TextIO, cast
 
@@ -17,6 +23,42 @@ import structlog
 from sync.foundation.secrets import REDACTOR
 
 LogFormat = Literal["auto", "json", "console"]
+REPEAT_SECONDS = 10.0
+_LIMITED = frozenset({"warning", "error", "critical", "exception"})
+
+
+def _identity(exc_info: Any) -> str:
+    """What makes two exceptions 'the same' for the limiter: type and message, not traceback."""
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    exc = exc_info[1] if isinstance(exc_info, tuple) else exc_info
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+class RepeatLimiter:
+    """structlog processor: identical warning/error lines at most once per ``interval``."""
+
+    def __init__(self, interval: float = REPEAT_SECONDS, clock: Any = time.monotonic,
+                 capacity: int = 4096) -> None:
+        self.interval, self.clock, self.capacity = interval, clock, capacity
+        self._seen: dict[str, list[float]] = {}  # key -> [quiet until, repeats held back]
+
+    def __call__(self, _logger: Any, method: str,
+                 event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        if method not in _LIMITED:
+            return event
+        key = repr(sorted((k, _identity(v) if k == "exc_info" else repr(v)[:500])
+                          for k, v in event.items()))
+        now, entry = self.clock(), self._seen.get(key)
+        if entry is not None and now < entry[0]:
+            entry[1] += 1
+            raise structlog.DropEvent
+        if entry is not None and entry[1]:
+            event["repeated"] = int(entry[1])
+        if len(self._seen) >= self.capacity:
+            self._seen = {k: v for k, v in self._seen.items() if v[0] > now}
+        self._seen[key] = [now + self.interval, 0]
+        return event
 
 
 def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -58,6 +100,7 @@ def configure(fmt: LogFormat = "auto", level: str = "info", stream: Any = None) 
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            RepeatLimiter(),
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             redact,

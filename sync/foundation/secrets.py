@@ -44,6 +44,8 @@ def read_secret_file(path: Path, *, key: str) -> str:
         content = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read secret file {path}: {exc.strerror}", key=key) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"secret file {path} is not UTF-8 text", key=key) from None
     value = content.strip()
     if not value:
         raise ConfigError(f"secret file {path} is empty", key=key)

@@ -144,6 +144,7 @@ async def run_company(rt: Runtime, company: CompanyConfig, kinds: Sequence[str] 
     """Run every selected kind; turn the project's errors into the result's outcome."""
     started = time.monotonic()
     result = CompanyResult(company.name, dry_run=options.dry_run)
+    before = _answers(rt)
     try:
         names = check_selection(company, kinds)
         await _run_kinds(rt, company, names, options, result)
@@ -154,8 +155,29 @@ async def run_company(rt: Runtime, company: CompanyConfig, kinds: Sequence[str] 
     except IcsyncError as exc:
         result.outcome, result.error = "failed", str(exc)
         log.error("company job failed", company=company.name, error=str(exc))
+    _unreachable(rt, result, before)
     result.seconds = time.monotonic() - started
     return result.settle()
+
+
+def _answers(rt: Runtime) -> tuple[int, int]:
+    stats = getattr(rt.client, "stats", None)
+    return stats.answers() if stats is not None else (0, 0)
+
+
+def _unreachable(rt: Runtime, result: CompanyResult, before: tuple[int, int]) -> None:
+    """A run in which not one call got an answer failed as a whole (exit 1), not in part."""
+    answered, unanswered = (now - then for now, then in zip(_answers(rt), before, strict=True))
+    if unanswered and not answered and result.outcome in ("ok", "partial"):
+        base = rt.config.settings.icompleat.base_url
+        first = result.error or next((k.error for k in result.kinds if k.error), None)
+        result.outcome = "failed"
+        result.error = (f"no call reached iCompleat at {base} ({unanswered} requests, each "
+                        f"refused or timed out after the configured retries): check "
+                        f"[icompleat] base_url and that this host can reach it"
+                        + (f"; first error: {first}" if first else ""))
+        log.error("icompleat_unreachable", company=result.company, base_url=base,
+                  requests=unanswered)
 
 
 async def _run_kinds(rt: Runtime, company: CompanyConfig, names: list[str], options: Options,

@@ -20,7 +20,11 @@ Every failure is a :class:`~sync.foundation.errors.StateError`; a damaged SQLite
 
 from __future__ import annotations
 
-from sync.foundation.errors import StateError
+import os
+from pathlib import Path
+
+from sync.foundation.errors import ConfigError, StateError
+from sync.foundation.files import private_file
 from sync.foundation.secrets import Secret
 from sync.state import leases as _leases
 from sync.state.alerts import AlertStore
@@ -49,6 +53,20 @@ __all__ = [
 ]
 
 
+def _private_sqlite(path: Path) -> None:
+    """The SQLite file as a 0600 file (SQLite gives its -wal and -shm files the same mode);
+    ConfigError naming state.url when its folder cannot be written (no WAL could be made)."""
+    try:
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise PermissionError(13, "the folder is not writable")
+        private_file(path)
+    except OSError as exc:
+        raise ConfigError(f"state database {path}: cannot create or open it in {path.parent} "
+                          f"({exc.strerror}); icsync needs to write that folder (the database "
+                          "and its -wal and -shm files): fix its permissions or point state.url "
+                          "elsewhere", key="state.url") from None
+
+
 class StateStore(RemoteStore, JournalStore, LedgerStore, LiveStore, AlertStore):
     """icsync's state database; open it with :meth:`open`, close it with :meth:`close`."""
 
@@ -71,6 +89,8 @@ class StateStore(RemoteStore, JournalStore, LedgerStore, LiveStore, AlertStore):
         if path is not None and not path.parent.is_dir():
             raise StateError(f"state database {path}: directory {path.parent} does not exist; "
                              "create it or point state.url elsewhere")
+        if path is not None:
+            _private_sqlite(path)
         db = Database(create_state_engine(parsed, timeout=timeout), parsed)
         try:
             db.check_integrity()

@@ -330,6 +330,7 @@ async def poll_company(rt: Runtime, company: CompanyConfig, *, fence: Fence | No
     started, result = time.monotonic(), PollResult(company.name)
     if not company.transaction_types:
         return result
+    before = _answers(rt)
     try:
         poster = Poster(rt, company, fence=fence, policy=policy)
         concurrency = rt.config.settings.icompleat.max_concurrency
@@ -338,6 +339,7 @@ async def poll_company(rt: Runtime, company: CompanyConfig, *, fence: Fence | No
         result.fail("auth", ExitCode.AUTH, str(exc))
     except IcsyncError as exc:
         result.fail("failed", exit_code_for(exc), str(exc))
+    _unreachable(rt, result, before)
     quarantined = await _quarantined(rt, company.company_id)
     if quarantined:
         result.problem(f"{quarantined} transaction(s) quarantined: `icsync errors list` shows "
@@ -345,6 +347,24 @@ async def poll_company(rt: Runtime, company: CompanyConfig, *, fence: Fence | No
     result.finish(quarantined, time.monotonic() - started)
     log.info("poll_finished", **result.to_dict())
     return result
+
+
+def _answers(rt: Runtime) -> tuple[int, int]:
+    stats = getattr(rt.client, "stats", None)
+    return stats.answers() if stats is not None else (0, 0)
+
+
+def _unreachable(rt: Runtime, result: PollResult, before: tuple[int, int]) -> None:
+    """A pass in which not one call got an answer failed as a whole (exit 1), naming base_url."""
+    answered, unanswered = (now - then for now, then in zip(_answers(rt), before, strict=True))
+    if unanswered and not answered and result.outcome == "ok":
+        base = rt.config.settings.icompleat.base_url
+        first = result.problems[0] if result.problems else None
+        result.fail("failed", ExitCode.FAILED,
+                    f"no call reached iCompleat at {base} ({unanswered} requests, each refused "
+                    f"or timed out after the configured retries): check [icompleat] base_url "
+                    f"and that this host can reach it"
+                    + (f"; first error: {first}" if first else ""))
 
 
 async def _quarantined(rt: Runtime, company_id: str) -> int:

@@ -190,6 +190,10 @@ class Poster:
 
     async def _post_now(self, tx: Transaction, attempts: int) -> TxOutcome:
         check_lease()  # a runner that lost its lease (paused, stalled) posts nothing more
+        if tx.problems:  # a refused number is never posted as something else
+            return await self._reject(tx.id, attempts + 1, SinkRejected(
+                f"numbers out of bounds: {'; '.join(tx.problems)}; correct them in iCompleat",
+                transaction_id=tx.id, reason="bad_number"))
         try:
             posting = await asyncio.to_thread(self.sink.post, tx, self.ref)
         except SinkRejected as exc:

@@ -5,8 +5,13 @@ a header (``[webhook] header``, ``x-compleat-secret-token`` by default, its valu
 after ``[webhook] token_prefix`` such as ``Bearer ``). The token is checked before the
 body is read: compared in constant time, as bytes, against EVERY accepted token (several during a
 rotation) without stopping at the first match; a missing, repeated, empty, oversized, non-ASCII or
-wrong token gets 401. A body that is too big, not JSON, or not a transaction with an ``Id`` gets
-400. Bad input never gets a 5xx, and the token is never logged.
+wrong token gets 401. A body that is too big, sent slower than ``[service]
+body_timeout_seconds`` (408), not JSON, not a transaction with an ``Id`` in GUID form
+(``8-4-4-4-12`` hex digits, checked before any call), or holding a number past the bounds of
+:mod:`sync.foundation.numbers` gets a 4xx. ANY input the receiver cannot accept gets a 4xx: an
+unexpected failure while handling a push is logged with its traceback and answered 400 (never a
+5xx, which iCompleat would retry forever); only a dependency that is down answers 503. The token
+is never logged. Bodies are parsed off the event loop.
 
 The body is the transaction detail, bare or wrapped as ``{"Transaction": {...}}``, and only a
 hint: with ``refetch = true`` (the default) the transaction is read again from
@@ -23,9 +28,10 @@ which iCompleat would put in its posting-failures tray.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
-import json
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,6 +46,7 @@ from connectors.icompleat.routes import JOURNAL_NUMBER
 from sync.foundation.config import CompanyConfig
 from sync.foundation.errors import ApiError, AuthRejected, IcsyncError, UnknownTransaction
 from sync.foundation.logs import get_logger
+from sync.foundation.numbers import loads
 from sync.runtime.context import Runtime
 from sync.transactions.poster import post_one
 from sync.transactions.rules import QUARANTINED
@@ -52,6 +59,8 @@ ENDPOINT_TYPES = {name: code for code, name in TYPE_NAMES.items()}  # "orders" -
 RECEIPTS = "receipts"
 WRAPPERS = ("Transaction", "Receipt")  # the wrapped forms of a push
 _NO_PREFIX = b"\x00"  # stands for a header value without the configured prefix: never matches
+GUID = re.compile(r"\{?[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\}?")
+BODY_TIMEOUT_SECONDS = 30.0
 
 
 def token_problem(presented: Sequence[bytes], accepted: Sequence[bytes]) -> str | None:
@@ -84,8 +93,19 @@ def header_values(request: Request, name: str) -> list[bytes]:
     return [value for key, value in request.scope["headers"] if key.lower() == wanted]
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 400 when its declared or actual size passes ``limit`` bytes."""
+async def read_body(request: Request, limit: int,
+                    seconds: float = BODY_TIMEOUT_SECONDS) -> bytes:
+    """The body, refused with 400 when its declared or actual size passes ``limit`` bytes and
+    with 408 when it has not all arrived within ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await _read_body(request, limit)
+    except TimeoutError:
+        raise HTTPException(408, f"the body did not arrive within {seconds:g} s ([service] "
+                                 f"body_timeout_seconds)") from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise HTTPException(400, f"body too large or Content-Length invalid (limit {limit} "
@@ -119,17 +139,21 @@ def unwrap(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_push(body: bytes) -> dict[str, Any]:
-    """The pushed object, unwrapped; 400 when it is not a JSON object with an ``Id``."""
+    """The pushed object, unwrapped; 400 when it is not a JSON object with a GUID ``Id``."""
     try:
-        data = json.loads(body)
+        data = loads(body)
     except (ValueError, RecursionError):
         raise HTTPException(400, "body is not JSON in UTF-8: iCompleat pushes the transaction "
                                  "detail as a JSON object") from None
     if not isinstance(data, dict):
         raise HTTPException(400, "body must be a JSON object: the transaction detail")
     data = unwrap(data)
-    if text(data.get("Id")) is None:
+    tx_id = data.get("Id")
+    if text(tx_id) is None:
         raise HTTPException(400, "the pushed transaction has no Id")
+    if not isinstance(tx_id, str) or len(tx_id) > 38 or GUID.fullmatch(tx_id) is None:
+        raise HTTPException(400, "the pushed transaction's Id is not a GUID "
+                                 "(such as 0b7e6f5c-1d2e-4f3a-9b8c-7d6e5f4a3b2c)")
     return data
 
 
@@ -161,6 +185,7 @@ class WebhookReceiver:
         self.rt, self.header, self.prefix = rt, settings.header, settings.token_prefix
         self.on_receipt = on_receipt
         self.refetch, self.limit = settings.refetch, settings.max_body_bytes
+        self.body_timeout = rt.config.settings.service.body_timeout_seconds
         self.accepted = [t.reveal().encode("utf-8") for t in rt.config.webhook_tokens]
         if not self.accepted:
             log.warning("webhook_without_tokens", header=self.header,
@@ -173,11 +198,17 @@ class WebhookReceiver:
         try:
             tx_type = self._endpoint(request)
             self._authenticate(request)
-            push = parse_push(await read_body(request, self.limit))
+            body = await read_body(request, self.limit, self.body_timeout)
+            push = await asyncio.to_thread(parse_push, body)
             company, tx = await self._transaction(push)
             journal = await self._post(company, tx)
         except HTTPException as exc:
             return JSONResponse({"error": exc.detail}, exc.status_code)
+        except Exception as exc:  # input this receiver cannot take: 4xx, never a 5xx
+            log.exception("webhook_input_refused", path=request.url.path,
+                          error_type=type(exc).__name__)
+            return JSONResponse({"error": f"the push could not be accepted "
+                                          f"({type(exc).__name__}); see the icsync log"}, 400)
         log.info("webhook_posted", endpoint=tx_type, transaction_id=tx.id,
                  company=company.name, journal_number=journal)
         return JSONResponse({JOURNAL_NUMBER: journal})

@@ -53,6 +53,16 @@ def test_service_unit_matches_the_program() -> None:
         assert unit[option][0] in ("yes", "strict"), option
 
 
+def test_units_set_a_descriptor_limit_the_server_stays_under() -> None:
+    """Both units set LimitNOFILE; the HTTP server's connection cap leaves a quarter of it free."""
+    from sync.daemon.connections import connection_limit
+
+    for name in ("icsync.service", "icsync-resync.service"):
+        limit = int(_unit(name)["LimitNOFILE"][0])
+        assert limit >= 1024
+        assert connection_limit(ServiceConfig().max_connections, limit) <= limit * 3 // 4
+
+
 def test_resync_unit_is_a_full_one_shot() -> None:
     """The resync unit runs `icsync sync --full` once, with the same state and credentials."""
     unit = _unit("icsync-resync.service")

@@ -75,7 +75,8 @@ def test_refetch_ignores_a_forged_body(world: TxWorld) -> None:
 
 
 @pytest.mark.parametrize(("mutate", "status", "words"), [
-    (lambda b: {**b, "Id": "no-such-transaction"}, 404, "no transaction"),
+    (lambda b: {**b, "Id": "0b7e6f5c-1d2e-4f3a-9b8c-7d6e5f4a3b2c"}, 404, "no transaction"),
+    (lambda b: {**b, "Id": "no-such-transaction"}, 400, "not a GUID"),
     (lambda b: b, 409, "not APPR"),
 ])
 def test_unknown_or_unapproved_transactions_are_refused(
@@ -93,7 +94,8 @@ def test_unknown_or_unapproved_transactions_are_refused(
 def test_company_not_configured_is_404(world: TxWorld) -> None:
     """A transaction of a company this receiver does not serve is refused, naming the id."""
     config = world.write_config(refetch=False)
-    body = {**tx_body(1), "Id": "t-1", "Status": "APPR", "Company": {"Id": "not-ours"}}
+    body = {**tx_body(1), "Id": "0b7e6f5c-1d2e-4f3a-9b8c-7d6e5f4a3b2d", "Status": "APPR",
+            "Company": {"Id": "not-ours"}}
     with WebhookServer(config) as hook:
         answer = push(hook.endpoint(), body)
     assert answer.status_code == 404

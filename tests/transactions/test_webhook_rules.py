@@ -64,7 +64,9 @@ def test_token_is_compared_against_every_candidate(monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.parametrize("body", [
     b"", b"not json", b"\xff\xfe{}", b"[1, 2]", b'"Id"', b"{}", b'{"Id": null}', b'{"Id": "  "}',
-    b'{"Id": {"x": 1}}', b"[" * 100_000, b'{"Id": "a"',
+    b'{"Id": {"x": 1}}', b"[" * 100_000, b'{"Id": "a"', b'{"Id": "t-1"}', b'{"Id": ".."}',
+    b'{"Id": "\\ud800"}', b'{"Id": "' + b"a" * 100_000 + b'"}',
+    b'{"Id": "0b7e6f5c-1d2e-4f3a-9b8c-7d6e5f4a3b2c/.."}',
 ])
 def test_bad_bodies_are_400(body: bytes) -> None:
     """Malformed, empty, deep or Id-less bodies are a 400, never an exception escaping."""
@@ -74,8 +76,9 @@ def test_bad_bodies_are_400(body: bytes) -> None:
 
 
 def test_good_body_parses() -> None:
-    """A transaction object with an Id is accepted as the hint."""
-    assert parse_push(b'{"Id": "t-1", "Status": "APPR"}')["Id"] == "t-1"
+    """A transaction object with a GUID Id is accepted as the hint."""
+    guid = "0b7e6f5c-1d2e-4f3a-9b8c-7d6e5f4a3b2c"
+    assert parse_push(b'{"Id": "%s", "Status": "APPR"}' % guid.encode())["Id"] == guid
 
 
 def test_company_found_ignoring_case_else_404() -> None:

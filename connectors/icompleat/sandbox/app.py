@@ -6,7 +6,9 @@ as the real service accepts them. For each API request, in order: match (404), c
 for an unknown tenant or a missing or wrong key), ``x-api-version`` (400, ErrorCode 1), the fault
 switches (latency, hang, throttling, error), the handler (400 with ErrorCode and Message), then
 commit-then-fail and the 'list changed while paged' switch. Paths under ``/_sandbox/`` go to the
-admin API. No header value (so no key) is ever logged.
+admin API. No header value (so no key) is ever logged. Every answer to a request that matched a
+route carries ``x-sandbox-segments``: the path parameters as decoded (ASCII JSON), which shows
+that a code such as ``..`` arrived as one segment of the route it was sent to.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import math
 import socket
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +51,8 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 HANG_POLL_SECONDS = 0.05
 
 
+# Every API answer carries the path parameters as the sandbox decoded them.
+SEGMENTS_HEADER = "x-sandbox-segments"
 NO_ANSWER = 0  # a Reply status: close the connection without an answer
 SERVER_ERROR: Record = {"Message": "An error has occurred."}
 
@@ -60,6 +65,11 @@ class Reply:
     body: Record | None = None
     headers: dict[str, str] | None = None
     fault: str = ""
+
+
+def echo_segments(params: Mapping[str, str | None]) -> str:
+    """The decoded path parameters as ASCII JSON: the proof that each arrived as one segment."""
+    return json.dumps(params, ensure_ascii=True, sort_keys=True)
 
 
 def _retry_after(seconds: float) -> str:
@@ -140,7 +150,9 @@ class SandboxApp:
             await Response(json.dumps(reply.body), reply.status, reply.headers,
                            media_type="application/json")(scope, receive, send)
         else:
-            response = JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+            headers = {**(reply.headers or {}),
+                       **({SEGMENTS_HEADER: echo_segments(found[1])} if found else {})}
+            response = JSONResponse(reply.body, status_code=reply.status, headers=headers)
             await response(scope, receive, send)
 
     def _not_found(self, request: Request, raw: str) -> Reply:

@@ -14,7 +14,8 @@ Values (one rule per field type; :func:`canonical_value`):
   characters are kept as they are.
 - ``int``: whole numbers from ints, integral floats/decimals and their text; booleans refused.
 - ``float``: any finite number or its text (dot decimal separator), kept as a float, so 20,
-  20.0 and "20" are equal; booleans, NaN and infinities refused.
+  20.0 and "20" are equal; booleans, NaN and infinities refused. Numbers (int and float) pass
+  the bounds of :mod:`sync.foundation.numbers` first (length, digits, exponent, magnitude).
 - ``bool``: booleans, 1/0, and the words true/false, yes/no, y/n, t/f, 1/0 (any case).
 - ``json``: a list or object, or text holding one; an empty list/object is missing.
 
@@ -33,7 +34,6 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
-import math
 import numbers
 import re
 import unicodedata
@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from sync.foundation.entities import FieldSpec
+from sync.foundation.numbers import NumberRefused, bounded_decimal, checked_text
 
 _SPACE_SEPARATORS = (0xA0, 0x1680, *range(0x2000, 0x200B), 0x202F, 0x205F, 0x3000, 0x2028, 0x2029)
 _SPACES = dict.fromkeys(_SPACE_SEPARATORS, " ")
@@ -137,21 +138,22 @@ def _describe(char: str) -> str:
 def _number(value: Any, trim: bool) -> float | int:
     if isinstance(value, bool | np.bool_):
         raise InvalidValue("bad_value", "is true/false where a number is expected")
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real | decimal.Decimal):
-        number = float(value)
-    else:
-        text = _text(FieldSpec("n", max_length=None), value, True, True)
-        if text is None:
-            raise InvalidValue("missing_value", "is empty")
-        try:
+    try:
+        if isinstance(value, numbers.Integral):
+            return int(bounded_decimal(int(value)) or 0)
+        if isinstance(value, numbers.Real | decimal.Decimal):
+            number = float(value)
+        else:
+            text = _text(FieldSpec("n", max_length=None), value, True, True)
+            if text is None:
+                raise InvalidValue("missing_value", "is empty")
+            if checked_text(text) is None:
+                raise InvalidValue("bad_value", f"{text[:30]!r} is not a number "
+                                   "(use digits and a dot)")
             number = float(text)
-        except ValueError:
-            raise InvalidValue("bad_value", f"{text[:30]!r} is not a number "
-                               "(use digits and a dot)") from None
-    if not math.isfinite(number):
-        raise InvalidValue("bad_value", "is not a finite number")
+        bounded_decimal(number)
+    except NumberRefused as exc:
+        raise InvalidValue("bad_value", f"is refused: {exc}") from None
     return number
 
 
