@@ -138,8 +138,13 @@ def unwrap(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def parse_push(body: bytes) -> dict[str, Any]:
-    """The pushed object, unwrapped; 400 when it is not a JSON object with a GUID ``Id``."""
+RECEIPT_ID_MAX = 100  # a receipt's Id is only logged (never sent in a URL); its shape is not public
+
+
+def parse_push(body: bytes, *, guid_id: bool = True) -> dict[str, Any]:
+    """The pushed object, unwrapped; 400 when it is not a JSON object with an ``Id``: a GUID
+    (a transaction's, used in the refetch URL), or with ``guid_id=False`` (a receipt, only
+    logged) printable text of at most RECEIPT_ID_MAX characters."""
     try:
         data = loads(body)
     except (ValueError, RecursionError):
@@ -151,6 +156,11 @@ def parse_push(body: bytes) -> dict[str, Any]:
     tx_id = data.get("Id")
     if text(tx_id) is None:
         raise HTTPException(400, "the pushed transaction has no Id")
+    if not guid_id:
+        if not isinstance(tx_id, str) or len(tx_id) > RECEIPT_ID_MAX or not tx_id.isprintable():
+            raise HTTPException(400, f"the pushed receipt's Id must be printable text of at most "
+                                     f"{RECEIPT_ID_MAX} characters")
+        return data
     if not isinstance(tx_id, str) or len(tx_id) > 38 or GUID.fullmatch(tx_id) is None:
         raise HTTPException(400, "the pushed transaction's Id is not a GUID "
                                  "(such as 0b7e6f5c-1d2e-4f3a-9b8c-7d6e5f4a3b2c)")
@@ -218,7 +228,7 @@ class WebhookReceiver:
         takes receipts), so it never lands in iCompleat's posting-failures tray."""
         try:
             self._authenticate(request)
-            push = parse_push(await read_body(request, self.limit))
+            push = parse_push(await read_body(request, self.limit), guid_id=False)
         except HTTPException as exc:
             return JSONResponse({"error": exc.detail}, exc.status_code)
         order = receipt_order(push)
@@ -291,8 +301,9 @@ def receipt_order(push: dict[str, Any]) -> str | None:
     refs = push.get("References")
     for value in (push.get("PurchaseOrder"), push.get("OrderId"),
                   refs.get("PurchaseOrder") if isinstance(refs, dict) else None):
-        if text(value) is not None:
-            return text(value)
+        found = text(value)
+        if found is not None:
+            return found[:RECEIPT_ID_MAX]
     return None
 
 

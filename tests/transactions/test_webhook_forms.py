@@ -59,6 +59,17 @@ def test_a_receipt_push_is_answered_200_and_logged(world: TxWorld) -> None:
     assert world.erp_entries() == {}
 
 
+def test_a_receipt_with_an_unusable_id_is_a_400(world: TxWorld) -> None:
+    """A receipt Id that is not short printable text is refused with 400, never a 5xx."""
+    config = world.write_config()
+    with WebhookServer(config) as hook:
+        long = push(hook.endpoint("receipts"), {"Receipt": {"Id": "r" * 101}})
+        control = push(hook.endpoint("receipts"), {"Id": "rcpt\n2"})
+        number = push(hook.endpoint("receipts"), {"Id": 7})
+    assert (long.status_code, control.status_code, number.status_code) == (400, 400, 400)
+    assert world.erp_entries() == {}
+
+
 def test_header_name_and_value_prefix_are_configurable(world: TxWorld) -> None:
     """With `authorization` and `Bearer `, only `Bearer <token>` in that header is accepted."""
     config = _with_header(world, "authorization", "Bearer ")
