@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
@@ -124,16 +126,20 @@ class KindSync:
             await settle_open(run)
         empty = await run.db(run.rt.store.remote_count, run.company.name, run.kind.name) == 0
         if self.full or empty:
-            drift, override = await self._readback()
+            with self._stage("readback"):
+                drift, override = await self._readback()
             if self.full:
                 drifts.append(drift)
-        read = await self._read_source()
-        prints = (await asyncio.to_thread(fingerprint.source_hash, read.frame),
-                  fingerprint.kind_settings(run))
-        if override is None and not self.full and read.complete:
-            count = await fingerprint.unchanged(run, *prints)
-            if count is not None:
-                return self._nothing_to_do(count)
+        with self._stage("read"):
+            read = await self._read_source()
+        with self._stage("fingerprint"):
+            prints = (await asyncio.to_thread(fingerprint.source_hash, read.frame),
+                      fingerprint.kind_settings(run))
+            count = None
+            if override is None and not self.full and read.complete:
+                count = await fingerprint.unchanged(run, *prints)
+        if count is not None:
+            return self._nothing_to_do(count)
         norm = await self._normalise(read)
         self.planned = PlannedKind(None, norm.rejected, norm.warnings)
         run.result.rejected += len(norm.rejected)
@@ -192,8 +198,22 @@ class KindSync:
         settings = self.run.rt.config.settings
         mapping = kind_mapping(settings, str(self.run.company.source), self.run.kind.name)
         self.complete = read.complete
-        return await asyncio.to_thread(normalise, self.run.kind, read.frame, mapping,
-                                       settings.validation)
+        stages: dict[str, float] = {}
+        try:
+            return await asyncio.to_thread(normalise, self.run.kind, read.frame, mapping,
+                                           settings.validation, stages=stages)
+        finally:
+            for stage, seconds in stages.items():
+                self.run.result.timed(stage, seconds)
+
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        """Count the time spent inside the block towards stage ``name`` of the kind's result."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.run.result.timed(name, time.perf_counter() - started)
 
     async def _held(self, frame: pd.DataFrame) -> set[str]:
         """Validation-rejected keys, plus iCompleat-refused rows whose source is unchanged."""
@@ -220,17 +240,23 @@ class KindSync:
     async def _rounds(self, source: pd.DataFrame, override: StateView | None) -> None:
         run = self.run
         for round_no in range(MAX_ROUNDS):
-            state = override or await self._state(light=run.kind.name != "custom_fields")
-            held = await self._held(source)
-            work = without(source, held)
-            marker, forced = await self._markers()
-            token = await self._can_append()
-            kind_diff = await asyncio.to_thread(diff, run.kind, work, state.frame, hold=held)
-            if state.light and (kind_diff.edits or kind_diff.held or self.policy == "ignore"):
-                state = await self._state()
+            with self._stage("state"):
+                state = override or await self._state(light=run.kind.name != "custom_fields")
+                held = await self._held(source)
+                work = without(source, held)
+                marker, forced = await self._markers()
+                token = await self._can_append()
+            with self._stage("plan"):
                 kind_diff = await asyncio.to_thread(diff, run.kind, work, state.frame, hold=held)
-            plan = self._plan(kind_diff, work, state, token is not None, marker)
-            plan = self._guarded(plan, work, len(state.digests), token is not None, marker)
+            if state.light and (kind_diff.edits or kind_diff.held or self.policy == "ignore"):
+                with self._stage("state"):
+                    state = await self._state()
+                with self._stage("plan"):
+                    kind_diff = await asyncio.to_thread(diff, run.kind, work, state.frame,
+                                                        hold=held)
+            with self._stage("plan"):
+                plan = self._plan(kind_diff, work, state, token is not None, marker)
+                plan = self._guarded(plan, work, len(state.digests), token is not None, marker)
             if round_no == 0:
                 self._first_plan(plan)
             if self.dry_run or (plan.strategy == "none" and marker is None and not forced):
