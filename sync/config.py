@@ -103,6 +103,7 @@ class SqlSourceConfig(_Model):
     url: str
     password_file: Path | None = None
     timeout_seconds: float = Field(60.0, gt=0)
+    arrow: bool = True  # read SQLite and PostgreSQL through ADBC into Arrow where it can
     kinds: dict[str, KindSourceConfig] = Field(default_factory=dict)
 
 

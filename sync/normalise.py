@@ -220,6 +220,7 @@ def _field_definitions(work: Work, warn: bool) -> None:
                          f"row (row {first[name] + 1}) says {wanted!r}, which is used", "warn")
             values[row] = wanted
         work.cols[column] = values
+        work.arrow.pop(column, None)
 
 
 def normalise(
