@@ -20,6 +20,7 @@ exactly as before, so errors and quarantines keep their behaviour. Other databas
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import pandas as pd
 import pyarrow as pa
@@ -97,11 +98,12 @@ def _adbc_connect(url: URL, timeout: float) -> Any:
             import adbc_driver_postgresql.dbapi as adbc_pg
 
             seconds = max(1, round(timeout))
-            libpq = url.set(drivername="postgresql").update_query_dict(
-                {"connect_timeout": str(seconds),
-                 "options": f"-c statement_timeout={seconds * 1000}"})
-            return adbc_pg.connect(libpq.render_as_string(hide_password=False))
-    except ImportError:
+            query = {**url.query, "connect_timeout": str(seconds),
+                     "options": f"-c statement_timeout={seconds * 1000}"}
+            base = url.set(drivername="postgresql", query={})
+            return adbc_pg.connect(base.render_as_string(hide_password=False) + "?"
+                                   + urlencode(query, doseq=True, quote_via=quote))
+    except Exception:  # no driver, or no connection: the SQLAlchemy read decides
         return None
     return None
 

@@ -25,6 +25,7 @@ from tests.core.support import (
     source_frame,
     supplier_records,
 )
+from tests.fixtures.profiles import examples
 
 
 def reasons(result: Normalised) -> dict[tuple[int | None, str | None], str]:
@@ -310,7 +311,7 @@ def test_empty_source() -> None:
     assert canonical_records(SUPPLIERS, []).empty
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(supplier_records(), supplier_records(), st.randoms(use_true_random=False))
 def test_known_rows_only_save_work(old: list[dict[str, Any]], new: list[dict[str, Any]],
                                    rnd: Any) -> None:

@@ -20,6 +20,7 @@ from tests.core.support import (
     suppliers,
     value_key,
 )
+from tests.fixtures.profiles import examples
 
 
 def codes(prefix: str, n: int) -> list[str]:
@@ -185,7 +186,7 @@ def test_chunked() -> None:
     assert chunked([]) == ()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(supplier_records(), supplier_records())
 def test_plans_are_deterministic(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
     """The same inputs, in any row order, give the same plan and plan hash."""
