@@ -37,6 +37,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from connectors.base import CompanyRef, Posting, SourceRead
 from connectors.icompleat.models import Transaction
@@ -180,8 +181,18 @@ def read_json(path: Path, spec: KindSourceConfig) -> pd.DataFrame:
     return frame_from_records(data)
 
 
+_ARROW_NATIVE = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer,
+                 pa.types.is_floating, pa.types.is_boolean)
+
+
 def read_parquet(path: Path, spec: KindSourceConfig) -> pd.DataFrame:
-    """Columns as Python objects, None where Parquet has a null."""
+    """Text, integer, floating-point and boolean columns as they are stored (Arrow-backed);
+    any other column type makes every column Python objects, None where Parquet has a null."""
+    table = pq.read_table(path)
+    if table.num_columns and all(any(test(f.type) for test in _ARROW_NATIVE)
+                                 for f in table.schema):
+        native: pd.DataFrame = table.to_pandas(types_mapper=pd.ArrowDtype)
+        return native
     frame = pd.read_parquet(path, engine="pyarrow")
     return frame.astype(object).where(frame.notna(), None)
 

@@ -7,10 +7,12 @@ from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from connectors.base import CompanyRef
-from connectors.files import _arrow_csv, read_csv
+from connectors.files import _arrow_csv, read_csv, read_parquet
 from connectors.sql import SqlSource
 from sync.config import KindSourceConfig, SqlSourceConfig, ValidationConfig
 from sync.entities import get_kind
@@ -122,3 +124,22 @@ def test_a_column_of_mixed_types_plans_the_same(tmp_path: Path) -> None:
     assert [(r.key, r.field, r.reason, r.message) for r in na.rejected] == \
         [(r.key, r.field, r.reason, r.message) for r in nb.rejected]
     assert {r.key for r in na.rejected} == {"B", "D"}
+
+
+def test_parquet_through_arrow_plans_the_same(tmp_path: Path) -> None:
+    """A Parquet export of text, integers (with nulls) and floats stays Arrow-backed and
+    normalises to the frame its Python objects give."""
+    path = tmp_path / "suppliers.parquet"
+    pq.write_table(pa.table({
+        "Code": ["S1", "S2", " S3 ", None], "Name": ["Zoë", "", "x", "y"],
+        "PaymentDueDays": pa.array([30, None, 14, 7], pa.int64()),
+        "Telephone": pa.array([1.0, 2.5, None, 4.0], pa.float64()),
+    }), path)
+    fast = read_parquet(path, KindSourceConfig())
+    assert isinstance(fast["Code"].dtype, pd.ArrowDtype)
+    slow = pd.read_parquet(path, engine="pyarrow")
+    slow = slow.astype(object).where(slow.notna(), None)
+    kind = get_kind("suppliers")
+    na, nb = (normalise(kind, f, KindMapping(), ValidationConfig()) for f in (fast, slow))
+    pd.testing.assert_frame_equal(na.frame, nb.frame)
+    assert na.rejected == nb.rejected
