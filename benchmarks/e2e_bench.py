@@ -52,6 +52,12 @@ KEY = "e2e-benchmark-key-not-a-secret"  # the throw-away sandbox's key
 BASE_ROWS = 10_000
 STAGES = ("read", "fingerprint", "normalise", "validate", "digest", "state", "plan", "readback")
 HEAVY = ("pandas", "pyarrow", "sqlalchemy", "numpy")
+HWM = ("import atexit, sys\n"
+       "def _hwm():\n"
+       "    for line in open('/proc/self/status'):\n"
+       "        if line.startswith('VmHWM:'):\n"
+       "            sys.stderr.write('\\nVMHWM ' + line.split()[1] + '\\n')\n"
+       "atexit.register(_hwm)\n")
 
 
 def measure(argv: list[str], *, env: dict[str, str] | None = None,
@@ -75,10 +81,14 @@ def measure(argv: list[str], *, env: dict[str, str] | None = None,
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
+        stderr = err.read().decode(errors="replace")
+        # ru_maxrss keeps the high-water mark of the forked copy of this (large) process
+        # across exec, so the child reports its own VmHWM (see HWM) when it can.
+        hwm = [line for line in stderr.splitlines() if line.startswith("VMHWM ")]
+        peak = int(hwm[-1].split()[1]) / 1024 if hwm else usage.ru_maxrss / 1024
         return {"seconds": round(wall, 3), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
-                "peak_mb": round(usage.ru_maxrss / 1024, 1), "exit": proc.returncode,
-                "stdout": out.read().decode(errors="replace"),
-                "stderr": err.read().decode(errors="replace")[-2000:]}
+                "peak_mb": round(peak, 1), "exit": proc.returncode,
+                "stdout": out.read().decode(errors="replace"), "stderr": stderr[-2000:]}
 
 
 def make_erp(path: Path, n: int) -> None:
@@ -204,13 +214,14 @@ def seed_status_db(config_file: Path, runs: int = 10_000, quarantined: int = 1_0
 
 def icsync(*args: str) -> list[str]:
     """The command line of ``icsync`` in this environment."""
-    return [sys.executable, "-c", "import sys; from sync.cli import main; sys.exit(main())",
-            *args]
+    return [sys.executable, "-c", HWM + "from sync.cli import main; sys.exit(main())", *args]
 
 
 def child(name: str, *args: str) -> dict[str, Any]:
     """Run phase ``name`` of this script in a fresh process."""
-    res = measure([sys.executable, __file__, "--phase", name, *args])
+    res = measure([sys.executable, "-c", HWM + "import runpy, sys; sys.argv = sys.argv[1:]; "
+                   "runpy.run_path(sys.argv[0], run_name='__main__')", __file__, "--phase",
+                   name, *args])
     if res["exit"] != 0:
         raise RuntimeError(f"phase {name} failed: {res['stderr']}")
     res.update(json.loads(res.pop("stdout").strip().splitlines()[-1]))
@@ -259,7 +270,7 @@ def one_size(n: int, sandbox_url: str) -> dict[str, Any]:
 
 def startup(sandbox_url: str) -> dict[str, Any]:
     """Wall time, peak RSS and heavy imports of each command's start."""
-    probe = ("import sys, json; from sync.cli import main\n"
+    probe = (HWM + "import sys, json; from sync.cli import main\n"
              "try:\n    rc = main()\nexcept SystemExit as exc:\n    rc = exc.code\n"
              f"sys.stderr.write('\\nIMPORTED ' + json.dumps([m for m in {HEAVY!r} "
              "if m in sys.modules]) + '\\n'); sys.exit(rc)")
@@ -353,7 +364,7 @@ def markdown(res: dict[str, Any]) -> str:
 def main() -> int:
     """Orchestrate (default) or run one phase (``--phase``, internal)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--skip-startup", action="store_true")
     parser.add_argument("--tag", default="e2e_bench", help="results file name")

@@ -39,7 +39,7 @@ from sync.config import Settings
 from sync.diff import KindDiff, diff
 from sync.entities import Kind
 from sync.guard import GuardVerdict, check_guard
-from sync.normalise import KindMapping, Normalised, Rejection, normalise
+from sync.normalise import KindMapping, Normalised, Rejection, canonical_records, normalise
 from sync.plan import KindPlan, Plan, plan_custom_fields, plan_kind, restricted
 from sync.readback import Drift, confirmed_read, find_drift, readback_kind
 from sync.refresh import apply_refresh
@@ -175,8 +175,15 @@ class KindSync:
             return drift, None
         return drift, await self._view(remote.records, remote.digests)
 
-    async def _view(self, records: Records, digests: dict[str, str]) -> StateView:
-        frame = await asyncio.to_thread(canonical, self.run.kind, list(records.values()))
+    async def _view(self, records: Records, digests: dict[str, str], *,
+                    stored: bool = False) -> StateView:
+        """The view of ``records``; ``stored`` when ``digests`` were kept beside these very
+        records in state, so they are used as they are instead of being computed again."""
+        if stored:
+            frame = await asyncio.to_thread(canonical_records, self.run.kind,
+                                            list(records.values()), stored_digests=digests)
+        else:
+            frame = await asyncio.to_thread(canonical, self.run.kind, list(records.values()))
         return StateView(records, digests, frame)
 
     async def _state(self, *, light: bool = False) -> StateView:
@@ -186,7 +193,7 @@ class KindSync:
             frame = await asyncio.to_thread(digest_frame, self.run.kind, digests)
             return StateView(None, digests, frame)
         records = await self.run.db(store.remote_records, company, kind)
-        return await self._view(records, digests)
+        return await self._view(records, digests, stored=True)
 
     async def _read_source(self) -> SourceRead:
         run = self.run
