@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported by the sources that make frames, not by every command
+    import pandas as pd
 
-from connectors.icompleat.models import Transaction
+    from connectors.icompleat.models import Transaction
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,8 @@ from the caller, else from ``password_file``; it is registered with the log reda
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from connectors.base import Source, TransactionSink
-from connectors.files import FilesSink, FilesSource
-from connectors.memory import MemorySink, MemorySource
-from connectors.sql import SqlSink, SqlSource
 from sync.foundation.config import (
     FilesSinkConfig,
     FilesSourceConfig,
@@ -28,15 +25,28 @@ from sync.foundation.config import (
 from sync.foundation.errors import ConfigError
 from sync.foundation.secrets import REDACTOR, Secret, read_secret_file
 
+if TYPE_CHECKING:
+    from connectors.base import Source, TransactionSink
+
+# Each connector module is imported by the branch that builds it: the SQL and file connectors
+# bring pandas, pyarrow and their drivers, which commands that never read a source (status,
+# errors, the daemon until its first job) must not pay for at start.
+
 
 def build_source(name: str, cfg: SourceConfig, *, password: Secret | None = None) -> Source:
     """The source configured as ``[sources.<name>]``."""
     if isinstance(cfg, SqlSourceConfig):
+        from connectors.sql import SqlSource
+
         secret = password or _password(cfg.password_file, f"sources.{name}.password_file")
         return SqlSource(name, cfg, password=secret)
     if isinstance(cfg, FilesSourceConfig):
+        from connectors.files import FilesSource
+
         return FilesSource(name, cfg)
     if isinstance(cfg, MemorySourceConfig):
+        from connectors.memory import MemorySource
+
         return MemorySource.from_config(name, cfg)
     raise ConfigError(f"unknown source type {type(cfg).__name__}", key=f"sources.{name}.type")
 
@@ -44,11 +54,17 @@ def build_source(name: str, cfg: SourceConfig, *, password: Secret | None = None
 def build_sink(name: str, cfg: SinkConfig, *, password: Secret | None = None) -> TransactionSink:
     """The sink configured as ``[sinks.<name>]``."""
     if isinstance(cfg, SqlSinkConfig):
+        from connectors.sql_sink import SqlSink
+
         secret = password or _password(cfg.password_file, f"sinks.{name}.password_file")
         return SqlSink(name, cfg, password=secret)
     if isinstance(cfg, FilesSinkConfig):
+        from connectors.files import FilesSink
+
         return FilesSink(name, cfg)
     if isinstance(cfg, MemorySinkConfig):
+        from connectors.memory import MemorySink
+
         return MemorySink(name, journal_prefix=cfg.journal_prefix,
                           required_fields=cfg.required_fields)
     raise ConfigError(f"unknown sink type {type(cfg).__name__}", key=f"sinks.{name}.type")

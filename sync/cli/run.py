@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from sync.daemon.schedules import validate_schedules
-from sync.daemon.service import bridge_stdlib_logging, run_daemon
 from sync.foundation.config import load_config
 from sync.foundation.errors import ConfigError
 from sync.foundation.logs import configure
@@ -20,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM; exit 0 after a clean stop."""
+    from sync.daemon.service import bridge_stdlib_logging, run_daemon  # after --help: fast
+
     config = load_config(args.config)
     service = config.settings.service
     if args.listen:

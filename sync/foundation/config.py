@@ -216,6 +216,7 @@ class SqlSourceConfig(_Model):
     url: str
     password_file: Path | None = None
     timeout_seconds: float = Field(60.0, gt=0, le=DAY)
+    arrow: bool = True  # read SQLite and PostgreSQL through ADBC into Arrow where it can
     kinds: dict[str, KindSourceConfig] = Field(default_factory=dict)
 
     _url = field_validator("url")(classmethod(lambda cls, v: database_url(v)))

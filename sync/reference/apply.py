@@ -78,10 +78,15 @@ class KindResult:
     filtered: int = 0  # source rows the kind's where filter left out
     outcome: str = "ok"
     error: str | None = None
+    stages: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, for JSON and the runs table."""
-        return dict(self.__dict__)
+        return {**self.__dict__, "stages": {k: round(v, 4) for k, v in self.stages.items()}}
+
+    def timed(self, stage: str, seconds: float) -> None:
+        """Add ``seconds`` to the time spent in ``stage`` (read, normalise, state, plan...)."""
+        self.stages[stage] = self.stages.get(stage, 0.0) + seconds
 
 
 @dataclass

@@ -23,6 +23,7 @@ from importlib import metadata
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from sync.reference.apply import KindRun
 
@@ -60,14 +61,44 @@ class Fingerprint:
             return None
 
 
+class _Sink:
+    """A write-only file that hashes what is written to it."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        self.hash.update(data)
+        return len(memoryview(data))
+
+    def flush(self) -> None:
+        return None
+
+
+def _arrow_hash(frame: pd.DataFrame) -> bytes | None:
+    """SHA-256 of the Arrow stream of a frame whose every column is Arrow-backed, else None."""
+    if not len(frame.columns) or not all(isinstance(t, pd.ArrowDtype) for t in frame.dtypes):
+        return None
+    table = pa.table([pa.array(frame.iloc[:, i]) for i in range(len(frame.columns))],
+                     names=[str(c) for c in frame.columns])
+    sink = _Sink()
+    with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), table.schema) as writer:
+        writer.write_table(table)
+    return sink.hash.digest()
+
+
 def source_hash(frame: pd.DataFrame) -> str:
-    """A stable hash of a raw source frame: column names, dtypes and every cell."""
+    """A stable hash of a raw source frame: column names, dtypes and every cell (an Arrow-backed
+    frame is hashed as its Arrow stream, in one pass over its buffers)."""
     head = json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()])
-    try:
-        cells = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
-    except UnicodeEncodeError:  # lone surrogates (undecodable bytes kept for quarantine)
-        escaped = frame.map(lambda v: repr(v) if isinstance(v, str) else v)
-        cells = pd.util.hash_pandas_object(escaped, index=False).to_numpy().tobytes()
+    cells = _arrow_hash(frame)
+    if cells is None:
+        try:
+            cells = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
+        except UnicodeEncodeError:  # lone surrogates (undecodable bytes kept for quarantine)
+            escaped = frame.map(lambda v: repr(v) if isinstance(v, str) else v)
+            cells = pd.util.hash_pandas_object(escaped, index=False).to_numpy().tobytes()
     return hashlib.sha256(head.encode() + b"\0" + cells).hexdigest()
 
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
@@ -41,7 +43,7 @@ from sync.reference.rules.diff import KindDiff, diff
 from sync.reference.rules.findings import Rejection
 from sync.reference.rules.guard import check_guard
 from sync.reference.rules.mapping import unsent_note
-from sync.reference.rules.normalise import KindMapping, Normalised, normalise
+from sync.reference.rules.normalise import KindMapping, Normalised, canonical_records, normalise
 from sync.reference.rules.plan import (
     GuardVerdict,
     KindPlan,
@@ -136,16 +138,20 @@ class KindSync:
             await settle_open(run)
         empty = await run.db(run.rt.store.remote_count, run.company.name, run.kind.name) == 0
         if self.full or empty:
-            drift, override = await self._readback()
+            with self._stage("readback"):
+                drift, override = await self._readback()
             if self.full:
                 drifts.append(drift)
-        read = await self._read_source()
-        prints = (await asyncio.to_thread(fingerprint.source_hash, read.frame),
-                  fingerprint.kind_settings(run))
-        if override is None and not self.full and read.complete:
-            count = await fingerprint.unchanged(run, *prints)
-            if count is not None:
-                return self._nothing_to_do(count)
+        with self._stage("read"):
+            read = await self._read_source()
+        with self._stage("fingerprint"):
+            prints = (await asyncio.to_thread(fingerprint.source_hash, read.frame),
+                      fingerprint.kind_settings(run))
+            count = None
+            if override is None and not self.full and read.complete:
+                count = await fingerprint.unchanged(run, *prints)
+        if count is not None:
+            return self._nothing_to_do(count)
         norm = await self._normalise(read)
         self.planned = PlannedKind(None, norm.rejected, norm.warnings)
         run.result.rejected += norm.rejected_rows
@@ -182,8 +188,15 @@ class KindSync:
             return drift, None
         return drift, await self._view(remote.records, remote.digests)
 
-    async def _view(self, records: Records, digests: dict[str, str]) -> StateView:
-        frame = await asyncio.to_thread(canonical, self.run.kind, list(records.values()))
+    async def _view(self, records: Records, digests: dict[str, str], *,
+                    stored: bool = False) -> StateView:
+        """The view of ``records``; ``stored`` when ``digests`` were kept beside these very
+        records in state, so they are used as they are instead of being computed again."""
+        if stored:
+            frame = await asyncio.to_thread(canonical_records, self.run.kind,
+                                            list(records.values()), stored_digests=digests)
+        else:
+            frame = await asyncio.to_thread(canonical, self.run.kind, list(records.values()))
         return StateView(records, digests, frame)
 
     async def _state(self, *, light: bool = False) -> StateView:
@@ -193,7 +206,7 @@ class KindSync:
             frame = await asyncio.to_thread(digest_frame, self.run.kind, digests)
             return StateView(None, digests, frame)
         records = await self.run.db(store.remote_records, company, kind)
-        return await self._view(records, digests)
+        return await self._view(records, digests, stored=True)
 
     async def _read_source(self) -> SourceRead:
         run = self.run
@@ -209,8 +222,22 @@ class KindSync:
         unsent = [n for n in mapping.mapping if n in kind.field_names and not kind.field(n).sent]
         if unsent:
             log.info("mapping feeds a field never sent", note=unsent_note(kind, unsent))
-        return await asyncio.to_thread(normalise, kind, read.frame, mapping,
-                                       settings.validation)
+        stages: dict[str, float] = {}
+        try:
+            return await asyncio.to_thread(normalise, kind, read.frame, mapping,
+                                           settings.validation, stages=stages)
+        finally:
+            for stage, seconds in stages.items():
+                self.run.result.timed(stage, seconds)
+
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        """Count the time spent inside the block towards stage ``name`` of the kind's result."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.run.result.timed(name, time.perf_counter() - started)
 
     async def _held(self, frame: pd.DataFrame) -> set[str]:
         """Validation-rejected keys, plus iCompleat-refused rows whose source is unchanged."""
@@ -237,18 +264,24 @@ class KindSync:
     async def _rounds(self, source: pd.DataFrame, override: StateView | None) -> None:
         run = self.run
         for round_no in range(MAX_ROUNDS):
-            state = override or await self._state(light=not run.kind.field_values)
-            held = await self._held(source)
-            work = without(source, held)
-            marker, forced = await self._markers()
-            token = await self._can_append()
-            kind_diff = await asyncio.to_thread(diff, run.kind, work, state.frame, hold=held)
-            if state.light and (kind_diff.edits or kind_diff.held or self.policy == "ignore"):
-                state = await self._state()
+            with self._stage("state"):
+                state = override or await self._state(light=not run.kind.field_values)
+                held = await self._held(source)
+                work = without(source, held)
+                marker, forced = await self._markers()
+                token = await self._can_append()
+            with self._stage("plan"):
                 kind_diff = await asyncio.to_thread(diff, run.kind, work, state.frame, hold=held)
-            refresh = marker is not None or await self._targeted_unsupported(kind_diff)
-            plan = self._plan(kind_diff, work, state, token is not None, refresh)
-            plan = self._guarded(plan, work, len(state.digests), token is not None, marker)
+            if state.light and (kind_diff.edits or kind_diff.held or self.policy == "ignore"):
+                with self._stage("state"):
+                    state = await self._state()
+                with self._stage("plan"):
+                    kind_diff = await asyncio.to_thread(diff, run.kind, work, state.frame,
+                                                        hold=held)
+            with self._stage("plan"):
+                refresh = marker is not None or await self._targeted_unsupported(kind_diff)
+                plan = self._plan(kind_diff, work, state, token is not None, refresh)
+                plan = self._guarded(plan, work, len(state.digests), token is not None, marker)
             if round_no == 0:
                 self._first_plan(plan)
             if self.dry_run or (plan.strategy == "none" and marker is None and not forced):

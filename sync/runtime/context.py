@@ -15,18 +15,20 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import httpx
-
-from connectors.base import Source, TransactionSink
 from connectors.factory import build_sink, build_source
-from connectors.icompleat.client import CallRecord, IcompleatClient
 from sync.foundation.config import Config
 from sync.foundation.errors import ConfigError
 from sync.foundation.secrets import REDACTOR, Secret, read_secret_file
 from sync.runtime.capabilities import Capabilities
 from sync.state.store import StateStore
+
+if TYPE_CHECKING:  # the client (httpx) is imported when a runtime opens, not by status or errors
+    import httpx
+
+    from connectors.base import Source, TransactionSink
+    from connectors.icompleat.client import CallRecord, IcompleatClient
 
 T = TypeVar("T")
 
@@ -105,6 +107,8 @@ async def open_runtime(
     on_call: Callable[[CallRecord], None] | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open the state DB (off the loop) and the client; close everything on the way out."""
+    from connectors.icompleat.client import IcompleatClient
+
     client = IcompleatClient.from_config(config, transport=transport, on_call=on_call)
     try:
         store = await asyncio.to_thread(open_store, config)

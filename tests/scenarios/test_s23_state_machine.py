@@ -28,6 +28,7 @@ import sync.reference.refresh
 from connectors.icompleat.sandbox import SandboxServer
 from sync.demo.data import insert_suppliers, suppliers
 from sync.foundation.entities import get_kind
+from tests.fixtures.profiles import examples as scaled
 from tests.fixtures.sandbox import COMPANY_ID, TENANT_ID
 from tests.reference.support import erp_execute
 from tests.scenarios.checker import WireTap
@@ -198,7 +199,7 @@ def run_machine(sandbox: SandboxServer, tmp_path: Path, examples: int, steps: in
     ReferenceMachine.sandbox = sandbox
     ReferenceMachine.base = tmp_path
     run_state_machine_as_test(ReferenceMachine, settings=settings(
-        max_examples=examples, stateful_step_count=steps, deadline=None, database=None,
+        max_examples=scaled(examples), stateful_step_count=steps, deadline=None, database=None,
         derandomize=derandomize, suppress_health_check=list(HealthCheck)))
 
 

@@ -47,7 +47,7 @@ def collisions(work: Work, keys: np.ndarray) -> None:
 
 def _raw_key(work: Work, row: int) -> str:
     parts = [work.raw[n].iat[row] if n in work.raw else None for n in work.kind.key]
-    return " / ".join("" if p is None else str(p) for p in parts)
+    return " / ".join("" if p is None or p is pd.NA else str(p) for p in parts)
 
 def base_currency(work: Work, rejected: set[int]) -> None:
     """Exactly one IsBase currency with Rate 1, else every currency row is rejected."""

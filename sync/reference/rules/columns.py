@@ -68,8 +68,35 @@ def _clean_mask(arr: Any, trim: bool, limit: int | None) -> np.ndarray:
     return mask(pc.fill_null(clean, True))
 
 
+def source_arrow(values: Any) -> Any:
+    """The Arrow array behind an Arrow-backed pandas column (``pd.ArrowDtype``), else None."""
+    if not isinstance(getattr(values, "dtype", None), pd.ArrowDtype):
+        return None
+    arr = pa.array(values)
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def _native_arrow(spec: FieldSpec, arr: Any) -> np.ndarray | None:
+    """Numbers and booleans straight from an Arrow column (nulls as None), or None when the
+    rules must decide (text, numbers held as text, NaN or infinities)."""
+    kind = arr.type
+    if spec.type == "float" and (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+        numbers_ = pc.cast(arr, pa.float64())
+        if pc.all(pc.is_finite(numbers_)).as_py() not in (True, None):
+            return None
+        return np.array([v + 0.0 if v is not None else None for v in numbers_.to_pylist()],
+                        dtype=object)
+    if (spec.type == "int" and pa.types.is_integer(kind)) or (
+            spec.type == "bool" and pa.types.is_boolean(kind)):
+        return np.array(arr.to_pylist(), dtype=object)
+    return None
+
+
 def _native_column(spec: FieldSpec, values: Any) -> np.ndarray | None:
     """Numbers and booleans straight from a numpy column, or None when the rules must decide."""
+    arr = source_arrow(values)
+    if arr is not None:
+        return _native_arrow(spec, arr)
     kind = getattr(getattr(values, "dtype", None), "kind", "")
     if spec.type == "float" and kind in "iuf":
         numbers_ = np.asarray(values, dtype="float64") + 0.0
@@ -93,6 +120,67 @@ class Column:
     arrow: Any = None
 
 
+def _text_arrow(values: Any) -> Any:
+    """A text column as an Arrow string array (None unless every cell is text or missing)."""
+    arr = source_arrow(values)
+    if arr is None:
+        return as_arrow(as_objects(values))
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        return arr.cast(pa.string()) if pa.types.is_large_string(arr.type) else arr
+    return None
+
+
+def _ascii_column(spec: FieldSpec, arr: Any, trim: bool, strict: bool) -> Column:
+    """A text column in one Arrow pass: printable-ASCII cells are trimmed (spaces are the only
+    whitespace they can hold) and emptied to missing right here, which is exactly what the
+    scalar rules do to them; only the others (non-ASCII, control characters, too long) go
+    through :func:`canonical_value`, one by one."""
+    fixed = pc.utf8_trim(arr, " ") if trim else arr
+    length = pc.binary_length(fixed)
+    fixed = pc.if_else(pc.equal(length, 0), pa.scalar(None, pa.string()), fixed)
+    dirty = pc.invert(pc.fill_null(pc.ascii_is_printable(arr), True))
+    limit = spec.max_length if strict else None
+    if limit is not None:
+        dirty = pc.or_(dirty, pc.fill_null(pc.greater(length, limit), False))
+    out = fixed.to_numpy(zero_copy_only=False)
+    if out.dtype != object:
+        out = out.astype(object)
+    rows = np.flatnonzero(mask(dirty)).tolist()
+    problems: dict[int, InvalidValue] = {}
+    for i in rows:
+        try:
+            out[i] = canonical_value(spec, arr[i].as_py(), trim=trim, strict=strict)
+        except InvalidValue as exc:
+            out[i], problems[i] = exc.value, exc
+    if not rows:
+        return Column(out, problems, fixed)
+    return Column(out, problems, None if problems else as_arrow(out))
+
+
+def _json_column(spec: FieldSpec, arr: Any, trim: bool, strict: bool) -> Column:
+    """A JSON column held as text: each distinct text is parsed and made canonical once (the
+    rows that share a text share the one value)."""
+    codes = pc.dictionary_encode(arr)
+    uniques = codes.dictionary.to_pylist()
+    found: list[Any] = []
+    failed: dict[int, InvalidValue] = {}
+    for u, text in enumerate(uniques):
+        try:
+            found.append(canonical_value(spec, text, trim=trim, strict=strict))
+        except InvalidValue as exc:
+            found.append(exc.value)
+            failed[u] = exc
+    index = codes.indices.to_numpy(zero_copy_only=False)
+    present = ~mask(pc.is_null(codes.indices))
+    out = np.full(len(arr), None, dtype=object)
+    values = np.empty(len(found), dtype=object)
+    values[:] = found
+    out[present] = values[index[present].astype(np.intp)]
+    problems = {int(r): failed[int(index[r])] for r in np.flatnonzero(present).tolist()
+                if int(index[r]) in failed} if failed else {}
+    return Column(out, problems)
+
+
 def column_of(spec: FieldSpec, values: Any, *, trim: bool = True,
               strict: bool = True) -> Column:
     """:func:`canonical_value` over a column (see :class:`Column`)."""
@@ -100,14 +188,15 @@ def column_of(spec: FieldSpec, values: Any, *, trim: bool = True,
     if native is not None:
         return Column(native, {})
     arr = None
+    if spec.type in ("str", "json"):
+        arr = _text_arrow(values)
+        if arr is not None:
+            if spec.type == "json":
+                return _json_column(spec, arr, trim, strict)
+            return _ascii_column(spec, arr, trim, strict)
     if spec.type == "str":
-        out = as_objects(values)
-        arr = as_arrow(out)
-        if arr is None:
-            out = object_values(out)
-            clean = none_mask(out)
-        else:
-            clean = _clean_mask(arr, trim, spec.max_length if strict else None)
+        out = object_values(as_objects(values))
+        clean = none_mask(out)
     else:
         out = object_values(values)
         clean = none_mask(out)

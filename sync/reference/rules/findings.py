@@ -84,6 +84,8 @@ def _source_digest(work: Work, row: int) -> str:
 def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return "bytes:" + value.hex()
+    if type(value).__name__ in ("NAType", "NaTType"):  # a missing cell of an Arrow column
+        return None
     if value is None or isinstance(value, str | int | float | bool | list | dict):
         return None if isinstance(value, float) and value != value else value
     return str(value)

@@ -77,7 +77,7 @@ def row_digests(work: Work, keys: np.ndarray, rows: np.ndarray,
         same = (where >= 0) & _equal_rows(work, rows, known, where)
         out[same] = known["_digest"].to_numpy(dtype=object)[where[same]]
         todo = np.flatnonzero(~same)
-    out[todo] = digests(work.kind, work.cols, rows[todo])
+    out[todo] = digests(work.kind, work.cols, rows[todo], arrow=work.arrow)
     return out
 
 

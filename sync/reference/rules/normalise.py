@@ -44,6 +44,7 @@ scalar rules, and the library checks run once per distinct value.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,6 +111,19 @@ class Normalised:
     def rejected_rows(self) -> int:
         """How many source rows were set aside (a row may carry several rejections)."""
         return len({r.row for r in self.rejected})
+
+
+class _Clock:
+    """Seconds per stage, added to ``stages`` when one is given (no effect otherwise)."""
+
+    def __init__(self, stages: dict[str, float] | None) -> None:
+        self.stages, self.mark = stages, time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        if self.stages is not None:
+            self.stages[stage] = self.stages.get(stage, 0.0) + now - self.mark
+        self.mark = now
 
 
 def _columns(kind: Kind, raw: pd.DataFrame, mapping: KindMapping) -> dict[str, pd.Series]:
@@ -194,23 +208,29 @@ def _field_definitions(work: Work, warn: bool) -> None:
                          f"row (row {first[name] + 1}) says {wanted!r}, which is used", "warn")
             values[row] = wanted
         work.cols[column] = values
+        work.arrow.pop(column, None)
 
 
 def normalise(
     kind: Kind, raw: pd.DataFrame, mapping: KindMapping | None = None,
     validation: ValidationConfig | None = None, *, known: pd.DataFrame | None = None,
+    stages: dict[str, float] | None = None,
 ) -> Normalised:
     """The canonical frame of ``raw`` plus the rejected and warned rows (see module docstring).
 
     ``known`` (optional, the state's canonical frame) only saves work: a row equal to its known
     row takes that row's digest instead of computing it again. The result is the same.
+    ``stages`` (optional) receives the seconds spent canonicalising (``normalise``), checking
+    (``validate``) and digesting (``digest``).
     """
+    clock = _Clock(stages)
     mapping, validation = mapping or KindMapping(), validation or ValidationConfig()
     shaped = shape(kind, raw, mapping.rules)
     work = Work(kind, len(shaped.frame), _columns(kind, shaped.frame, KindMapping()),
                 origin=shaped.origin)
     for spec in kind.fields:
         _canonicalise(work, spec, mapping)
+    clock.lap("normalise")
     for spec in kind.fields:
         if spec.check is not None:
             CHECKS[spec.check](work, spec, validation)
@@ -224,10 +244,13 @@ def normalise(
         rejected = {f.row for f in work.findings if f.severity == "reject"}
     good = np.array([r for r in range(work.n) if r not in rejected and keys[r] is not None],
                     dtype=np.intp) if rejected else np.flatnonzero(~none_mask(keys))
+    clock.lap("validate")
     rows = sorted_rows(work, keys, good)
     frame = make_frame(kind, take(work.cols, rows, work.n), take({"": keys}, rows, work.n)[""],
                        row_digests(work, keys, rows, known))
+    clock.lap("digest")
     bad, warned = rejections(work, keys)
+    clock.lap("validate")
     return Normalised(frame, tuple(bad), tuple(warned), shaped.blank, shaped.filtered)
 
 

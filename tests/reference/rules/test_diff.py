@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sync.reference.rules.diff import Edit, FieldChange, KindDiff, apply_diff, diff
+from tests.fixtures.profiles import examples
 from tests.reference.rules.support import SUPPLIERS, frame_of, rows, supplier_records, suppliers
 
 
@@ -75,7 +76,7 @@ def test_to_dict_is_plain_data() -> None:
         {"key": "A", "changes": [{"field": "Email", "before": None, "after": "x@y.z"}]}]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(supplier_records(), supplier_records())
 def test_applying_the_diff_gives_the_source(old: list[dict[str, Any]],
                                             new: list[dict[str, Any]]) -> None:
@@ -87,7 +88,7 @@ def test_applying_the_diff_gives_the_source(old: list[dict[str, Any]],
     assert d.remote_count == len(state)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(supplier_records())
 def test_identical_frames_have_an_empty_diff(records: list[dict[str, Any]]) -> None:
     """A frame compared with itself (or an equal copy) has nothing to do."""
@@ -96,7 +97,7 @@ def test_identical_frames_have_an_empty_diff(records: list[dict[str, Any]]) -> N
     assert d.unchanged == len(records)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(supplier_records(), supplier_records(), st.lists(st.sampled_from("ABC0"), max_size=3))
 def test_held_rows_survive_apply(old: list[dict[str, Any]], new: list[dict[str, Any]],
                                  hold: list[str]) -> None:

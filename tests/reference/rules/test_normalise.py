@@ -14,6 +14,7 @@ from sync.foundation.config import KindSourceConfig, ValidationConfig
 from sync.foundation.errors import ConfigError
 from sync.reference.rules.keys import KEY_SEP, record_digest
 from sync.reference.rules.normalise import KindMapping, Normalised, canonical_records, normalise
+from tests.fixtures.profiles import examples
 from tests.reference.rules.support import (
     ACCOUNTS,
     CURRENCIES,
@@ -310,7 +311,7 @@ def test_empty_source() -> None:
     assert canonical_records(SUPPLIERS, []).empty
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(supplier_records(), supplier_records(), st.randoms(use_true_random=False))
 def test_known_rows_only_save_work(old: list[dict[str, Any]], new: list[dict[str, Any]],
                                    rnd: Any) -> None:

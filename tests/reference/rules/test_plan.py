@@ -19,6 +19,7 @@ from sync.reference.rules.plan import (
     plan_kind,
     restricted,
 )
+from tests.fixtures.profiles import examples
 from tests.reference.rules.support import (
     FIELDS,
     SUPPLIERS,
@@ -192,7 +193,7 @@ def test_chunks_of() -> None:
     assert chunks_of([]) == ()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(supplier_records(), supplier_records())
 def test_plans_are_deterministic(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
     """The same inputs, in any row order, give the same plan and plan hash."""

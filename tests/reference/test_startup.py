@@ -1,0 +1,61 @@
+"""Commands that do not plan start without pandas or pyarrow (measured in a fresh process)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sync.foundation.tomlout import toml_text
+from tests.reference.support import settings_dict
+
+HEAVY = ("pandas", "pyarrow", "numpy")
+PROBE = (
+    "import json, sys\n"
+    "from sync.cli import main\n"
+    "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as exc:\n    code = exc.code\n"
+    f"print('\\nMODULES ' + json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
+)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def imported(*args: str) -> tuple[list[str], str]:
+    """The heavy modules a fresh ``icsync *args`` process had imported when it returned."""
+    out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120, check=False)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("MODULES ")]
+    assert lines, out.stderr
+    return json.loads(lines[-1][len("MODULES "):]), out.stdout
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    """A configuration whose state database is in tmp_path (no server is contacted)."""
+    path = tmp_path / "icsync.toml"
+    path.write_text(toml_text(settings_dict("http://127.0.0.1:9", tmp_path / "erp.db",
+                                            tmp_path / "state.db")))
+    return path
+
+
+@pytest.mark.parametrize("args", [("--help",), ("check", "--help"), ("run", "--help"),
+                                  ("status", "--help"), ("errors", "--help")])
+def test_help_imports_no_frames(args: tuple[str, ...]) -> None:
+    """--help of the operator commands imports neither pandas, pyarrow nor numpy."""
+    assert imported(*args)[0] == []
+
+
+@pytest.mark.parametrize("args", [("status",), ("status", "--json"), ("errors", "list")])
+def test_operator_commands_import_no_frames(config_file: Path, args: tuple[str, ...]) -> None:
+    """status and errors list read the state database without pandas, pyarrow or numpy."""
+    modules, out = imported(args[0], "--config", str(config_file), *args[1:])
+    assert modules == [], out
+
+
+def test_a_planning_command_does_import_them(config_file: Path) -> None:
+    """The probe can fail: sync --dry-run (which plans) does import pandas."""
+    modules, _ = imported("sync", "--config", str(config_file), "--dry-run", "--kind",
+                          "currencies")
+    assert "pandas" in modules
