@@ -8,6 +8,7 @@ from the caller, else from ``password_file``; it is registered with the log reda
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,24 @@ if TYPE_CHECKING:
 # Each connector module is imported by the branch that builds it: the SQL and file connectors
 # bring pandas, pyarrow and their drivers, which commands that never read a source (status,
 # errors, the daemon until its first job) must not pay for at start.
+
+
+_MODULES: tuple[tuple[type, str], ...] = (
+    (SqlSourceConfig, "connectors.sql"), (FilesSourceConfig, "connectors.files"),
+    (MemorySourceConfig, "connectors.memory"), (SqlSinkConfig, "connectors.sql_sink"),
+    (FilesSinkConfig, "connectors.files"), (MemorySinkConfig, "connectors.memory"),
+)
+
+
+def preload(settings: Settings) -> list[str]:
+    """Import the connector modules the configuration uses; the names imported. Blocking:
+    call it off the event loop before a job holds a lease, so a first import (pandas, pyarrow,
+    drivers: a second or more) never stalls the loop while the lease must be renewed."""
+    configs = [*settings.sources.values(), *settings.sinks.values()]
+    names = sorted({module for cls, module in _MODULES if any(isinstance(c, cls) for c in configs)})
+    for module in names:
+        importlib.import_module(module)
+    return names
 
 
 def build_source(name: str, cfg: SourceConfig, *, password: Secret | None = None) -> Source:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from connectors.factory import build_sink, build_source
+from connectors.factory import build_sink, build_source, preload
 from sync.foundation.config import Config
 from sync.foundation.errors import ConfigError
 from sync.foundation.secrets import REDACTOR, Secret, read_secret_file
@@ -117,6 +117,8 @@ async def open_runtime(
         raise
     runtime = Runtime(config=config, store=store, client=client, holder=make_holder())
     try:
+        # The connectors' first imports happen here, off the loop, not under a job's lease.
+        await asyncio.to_thread(preload, config.settings)
         async with client:
             yield runtime
     finally:

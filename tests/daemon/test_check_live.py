@@ -48,8 +48,10 @@ def test_live_probe_reports_every_route_with_gets_only(
 
 
 def test_live_probe_table_and_an_unsupported_read(
-        tmp_path: Path, sandbox: SandboxServer, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, sandbox: SandboxServer, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The table names each route and verdict; a read answered 404 fails the check."""
+    monkeypatch.setenv("COLUMNS", "200")  # whole names, whatever width the runner reports
     sandbox.state.contract.set_unsupported("users", 404)
     config = write_config(tmp_path, sandbox.url, kinds=KINDS)
     capsys.readouterr()

@@ -25,9 +25,11 @@ def test_every_note_names_a_real_field() -> None:
         assert name in KINDS[kind].field_names
 
 
-def test_fields_command_says_what_is_never_sent(capsys: pytest.CaptureFixture[str]) -> None:
+def test_fields_command_says_what_is_never_sent(capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """`icsync fields suppliers` lists every field with its limit, and VatNumber as validated
     only, never sent."""
+    monkeypatch.setenv("COLUMNS", "200")  # whole cells, whatever width the runner reports
     assert main(["fields", "suppliers"]) == 0
     out = capsys.readouterr().out
     for field in KINDS["suppliers"].field_names:

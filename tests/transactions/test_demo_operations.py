@@ -18,6 +18,7 @@ def test_operations_chapter_opens_the_console_and_shows_an_alert_and_its_clear(
         capsys: pytest.CaptureFixture[str]) -> None:
     """The console answers at its URL; the guard alert and its clear reach the receiver."""
     monkeypatch.setattr(tour, "CHAPTERS", [tour.chapter_first_sync, chapter_operations])
+    monkeypatch.setenv("COLUMNS", "200")  # panels unbroken, whatever width the runner reports
     try:
         assert demo.run(argparse.Namespace(workdir=tmp_path, fast=True)) == 0
     finally:
