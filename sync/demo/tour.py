@@ -15,6 +15,7 @@ from sync.demo import data as demo_data
 from sync.demo.context import COMPANY_ID, TENANT_ID, DemoContext
 from sync.demo.operations import chapter_operations
 from sync.demo.transactions import chapter_transactions
+from sync.foundation.files import write_private
 from sync.foundation.tomlout import toml_value
 
 Chapter = Callable[[DemoContext], Awaitable[None]]
@@ -122,9 +123,6 @@ def config_text(ctx_dir: Path, url: str, erp: Path, key_file: Path) -> str:
 
 def prepare(workdir: Path, url: str, key: str, fast: bool) -> tuple[Path, Path]:
     """Create the ERP, the key file and the configuration under ``workdir``."""
-    from sync.demo import data as demo_data
-    from sync.foundation.files import write_private
-
     erp = demo_data.create_erp(workdir / "erp.db", suppliers_count=150 if fast else 600)
     key_file = workdir / "icompleat_api_key"
     write_private(key_file, (key + "\n").encode("utf-8"))  # 0600 from its first byte
