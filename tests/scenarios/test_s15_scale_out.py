@@ -45,9 +45,13 @@ def _kill_leader(store: StateStore, procs: list[subprocess.Popen[bytes]]) -> tup
     pids = {str(p.pid): p for p in procs if p.poll() is None}
 
     def leader() -> str | None:
+        # Only the lease holder can record a run (fenced): wait until its run is recorded and
+        # still going, so the kill lands mid-run and the run row shows who held the work.
+        running = any(r.job == "transactions" and r.finished_at is None
+                      for r in store.last_runs("acme", 50))
         for lease in store.leases():
             pid = lease.holder.split(":")[1]
-            if lease.name == JOB and lease.live and pid in pids:
+            if running and lease.name == JOB and lease.live and pid in pids:
                 return pid
         return None
 
