@@ -137,7 +137,12 @@ def test_a_whole_daemon_run_never_logs_a_secret(tmp_path: Path, sandbox: Sandbox
                             headers={"x-compleat-secret-token": WEBHOOK_TOKEN}, trust_env=False)
         wrong = httpx.post(f"{url}/webhooks/icompleat/invoices", json={"Id": ids[0]},
                            headers={"x-compleat-secret-token": CANARY_KEY}, trust_env=False)
+        # The run is accounted a moment after its last write-back: read until it shows (bounded).
+        deadline = time.monotonic() + 15
         metrics = httpx.get(f"{url}/metrics", trust_env=False).text
+        while 'job="transactions",outcome="ok"' not in metrics and time.monotonic() < deadline:
+            time.sleep(0.2)
+            metrics = httpx.get(f"{url}/metrics", trust_env=False).text
         assert stop(proc) == 0
     finally:
         stop(proc)
