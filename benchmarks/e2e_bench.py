@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sqlite3
 import subprocess
 import sys
@@ -307,19 +306,11 @@ def startup(sandbox_url: str) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    """CPU, cores, memory, versions and the load at the time."""
-    import pandas as pd
+    """The S22 benchmark's machine description, plus the pyarrow version."""
     import pyarrow as pa
+    from s22_reference import machine as described  # benchmarks/ is this script's folder
 
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
-    mem = next((int(line.split()[1]) // 1024 for line in
-                Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")), 0)
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_mb": mem,
-            "python": platform.python_version(), "pandas": pd.__version__,
-            "pyarrow": pa.__version__, "os": platform.platform(),
-            "load_average": os.getloadavg()}
+    return {**described(), "pyarrow": pa.__version__}
 
 
 def markdown(res: dict[str, Any]) -> str:
