@@ -22,10 +22,11 @@ exactly as before, so errors and quarantines keep their behaviour. Other databas
 ``arrow = false`` on the source, always read through SQLAlchemy.
 
 Every read stays bounded by ``timeout_seconds``: PostgreSQL's ADBC connection carries a
-``statement_timeout``, but ADBC's SQLite driver cannot cancel a statement (``adbc_cancel`` is
-not implemented), so on SQLite only a ``table`` read (a plain scan, bounded by the table) goes
-through ADBC; a ``query``, which could run forever, is read through SQLAlchemy, whose progress
-handler interrupts it at the deadline.
+``statement_timeout``; ADBC's SQLite driver cannot cancel a statement (``adbc_cancel`` is not
+implemented), so on SQLite a ``table`` read (a plain scan, bounded by the table) goes through
+ADBC in this process, and a ``query``, which could run forever, through ADBC in a child process
+that is killed at the deadline (:mod:`connectors.sqlite_child`). The SQLAlchemy read, when it
+is used, is interrupted at the deadline by a progress handler.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from connectors.decoding import decode_hint, suggest_encoding
 from connectors.records import kind_config
 from connectors.sql_engine import explain, make_engine, reflect
 from connectors.sql_sink import SqlSink
+from connectors.sqlite_child import QueryTimedOut, read_query
 from sync.foundation.config import KindSourceConfig, SqlSourceConfig
 from sync.foundation.errors import ConfigError, SourceError
 from sync.foundation.secrets import Secret
@@ -91,13 +93,18 @@ class SqlSource:
                 stmt = text(spec.query) if spec.query else select(reflect(conn, spec.table or ""))
                 # ADBC reads text as UTF-8: a kind read in another encoding (or quarantining
                 # undecodable bytes) goes through SQLAlchemy with the kind's decoder.
-                arrow = self._arrow and plain_utf8(spec) and (
-                    spec.table is not None or self._engine.url.get_backend_name() != "sqlite")
+                arrow = self._arrow and plain_utf8(spec)
                 frame = arrow_read(self._engine.url, stmt, params, self._timeout) \
                     if arrow else None
                 if frame is None:
                     frame = pd.read_sql(stmt, conn, params=params if spec.query else None,
                                         dtype=object, coerce_float=False)
+        except QueryTimedOut as exc:
+            raise SourceError(
+                f"source {self.name!r}: reading {kind} for company {company.name!r} from "
+                f"{self._engine.url.render_as_string(hide_password=True)} failed: the query was "
+                f"{exc} (timeout_seconds); make the query in sources.{self.name}.kinds.{kind} "
+                "faster (an index, a join condition) or raise timeout_seconds") from exc
         except UnicodeDecodeError as exc:
             key = f"sources.{self.name}.kinds.{kind}"
             raise ConfigError(
@@ -180,8 +187,7 @@ def _adbc_connect(url: URL, timeout: float) -> Any:
     """An ADBC connection for a SQLite file or a PostgreSQL URL; None for anything else."""
     backend = url.get_backend_name()
     try:
-        if backend == "sqlite" and url.database and url.database != ":memory:" \
-                and not url.database.startswith("file:"):
+        if _sqlite_file(url):
             import adbc_driver_sqlite.dbapi as adbc_sqlite
 
             return adbc_sqlite.connect(url.database)
@@ -197,6 +203,26 @@ def _adbc_connect(url: URL, timeout: float) -> Any:
     except Exception:  # no driver, or no connection: the SQLAlchemy read decides
         return None
     return None
+
+
+def _read_here(url: URL, sql: str, positional: list[Any], timeout: float) -> pa.Table | None:
+    """The rows of ``sql`` read through ADBC in this process; None on any failure."""
+    conn = _adbc_connect(url, timeout)
+    if conn is None:
+        return None
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(sql, parameters=positional or None)
+            table: pa.Table = cur.fetch_arrow_table()
+    except Exception:  # any driver failure: the SQLAlchemy read decides, and reports it
+        return None
+    return table
+
+
+def _sqlite_file(url: URL) -> bool:
+    """True for a SQLite database in a file named by path (not in memory, not a URI)."""
+    return (url.get_backend_name() == "sqlite" and bool(url.database)
+            and url.database != ":memory:" and not str(url.database).startswith("file:"))
 
 
 def _dialect(url: URL) -> Any:
@@ -234,16 +260,12 @@ def arrow_read(url: URL, stmt: TextClause | Select[Any], params: dict[str, Any],
         positional = [params[name] for name in compiled.positiontup or ()]
     except (SQLAlchemyError, KeyError):
         return None
-    conn = _adbc_connect(url, timeout)
-    if conn is None:
-        return None
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(str(compiled), parameters=positional or None)
-            table = cur.fetch_arrow_table()
-    except Exception:  # any driver failure: the SQLAlchemy read decides, and reports it
-        return None
-    if not arrow_columns(table):
+    if isinstance(stmt, TextClause) and _sqlite_file(url):
+        # A query could run forever and this driver cannot cancel it: a killable child reads.
+        table = read_query(str(url.database), str(compiled), positional, timeout)
+    else:
+        table = _read_here(url, str(compiled), positional, timeout)
+    if table is None or not arrow_columns(table):
         return None
     columns = [c.cast(pa.string()) if pa.types.is_null(c.type) or pa.types.is_large_string(
         c.type) else c for c in table.columns]

@@ -106,18 +106,28 @@ def test_sqlite_through_adbc_plans_the_same(tmp_path: Path) -> None:
     assert na.warnings == nb.warnings
 
 
-def test_a_sqlite_query_is_read_through_sqlalchemy_so_it_stays_interruptible(
+def test_a_sqlite_query_is_read_through_adbc_in_a_child_and_plans_the_same(
         tmp_path: Path) -> None:
-    """A SQLite query (which could run forever) is not sent through ADBC, whose SQLite driver
-    cannot cancel it; it binds :company and reads row by row, bounded by timeout_seconds."""
+    """A SQLite query (which could run forever) is read through ADBC in a child process, with
+    :company bound; it normalises to the very frame the SQLAlchemy read gives."""
     erp = tmp_path / "erp.db"
-    make_erp(erp, [("S001", "A", 1, None), ("uk", "B", 2, None), ("X", "C", 3, None)])
+    json_text = '[{"FieldCode": "AccountCode", "Value": "5000"}]'
+    make_erp(erp, [(f"S{i:03d}", f" Name {i} " if i % 3 else "Zoë", i % 60 or None,
+                    json_text if i % 2 else None) for i in range(300)]
+             + [("uk", "B", 2, None), ("X", "C", 3, None)])
     kinds = {"suppliers": {"query": "SELECT * FROM s WHERE Code LIKE 'S%' OR Code = :company"}}
-    source = SqlSource("erp", SqlSourceConfig(type="sql", url=f"sqlite:///{erp}",
-                                              kinds=kinds))  # type: ignore[arg-type]
-    frame = source.read("suppliers", COMPANY).frame
-    assert frame["Code"].dtype == object
-    assert sorted(frame["Code"]) == ["S001", "uk"]
+    fast, slow = (SqlSource("erp", SqlSourceConfig(type="sql", url=f"sqlite:///{erp}",
+                                                   kinds=kinds, arrow=arrow))  # type: ignore[arg-type]
+                  for arrow in (True, False))
+    a, b = fast.read("suppliers", COMPANY).frame, slow.read("suppliers", COMPANY).frame
+    assert isinstance(a["Code"].dtype, pd.ArrowDtype)
+    assert b["Code"].dtype == object
+    assert sorted(a["Code"])[-1] == "uk"
+    assert "X" not in set(a["Code"])
+    kind = get_kind("suppliers")
+    na, nb = (normalise(kind, f, KindMapping(), ValidationConfig()) for f in (a, b))
+    pd.testing.assert_frame_equal(na.frame, nb.frame)
+    assert na.rejected == nb.rejected
 
 
 def test_a_column_of_mixed_types_plans_the_same(tmp_path: Path) -> None:

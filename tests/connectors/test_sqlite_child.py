@@ -1,0 +1,117 @@
+"""The SQLite query reader's child process: killed at the deadline, gone with its parent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from connectors.base import CompanyRef
+from connectors.sql import SqlSource
+from connectors.sqlite_child import QueryTimedOut, read_query
+from sync.foundation.config import SqlSourceConfig
+from sync.foundation.errors import SourceError
+
+ROOT = Path(__file__).resolve().parents[2]
+FOREVER = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+           "SELECT count(*) AS Code FROM n")
+
+
+@pytest.fixture
+def erp(tmp_path: Path) -> Path:
+    path = tmp_path / "erp.db"
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("CREATE TABLE s (Code TEXT, Name TEXT)")
+        db.executemany("INSERT INTO s VALUES (?, ?)", [(f"S{i}", f"n{i}") for i in range(50)])
+    return path
+
+
+def readers(parent: int) -> list[int]:
+    """Process ids of the running SQLite reader children of ``parent``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        state = stat.rsplit(")", 1)[1].split()[0]
+        if ppid == parent and b"connectors.sqlite_child" in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def test_rows_and_bound_parameters(erp: Path) -> None:
+    """The child reads the rows, with positional parameters bound (never formatted in)."""
+    table = read_query(str(erp), "SELECT * FROM s WHERE Code = ? OR Name = ?",
+                       ["S3", "n7' OR 1=1 --"], 30)
+    assert table is not None
+    assert table.column("Code").to_pylist() == ["S3"]
+    assert readers(os.getpid()) == []
+
+
+def test_a_failing_query_gives_none_for_the_row_by_row_read_to_report(erp: Path) -> None:
+    """A syntax error or a missing table: no table (the SQLAlchemy read then reports it)."""
+    assert read_query(str(erp), "SELEC nonsense", [], 30) is None
+    assert read_query(str(erp), "SELECT * FROM missing", [], 30) is None
+
+
+def test_a_runaway_query_is_killed_at_the_deadline(erp: Path) -> None:
+    """Past timeout_seconds the child is killed and nothing of it is left running."""
+    started = time.monotonic()
+    with pytest.raises(QueryTimedOut, match=r"interrupted after 0\.5 s"):
+        read_query(str(erp), FOREVER, [], 0.5)
+    assert time.monotonic() - started < 5
+    assert readers(os.getpid()) == []
+
+
+def test_the_source_reports_a_runaway_query_as_a_source_error(erp: Path) -> None:
+    """Through the SQL source: a SourceError naming the setting to change, no hang."""
+    source = SqlSource("erp", SqlSourceConfig(
+        type="sql", url=f"sqlite:///{erp}", timeout_seconds=0.5,
+        kinds={"suppliers": {"query": FOREVER}}))
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=r"interrupted after 0\.5 s.*timeout_seconds"):
+        source.read("suppliers", CompanyRef("uk", "c-1"))
+    assert time.monotonic() - started < 5
+    source.close()
+
+
+def test_the_child_goes_when_its_parent_is_killed(erp: Path) -> None:
+    """SIGKILL the process that started a runaway read: its child stops too."""
+    code = ("import sys; from connectors.sqlite_child import read_query; "
+            f"read_query({str(erp)!r}, {FOREVER!r}, [], 600)")
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 20
+        while not readers(parent.pid):
+            assert time.monotonic() < deadline, "the reader child never started"
+            time.sleep(0.05)
+        child = readers(parent.pid)[0]
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child}").exists() and "Z" not in _state(child):
+            assert time.monotonic() < deadline, "the reader outlived its parent"
+            time.sleep(0.05)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
