@@ -219,6 +219,16 @@ def _read_here(url: URL, sql: str, positional: list[Any], timeout: float) -> pa.
     return table
 
 
+def _valid(table: pa.Table) -> bool:
+    """True when every text value is valid UTF-8: SQLite hands over the bytes of text written
+    in another encoding as they are, and the row-by-row read names the column."""
+    try:
+        table.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
 def _sqlite_file(url: URL) -> bool:
     """True for a SQLite database in a file named by path (not in memory, not a URI)."""
     return (url.get_backend_name() == "sqlite" and bool(url.database)
@@ -265,7 +275,7 @@ def arrow_read(url: URL, stmt: TextClause | Select[Any], params: dict[str, Any],
         table = read_query(str(url.database), str(compiled), positional, timeout)
     else:
         table = _read_here(url, str(compiled), positional, timeout)
-    if table is None or not arrow_columns(table):
+    if table is None or not arrow_columns(table) or not _valid(table):
         return None
     columns = [c.cast(pa.string()) if pa.types.is_null(c.type) or pa.types.is_large_string(
         c.type) else c for c in table.columns]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from connectors.files import _arrow_csv, read_csv, read_parquet
 from connectors.sql import SqlSource
 from sync.foundation.config import KindSourceConfig, SqlSourceConfig, ValidationConfig
 from sync.foundation.entities import get_kind
+from sync.foundation.errors import ConfigError
 from sync.reference.rules.normalise import KindMapping, normalise
 
 COMPANY = CompanyRef("uk", "c-1")
@@ -70,7 +72,7 @@ def test_repeated_header_names_take_the_row_by_row_reader(tmp_path: Path) -> Non
     assert list(read_csv(path, KindSourceConfig()).columns) == ["Code", "Code.1"]
 
 
-def make_erp(path: Path, rows: list[tuple[object, ...]]) -> None:
+def make_erp(path: Path, rows: Sequence[tuple[object, ...]]) -> None:
     """A suppliers table with the rows given."""
     with closing(sqlite3.connect(path)) as db, db:
         db.execute("CREATE TABLE s (Code TEXT, Name TEXT, PaymentDueDays INTEGER, "
@@ -117,7 +119,7 @@ def test_a_sqlite_query_is_read_through_adbc_in_a_child_and_plans_the_same(
              + [("uk", "B", 2, None), ("X", "C", 3, None)])
     kinds = {"suppliers": {"query": "SELECT * FROM s WHERE Code LIKE 'S%' OR Code = :company"}}
     fast, slow = (SqlSource("erp", SqlSourceConfig(type="sql", url=f"sqlite:///{erp}",
-                                                   kinds=kinds, arrow=arrow))  # type: ignore[arg-type]
+                                                   kinds=kinds, arrow=arrow))
                   for arrow in (True, False))
     a, b = fast.read("suppliers", COMPANY).frame, slow.read("suppliers", COMPANY).frame
     assert isinstance(a["Code"].dtype, pd.ArrowDtype)
@@ -168,3 +170,19 @@ def test_parquet_through_arrow_plans_the_same(tmp_path: Path) -> None:
     na, nb = (normalise(kind, f, KindMapping(), ValidationConfig()) for f in (fast, slow))
     pd.testing.assert_frame_equal(na.frame, nb.frame)
     assert na.rejected == nb.rejected
+
+
+@pytest.mark.parametrize("kind", [{"table": "s"}, {"query": "SELECT * FROM s"}])
+def test_text_that_is_not_utf8_leaves_arrow_and_names_the_column(
+        tmp_path: Path, kind: dict[str, str]) -> None:
+    """ADBC hands over SQLite's bytes as they are; invalid UTF-8 is caught before it is used
+    and the row-by-row read names the column and the encoding to set."""
+    erp = tmp_path / "erp.db"
+    make_erp(erp, [("S1", "ok", 1, None)])
+    with closing(sqlite3.connect(erp)) as db, db:
+        db.execute("INSERT INTO s VALUES ('S2', CAST(? AS TEXT), 2, NULL)",
+                   ("Café".encode("cp1252"),))
+    source = SqlSource("erp", SqlSourceConfig(type="sql", url=f"sqlite:///{erp}",
+                                              kinds={"suppliers": kind}))
+    with pytest.raises(ConfigError, match=r"column 'Name'.*cp1252"):
+        source.read("suppliers", COMPANY)

@@ -17,7 +17,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sync.foundation.entities import FieldSpec
+from sync.foundation.numbers import MAX_MAGNITUDE
 from sync.reference.rules.values import InvalidValue, canonical_value
+
+# Whole numbers at or past this are refused by the scalar rule (``bounded_decimal``).
+_INT_BOUND = 10 ** MAX_MAGNITUDE
 
 
 def as_objects(values: Any) -> np.ndarray:
@@ -86,8 +90,12 @@ def _native_arrow(spec: FieldSpec, arr: Any) -> np.ndarray | None:
             return None
         return np.array([v + 0.0 if v is not None else None for v in numbers_.to_pylist()],
                         dtype=object)
-    if (spec.type == "int" and pa.types.is_integer(kind)) or (
-            spec.type == "bool" and pa.types.is_boolean(kind)):
+    if spec.type == "int" and pa.types.is_integer(kind):
+        low, high = pc.min_max(arr).values()
+        if low.is_valid and not -_INT_BOUND < low.as_py() <= high.as_py() < _INT_BOUND:
+            return None  # past the bound: the scalar rule refuses it, naming the cell
+        return np.array(arr.to_pylist(), dtype=object)
+    if spec.type == "bool" and pa.types.is_boolean(kind):
         return np.array(arr.to_pylist(), dtype=object)
     return None
 
@@ -105,7 +113,12 @@ def _native_column(spec: FieldSpec, values: Any) -> np.ndarray | None:
         out = np.array(numbers_.tolist(), dtype=object)
         out[np.isnan(numbers_)] = None
         return out
-    if (spec.type == "int" and kind in "iu") or (spec.type == "bool" and kind == "b"):
+    if spec.type == "int" and kind in "iu":
+        ints = np.asarray(values).tolist()
+        if ints and not -_INT_BOUND < min(ints) <= max(ints) < _INT_BOUND:
+            return None
+        return np.array(ints, dtype=object)
+    if spec.type == "bool" and kind == "b":
         return np.array(np.asarray(values).tolist(), dtype=object)
     return None
 

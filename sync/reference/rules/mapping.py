@@ -30,9 +30,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sync.foundation.entities import Kind
 from sync.foundation.errors import ConfigError
+from sync.reference.rules.columns import mask, source_arrow
 from sync.reference.rules.where import Columns as _Columns
 from sync.reference.rules.where import cell_text as _text
 from sync.reference.rules.where import evaluate, parse_where
@@ -62,11 +65,28 @@ class Rules:
 
 def _empty(values: pd.Series) -> np.ndarray:
     """Which cells are missing, or text of spaces only."""
+    arr = source_arrow(values)
+    if arr is not None:
+        return _empty_arrow(arr)
     cells = values.to_numpy(dtype=object)
     missing = np.asarray(pd.isna(cells), dtype=bool)
     blank = np.fromiter((isinstance(v, str) and not v.strip() for v in cells.tolist()),
                         dtype=bool, count=len(cells))
     return np.asarray(missing | blank, dtype=bool)
+
+
+def _empty_arrow(arr: Any) -> np.ndarray:
+    """:func:`_empty` of an Arrow column: printable-ASCII text is blank when it holds only
+    spaces (the only whitespace such text can hold); any other text is asked of Python."""
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return mask(pc.is_null(arr))
+    printable = pc.fill_null(pc.ascii_is_printable(arr), True)
+    spaces = pc.equal(pc.binary_length(pc.utf8_trim(arr, " ")), 0)
+    out = mask(pc.fill_null(pc.or_kleene(pc.is_null(arr), pc.and_(printable, spaces)), True))
+    other = np.flatnonzero(~mask(printable))
+    if len(other):
+        out[other] = [not v.strip() for v in arr.take(pa.array(other)).to_pylist()]
+    return out
 
 
 def blank_rows(raw: pd.DataFrame) -> np.ndarray:
@@ -137,7 +157,9 @@ def _resolve(kind: Kind, name: str, entry: MappingEntry, cols: _Columns) -> pd.S
         missing = sorted({n for c in choices for n in _needs(c) if not cols.has(n)})
         raise ConfigError(f"{kind.label}: {name} is mapped from column(s) {missing}, which the "
                           f"source does not have; it has: {cols.names()}", key=f"mapping.{name}")
-    result = _one(usable[0], cols).astype(object)
+    result = _one(usable[0], cols)  # a plain column keeps its dtype (Arrow stays Arrow)
+    if len(usable) > 1:
+        result = result.astype(object)
     for choice in usable[1:]:
         empty = _empty(result)
         if not empty.any():
@@ -214,7 +236,9 @@ def shape(kind: Kind, raw: pd.DataFrame, rules: Rules) -> Shaped:
     chosen = map_columns(kind, rows, rules.mapping)
     if rules.base_currency and kind.name == "currencies":
         _base_currency(chosen, rules.base_currency, rows.index)
-    frame = pd.DataFrame(chosen, index=rows.index, dtype=object) if chosen else \
+    # Each column keeps its dtype: an Arrow-backed one is canonicalised in Arrow, not first
+    # turned into a million Python objects.
+    frame = pd.DataFrame(chosen, index=rows.index, copy=False) if chosen else \
         pd.DataFrame(index=rows.index)
     if rules.base_currency and "IsBase" in frame.columns and not frame["IsBase"].any():
         code = rules.base_currency.upper()
