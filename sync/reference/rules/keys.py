@@ -81,23 +81,36 @@ _ESCAPED = r"[\x00-\x1f]"  # characters JSON writes as escapes other than \\ and
 
 
 def _text_fragments(prefix: str, arrow: Any) -> Any:
-    """``"Name":"value"`` for every cell of an Arrow string column (null where missing), or
-    None when a cell holds a character JSON would escape other than a quote or backslash."""
-    if pc.any(pc.match_substring_regex(arrow, _ESCAPED)).as_py():
+    """``,"Name":"value"`` for every cell of an Arrow string column ("" where missing), or
+    None when a cell holds a character JSON would escape other than a quote or backslash.
+    Printable ASCII (one cheap pass) cannot hold such a character; only other columns are
+    searched for one."""
+    if pc.all(pc.ascii_is_printable(arrow)).as_py() not in (True, None) and \
+            pc.any(pc.match_substring_regex(arrow, _ESCAPED)).as_py():
         return None
     quoted = pc.replace_substring(pc.replace_substring(arrow, "\\", "\\\\"), '"', '\\"')
-    return pc.binary_join_element_wise(prefix + '"', quoted, '"', "")
+    return pc.fill_null(pc.binary_join_element_wise("," + prefix + '"', quoted, '"', ""), "")
 
 
 def _value_fragments(spec: FieldSpec, values: np.ndarray) -> Any:
-    """``"Name":json`` for every cell of an object column (null where missing); the JSON of
-    each distinct value is written once (by identity for lists and objects)."""
-    prefix = encode_basestring(spec.name) + ":"
+    """``,"Name":json`` for every cell of an object column ("" where missing); whole numbers
+    are written by Arrow, other values' JSON once per distinct value (by identity for lists
+    and objects)."""
+    prefix = "," + encode_basestring(spec.name) + ":"
+    if spec.type == "int" and pd.api.types.infer_dtype(values, skipna=True) in (
+            "integer", "empty"):
+        try:
+            ints = pa.array(values, type=pa.int64(), from_pandas=False)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            ints = None  # past 64 bits: the general path writes it
+        if ints is not None:
+            return pc.fill_null(pc.binary_join_element_wise(prefix, ints.cast(pa.string()), ""),
+                                "")
     texts: dict[Any, str] = {}
-    out: list[str | None] = []
+    out: list[str] = []
     for v in values.tolist():
         if v is None:
-            out.append(None)
+            out.append("")
             continue
         key = (type(v), v) if isinstance(v, str | int | float | bool) else id(v)
         text = texts.get(key)
@@ -119,7 +132,11 @@ def _sha256_rows(joined: Any) -> list[str]:
 def _arrow_digests(kind: Kind, columns: Mapping[str, np.ndarray], rows: np.ndarray,
                    arrow: Mapping[str, Any], every: bool) -> list[str] | None:
     """:func:`digests` built in Arrow: each row's canonical JSON text is joined from its
-    fields' fragments, then hashed; None when a value needs the general path."""
+    fields' fragments, then hashed; None when a value needs the general path.
+
+    Each fragment carries its own leading comma and is empty where the value is missing, so
+    one plain join (no null skipping, which Arrow does many times slower) gives
+    ``,"A":1,"B":"x"``; its first character then becomes the opening brace."""
     parts = []
     for name in sorted(kind.sent_fields):
         spec = kind.field(name)
@@ -138,12 +155,14 @@ def _arrow_digests(kind: Kind, columns: Mapping[str, np.ndarray], rows: np.ndarr
             parts.append(fragments)
         else:
             parts.append(_value_fragments(spec, values))
-    joined = pc.binary_join_element_wise(*[p.cast(pa.large_string()) for p in parts],
-                                         pa.scalar(",", pa.large_string()),
-                                         null_handling="skip")
-    brace = pa.scalar("{", pa.large_string()), pa.scalar("}", pa.large_string())
-    return _sha256_rows(pc.binary_join_element_wise(brace[0], joined, brace[1],
-                                                    pa.scalar("", pa.large_string())))
+    large = pa.large_string()
+    joined = pc.binary_join_element_wise(*[p.cast(large) for p in parts],
+                                         pa.scalar("}", large), pa.scalar("", large))
+    opened = pc.binary_replace_slice(joined, 0, 1, "{")
+    if pc.any(pc.equal(joined, pa.scalar("}", large))).as_py():  # a row without any value
+        opened = pc.if_else(pc.equal(joined, pa.scalar("}", large)),
+                            pa.scalar("{}", large), opened)
+    return _sha256_rows(opened)
 
 
 def digests(kind: Kind, columns: Mapping[str, np.ndarray], rows: Iterable[int], *,

@@ -22,6 +22,7 @@ from sync.reference.rules.keys import (
     positions,
     record_digest,
     record_key,
+    sha256_hex,
     strictly_increasing,
 )
 from sync.reference.rules.values import InvalidValue, canonical_json, canonical_value
@@ -235,9 +236,9 @@ def test_float_text_form() -> None:
 
 
 record_values = st.fixed_dictionaries({
-    "Code": st.text(alphabet="AB1", min_size=1, max_size=3),
+    "Code": st.one_of(st.none(), st.text(alphabet='AB1"\\', min_size=1, max_size=3)),
     "Name": st.one_of(st.none(), st.text(max_size=5)),
-    "PaymentDueDays": st.one_of(st.none(), st.integers(-3, 3)),
+    "PaymentDueDays": st.one_of(st.none(), st.integers(-3, 3), st.integers(-2**70, 2**70)),
     "AnalysisDefaults": st.one_of(st.none(), st.just([{"FieldCode": "A", "Value": "1"}])),
 })
 
@@ -252,3 +253,26 @@ def test_vector_digests_equal_record_digest(records: list[dict[str, object]]) ->
         columns[name] = np.array([*values, None], dtype=object)[:-1]
     got = digests(SUPPLIERS, columns, range(len(records)))
     assert got == [record_digest(SUPPLIERS, r) for r in records]
+
+
+@given(st.lists(record_values, max_size=8), st.data())
+def test_vector_digests_of_some_rows_equal_record_digest(
+        records: list[dict[str, object]], data: st.DataObject) -> None:
+    """digests() of a subset of the rows (in any order) equals record_digest() of each."""
+    columns = {}
+    for name in SUPPLIERS.sent_fields:
+        values = [canonical_value(SUPPLIERS.field(name), r.get(name), strict=False)
+                  for r in records]
+        columns[name] = np.array([*values, None], dtype=object)[:-1]
+    rows = data.draw(st.lists(st.integers(0, max(len(records) - 1, 0)), max_size=len(records)))
+    got = digests(SUPPLIERS, columns, rows)
+    assert got == [record_digest(SUPPLIERS, records[r]) for r in rows]
+
+
+def test_a_row_without_any_value_digests_as_the_empty_object() -> None:
+    """Every field missing: the digest of ``{}``, through the column path as through one."""
+    columns = {name: np.array([None, None], dtype=object) for name in SUPPLIERS.sent_fields}
+    columns["Code"] = np.array([None, 'A"\\'], dtype=object)
+    got = digests(SUPPLIERS, columns, [0, 1])
+    assert got == [record_digest(SUPPLIERS, {}), record_digest(SUPPLIERS, {"Code": 'A"\\'})]
+    assert got[0] == sha256_hex("{}")
