@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from sync.foundation.errors import ConfigError, StateCorrupt, StateError
 from sync.foundation.secrets import Secret
 from sync.state import StateStore
 from sync.state.db import Database, create_state_engine, state_url
-from sync.state.migrate import VERSION_TABLE, head_revision, upgrade
+from sync.state.migrate import HEAD, VERSION_TABLE, head_revision, upgrade
 from sync.state.models import Base
 
 FIRST = "0001"
@@ -33,6 +35,22 @@ def test_open_migrates_to_head(store: StateStore) -> None:
     """A new database is created at the newest revision."""
     assert store.schema_revision() == head_revision()
     store.ping()
+
+
+def test_the_head_constant_is_the_newest_script() -> None:
+    """HEAD (which spares opening a current database from loading Alembic) is the newest
+    migration script's revision: a new script must move it."""
+    assert head_revision() == HEAD
+
+
+def test_a_current_database_opens_without_alembic(tmp_path: Path) -> None:
+    """Opening a database already at the head reads its revision by plain SQL."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    StateStore.open(url).close()
+    code = ("import sys; from sync.state import StateStore; "
+            f"StateStore.open({url!r}).close(); "
+            "sys.exit(1 if any(m.startswith('alembic') for m in sys.modules) else 0)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 def test_old_database_is_migrated_not_recreated(state_url: str) -> None:

@@ -129,10 +129,11 @@ def _sha256_rows(joined: Any) -> list[str]:
     return [sha(data[a:b]).hexdigest() for a, b in itertools.pairwise(offsets)]
 
 
-def _arrow_digests(kind: Kind, columns: Mapping[str, np.ndarray], rows: np.ndarray,
-                   arrow: Mapping[str, Any], every: bool) -> list[str] | None:
-    """:func:`digests` built in Arrow: each row's canonical JSON text is joined from its
-    fields' fragments, then hashed; None when a value needs the general path.
+def _arrow_digests(kind: Kind, columns: Mapping[str, np.ndarray],
+                   arrow: Mapping[str, Any]) -> list[str] | None:
+    """:func:`digests` of every row of ``columns`` built in Arrow: each row's canonical JSON
+    text is joined from its fields' fragments, then hashed; None when a value needs the
+    general path.
 
     Each fragment carries its own leading comma and is empty where the value is missing, so
     one plain join (no null skipping, which Arrow does many times slower) gives
@@ -140,13 +141,10 @@ def _arrow_digests(kind: Kind, columns: Mapping[str, np.ndarray], rows: np.ndarr
     parts = []
     for name in sorted(kind.sent_fields):
         spec = kind.field(name)
-        values = columns[name] if every else columns[name][rows]
         if spec.type == "str":
             texts = arrow.get(name)
-            if texts is not None and not every:
-                texts = texts.take(pa.array(rows))
             if texts is None:
-                texts = as_arrow(values)
+                texts = as_arrow(columns[name])
             if texts is None:
                 return None
             fragments = _text_fragments(encode_basestring(spec.name) + ":", texts)
@@ -154,15 +152,33 @@ def _arrow_digests(kind: Kind, columns: Mapping[str, np.ndarray], rows: np.ndarr
                 return None
             parts.append(fragments)
         else:
-            parts.append(_value_fragments(spec, values))
+            parts.append(_value_fragments(spec, columns[name]))
     large = pa.large_string()
     joined = pc.binary_join_element_wise(*[p.cast(large) for p in parts],
                                          pa.scalar("}", large), pa.scalar("", large))
+    del parts
     opened = pc.binary_replace_slice(joined, 0, 1, "{")
     if pc.any(pc.equal(joined, pa.scalar("}", large))).as_py():  # a row without any value
         opened = pc.if_else(pc.equal(joined, pa.scalar("}", large)),
                             pa.scalar("{}", large), opened)
     return _sha256_rows(opened)
+
+
+def _general_digests(kind: Kind, columns: Mapping[str, np.ndarray],
+                     rows: np.ndarray) -> list[str]:
+    """:func:`digests` value by value in Python (any value, lone surrogates included)."""
+    parts = []
+    for name in sorted(kind.sent_fields):
+        encode = _fragment(kind.field(name))
+        parts.append([None if v is None else encode(v) for v in columns[name][rows]])
+    sha = hashlib.sha256
+    return [sha(("{" + ",".join(filter(None, row)) + "}").encode("utf-8", "surrogatepass"))
+            .hexdigest() for row in zip(*parts, strict=True)]
+
+
+# Rows digested together: Arrow's intermediate text for a batch stays a few tens of MB, and
+# the memory freed by one batch is reused by the next instead of being faulted in afresh.
+DIGEST_BATCH = 131_072
 
 
 def digests(kind: Kind, columns: Mapping[str, np.ndarray], rows: Iterable[int], *,
@@ -172,25 +188,30 @@ def digests(kind: Kind, columns: Mapping[str, np.ndarray], rows: Iterable[int], 
     Equal to :func:`record_digest` of each row when the values are already canonical; it skips
     re-canonicalisation, which is what makes it fast. ``arrow`` (optional) holds text columns
     already as Arrow string arrays (every row, in ``columns``' order), used as they are.
+    Rows are digested in batches of :data:`DIGEST_BATCH`.
     """
     rows = np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows, dtype=np.intp)
     n = len(next(iter(columns.values()))) if columns else 0
     every = len(rows) == n and (n == 0 or bool((rows == np.arange(n)).all()))
-    if len(rows):
+    sent = kind.sent_fields
+    columns = {name: values for name, values in columns.items() if name in sent}
+    texts = {name: a for name, a in (arrow or {}).items() if name in sent}
+    out: list[str] = []
+    for start in range(0, len(rows), DIGEST_BATCH):
+        batch = rows[start:start + DIGEST_BATCH]
+        if every:
+            stop = start + len(batch)
+            cols = {name: values[start:stop] for name, values in columns.items()}
+            some = {name: a.slice(start, len(batch)) for name, a in texts.items()}
+        else:
+            cols = {name: values[batch] for name, values in columns.items()}
+            some = {name: a.take(pa.array(batch)) for name, a in texts.items()}
         try:
-            fast = _arrow_digests(kind, columns, rows, arrow or {}, every)
+            fast = _arrow_digests(kind, cols, some)
         except (pa.ArrowException, UnicodeError, TypeError, ValueError):
-            fast = None  # lone surrogates and the like: the general path below decides
-        if fast is not None:
-            return fast
-    names = sorted(kind.sent_fields)
-    parts = []
-    for name in names:
-        encode = _fragment(kind.field(name))
-        parts.append([None if v is None else encode(v) for v in columns[name][rows]])
-    sha = hashlib.sha256
-    return [sha(("{" + ",".join(filter(None, row)) + "}").encode("utf-8", "surrogatepass"))
-            .hexdigest() for row in zip(*parts, strict=True)]
+            fast = None  # lone surrogates and the like: the general path decides
+        out += fast if fast is not None else _general_digests(kind, columns, batch)
+    return out
 
 
 def field_of(key: str) -> str:

@@ -276,3 +276,21 @@ def test_a_row_without_any_value_digests_as_the_empty_object() -> None:
     got = digests(SUPPLIERS, columns, [0, 1])
     assert got == [record_digest(SUPPLIERS, {}), record_digest(SUPPLIERS, {"Code": 'A"\\'})]
     assert got[0] == sha256_hex("{}")
+
+
+def test_digests_in_batches_equal_record_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batched: every row and a shuffled subset, with one batch needing the general path (a
+    lone surrogate Arrow cannot hold), give each row's record_digest()."""
+    import sync.reference.rules.keys as keys_module
+
+    monkeypatch.setattr(keys_module, "DIGEST_BATCH", 3)
+    records: list[dict[str, object]] = [
+        {"Code": f"S{i}", "Name": 'say "hi"\\' if i % 2 else None, "PaymentDueDays": i}
+        for i in range(10)]
+    records[4]["Name"] = "bad \udcff"
+    columns = {name: np.array([*[r.get(name) for r in records], None], dtype=object)[:-1]
+               for name in SUPPLIERS.sent_fields}
+    want = [record_digest(SUPPLIERS, r) for r in records]
+    assert digests(SUPPLIERS, columns, range(10)) == want
+    rows = [9, 0, 4, 7, 2]
+    assert digests(SUPPLIERS, columns, rows) == [want[r] for r in rows]
