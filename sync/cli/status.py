@@ -22,9 +22,9 @@ from rich.text import Text
 
 from sync.console.terminal import make_console
 from sync.foundation.config import Config, load_config
+from sync.foundation.outcomes import counts_line
 from sync.runtime.capabilities import fallback_of
 from sync.runtime.context import open_store
-from sync.runtime.jobrun import counts_line
 from sync.state.store import RunRow, StateStore
 
 _BACKLOG = ("seen", "posting", "posted", "quarantined")

@@ -35,9 +35,9 @@ from starlette.routing import BaseRoute, Route
 from sync.daemon import pages
 from sync.foundation.config import Config
 from sync.foundation.logs import get_logger
+from sync.foundation.outcomes import counts_line
 from sync.foundation.secrets import REDACTOR
 from sync.runtime.context import Runtime
-from sync.runtime.jobrun import counts_line
 from sync.state.rows import LedgerRow, QuarantineRow, RunRow
 from sync.state.store import StateStore
 from sync.transactions.rules import RESOLVED_PREFIX

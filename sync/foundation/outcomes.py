@@ -8,8 +8,9 @@ bad configuration, failed, blocked by the guard, partial, ok. The daemon's bookk
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
+from typing import Any
 
 from sync.foundation.errors import ExitCode
 
@@ -61,3 +62,15 @@ def worst(outcomes: Iterable[str]) -> Outcome:
     rank = {code: i for i, code in enumerate(EXIT_SEVERITY)}
     found = [Outcome(o) for o in outcomes]
     return min(found, key=lambda o: rank[o.exit_code], default=Outcome.OK)
+
+
+def counts_line(counts: Mapping[str, Any]) -> str:
+    """One line of the non-zero per-kind counts of a run record (``counts["kinds"]``)."""
+    kinds = counts.get("kinds")
+    if not isinstance(kinds, Mapping):
+        return ""
+    parts = []
+    for kind, numbers in sorted(kinds.items()):
+        shown = ", ".join(f"{k} {v}" for k, v in numbers.items() if v)
+        parts.append(f"{kind}: {shown or 'no change'}")
+    return "; ".join(parts)

@@ -244,18 +244,6 @@ def counts_by_kind(result: Mapping[str, Any]) -> dict[str, dict[str, int]]:
     return {"transactions": counts} if counts else {}
 
 
-def counts_line(counts: Mapping[str, Any]) -> str:
-    """One line of the non-zero per-kind counts of a run record (``counts["kinds"]``)."""
-    kinds = counts.get("kinds")
-    if not isinstance(kinds, Mapping):
-        return ""
-    parts = []
-    for kind, numbers in sorted(kinds.items()):
-        shown = ", ".join(f"{k} {v}" for k, v in numbers.items() if v)
-        parts.append(f"{kind}: {shown or 'no change'}")
-    return "; ".join(parts)
-
-
 def _numbers(source: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, int]:
     return {n: int(source[n]) for n in names
             if isinstance(source.get(n), int) and not isinstance(source.get(n), bool)}

@@ -7,7 +7,6 @@ from itertools import islice
 from typing import Any, TypeVar
 
 from sqlalchemy import Float, cast, extract, func
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
 _UNIX_EPOCH_JULIAN = 2440587.5
@@ -22,9 +21,15 @@ def db_epoch(dialect: str) -> ColumnElement[float]:
 
 
 def upsert_insert(dialect: str, model: Any) -> Any:
-    """An INSERT with ``on_conflict_do_nothing`` / ``on_conflict_do_update`` for ``dialect``."""
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+    """An INSERT with ``on_conflict_do_nothing`` / ``on_conflict_do_update`` for ``dialect``
+    (each dialect module imported when first used: a SQLite user never loads PostgreSQL's)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
 
+        return postgresql.insert(model)
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(model)
 
 
 def batched(items: Iterable[T], size: int = 1000) -> Iterator[list[T]]:
