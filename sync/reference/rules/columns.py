@@ -158,16 +158,34 @@ def _ascii_column(spec: FieldSpec, arr: Any, trim: bool, strict: bool) -> Column
     out = fixed.to_numpy(zero_copy_only=False)
     if out.dtype != object:
         out = out.astype(object)
-    rows = np.flatnonzero(mask(dirty)).tolist()
-    problems: dict[int, InvalidValue] = {}
-    for i in rows:
-        try:
-            out[i] = canonical_value(spec, arr[i].as_py(), trim=trim, strict=strict)
-        except InvalidValue as exc:
-            out[i], problems[i] = exc.value, exc
-    if not rows:
-        return Column(out, problems, fixed)
+    rows = np.flatnonzero(mask(dirty))
+    if not len(rows):
+        return Column(out, {}, fixed)
+    problems = _scalar_rule(spec, arr.take(pa.array(rows)), rows, out, trim, strict)
     return Column(out, problems, None if problems else as_arrow(out))
+
+
+def _scalar_rule(spec: FieldSpec, cells: Any, rows: np.ndarray, out: np.ndarray, trim: bool,
+                 strict: bool) -> dict[int, InvalidValue]:
+    """:func:`canonical_value` of ``cells`` (Arrow text, no nulls) into ``out`` at ``rows``,
+    once per distinct text (a town, a name with an accent, repeated down the column)."""
+    codes = pc.dictionary_encode(cells)
+    found: list[Any] = []
+    failed: dict[int, InvalidValue] = {}
+    for u, text in enumerate(codes.dictionary.to_pylist()):
+        try:
+            found.append(canonical_value(spec, text, trim=trim, strict=strict))
+        except InvalidValue as exc:
+            found.append(exc.value)
+            failed[u] = exc
+    values = np.empty(len(found), dtype=object)
+    values[:] = found
+    index = codes.indices.to_numpy(zero_copy_only=False).astype(np.intp)
+    out[rows] = values[index]
+    if not failed:
+        return {}
+    bad = np.flatnonzero(np.isin(index, list(failed)))
+    return {int(rows[j]): failed[int(index[j])] for j in bad.tolist()}
 
 
 def _json_column(spec: FieldSpec, arr: Any, trim: bool, strict: bool) -> Column:
