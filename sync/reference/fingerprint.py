@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sync.reference.apply import KindRun
 
@@ -113,10 +115,27 @@ def settings_hash(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def remote_hash(digests: Mapping[str, str]) -> str:
-    """A stable hash of the remote copy's keys and digests."""
-    text = "\n".join(f"{k}\t{digests[k]}" for k in sorted(digests))
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+def remote_hash(keys: Sequence[str], digests: Sequence[str]) -> str:
+    """A stable hash of the remote copy's keys and digests (``key TAB digest`` lines in key
+    order, joined by newlines). Sorted and joined in Arrow: a million keys in a fraction of a
+    second; keys Arrow cannot hold (lone surrogates) take the same text through Python."""
+    try:
+        k, d = pa.array(keys, type=pa.string()), pa.array(digests, type=pa.string())
+    except (pa.ArrowException, UnicodeError):
+        pairs = sorted(zip(keys, digests, strict=True))
+        text = "\n".join(f"{key}\t{digest}" for key, digest in pairs)
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    large = pa.large_string()
+    order = pc.array_sort_indices(k)  # byte order of UTF-8 is code point order, as sorted()
+    lines = pc.binary_join_element_wise(
+        k.take(order).cast(large), pa.scalar("\t", large), d.take(order).cast(large),
+        pa.scalar("\n", large), pa.scalar("", large))
+    sha = hashlib.sha256()
+    if len(lines):  # the lines lie end to end: hash them at once, less the last newline
+        offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)
+        first, last = int(offsets[lines.offset]), int(offsets[lines.offset + len(lines)])
+        sha.update(memoryview(lines.buffers()[2] or b"")[first:last - 1])
+    return sha.hexdigest()
 
 
 def kind_settings(run: KindRun) -> str:
@@ -143,21 +162,21 @@ async def unchanged(run: KindRun, source: str, settings: str) -> int | None:
     if kept is None or (kept.source, kept.settings) != (source, settings):
         return None
     store, company, kind = run.rt.store, run.company.name, run.kind.name
-    digests = await run.db(store.remote_digests, company, kind)
-    if remote_hash(digests) != kept.remote:
+    keys, digests = await run.db(store.remote_key_digests, company, kind)
+    if remote_hash(keys, digests) != kept.remote:
         return None
     markers = await run.db(store.open_refreshes, company)
     if any(m.kind == kind or m.kind.startswith(f"{kind}/") for m in markers):
         return None
     if await run.db(store.quarantined, company, kind, None):
         return None
-    return len(digests)
+    return len(keys)
 
 
 async def keep(run: KindRun, source: str, settings: str) -> None:
     """Remember a clean run's fingerprint (the remote copy as it is now)."""
     store, company, kind = run.rt.store, run.company.name, run.kind.name
-    digests = await run.db(store.remote_digests, company, kind)
-    mark = Fingerprint(source, settings, remote_hash(digests), len(digests))
+    keys, digests = await run.db(store.remote_key_digests, company, kind)
+    mark = Fingerprint(source, settings, remote_hash(keys, digests), len(keys))
     await run.db(store.upsert_remote, company, FINGERPRINTS,
                  [(kind, mark.record(), mark.remote)], fence=run.fence)

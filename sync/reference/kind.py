@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -42,6 +42,7 @@ from sync.reference.refresh import apply_refresh
 from sync.reference.rules.diff import KindDiff, diff
 from sync.reference.rules.findings import Rejection
 from sync.reference.rules.guard import check_guard
+from sync.reference.rules.keys import key_order
 from sync.reference.rules.mapping import unsent_note
 from sync.reference.rules.normalise import KindMapping, Normalised, canonical_records, normalise
 from sync.reference.rules.plan import (
@@ -90,12 +91,14 @@ class StateView:
         return self.records is None
 
 
-def digest_frame(kind: Kind, digests: Mapping[str, str]) -> pd.DataFrame:
-    """Pure: a canonical-shaped frame with the keys and digests only (every field None)."""
-    keys = sorted(digests)
-    index = pd.Index(keys, dtype=object, name="key")
-    data: dict[str, Any] = {f: np.full(len(keys), None, dtype=object) for f in kind.field_names}
-    data["_digest"] = np.array([digests[k] for k in keys], dtype=object)
+def digest_frame(kind: Kind, keys: list[str], digests: list[str]) -> pd.DataFrame:
+    """Pure: a canonical-shaped frame with the keys and digests only (every field None), from
+    the two as the state database lists them (in any order)."""
+    order = key_order(keys)
+    index = pd.Index(np.array(keys, dtype=object)[order], dtype=object, name="key")
+    empty = np.full(len(keys), None, dtype=object)
+    data: dict[str, Any] = {f: empty for f in kind.field_names}
+    data["_digest"] = np.array(digests, dtype=object)[order]
     return pd.DataFrame(data, index=index, dtype=object, copy=False)
 
 
@@ -201,10 +204,11 @@ class KindSync:
 
     async def _state(self, *, light: bool = False) -> StateView:
         store, company, kind = self.run.rt.store, self.run.company.name, self.run.kind.name
-        digests = await self.run.db(store.remote_digests, company, kind)
         if light:
-            frame = await asyncio.to_thread(digest_frame, self.run.kind, digests)
-            return StateView(None, digests, frame)
+            keys, values = await self.run.db(store.remote_key_digests, company, kind)
+            frame = await asyncio.to_thread(digest_frame, self.run.kind, keys, values)
+            return StateView(None, dict(zip(keys, values, strict=True)), frame)
+        digests = await self.run.db(store.remote_digests, company, kind)
         records = await self.run.db(store.remote_records, company, kind)
         return await self._view(records, digests, stored=True)
 

@@ -4,6 +4,7 @@ configuration, the runtime's connectors and the fast path's hashes."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import tomllib
 from datetime import UTC, datetime, timedelta
@@ -84,8 +85,17 @@ def test_hashes_are_stable_and_sensitive() -> None:
     same = pd.DataFrame({"Code": ["A", "B"], "Name": ["x", "y"]}, dtype=object)
     other = pd.DataFrame({"Code": ["A", "B"], "Name": ["x", "z"]}, dtype=object)
     assert source_hash(frame) == source_hash(same) != source_hash(other)
-    assert remote_hash({"A": "1", "B": "2"}) == remote_hash({"B": "2", "A": "1"})
-    assert remote_hash({"A": "1"}) != remote_hash({"A": "2"})
+    assert remote_hash(["A", "B"], ["1", "2"]) == remote_hash(["B", "A"], ["2", "1"])
+    assert remote_hash(["A"], ["1"]) != remote_hash(["A"], ["2"])
+    # The text hashed is "key TAB digest" lines in code point order (the stored form).
+    keys = ["b", "Zoë", "a\x1fB", "é", "10", "9", "😀", "\uff41"]
+    digests = [f"d{i}" for i in range(len(keys))]
+    text = "\n".join(f"{k}\t{d}" for k, d in sorted(zip(keys, digests, strict=True)))
+    assert remote_hash(keys, digests) == hashlib.sha256(text.encode()).hexdigest()
+    assert remote_hash([], []) == hashlib.sha256(b"").hexdigest()
+    lone = ["x\udcff", "a"]  # a key Arrow cannot hold takes the same text through Python
+    text = "a\td1\nx\udcff\td0".encode("utf-8", "surrogatepass")
+    assert remote_hash(lone, ["d0", "d1"]) == hashlib.sha256(text).hexdigest()
 
 
 def test_worst_outcome_decides_the_exit_code() -> None:

@@ -237,6 +237,17 @@ def _fold(part: str) -> str:
     return part
 
 
+def key_order(keys: list[str]) -> np.ndarray:
+    """The positions of ``keys`` in ``sorted()`` order: in Arrow (the byte order of UTF-8 is
+    code point order), through Python for keys Arrow cannot hold."""
+    try:
+        arrow = pa.array(keys, type=pa.string())
+    except (pa.ArrowException, UnicodeError):
+        return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.intp)
+    return np.asarray(pc.array_sort_indices(arrow).to_numpy(zero_copy_only=False),
+                      dtype=np.intp)
+
+
 def collision_key(key: str) -> str:
     """``key`` folded so that case, whitespace, width and zero-padding variants are equal."""
     return KEY_SEP.join(_fold(part) for part in key.split(KEY_SEP))

@@ -19,6 +19,7 @@ from sync.reference.rules.keys import (
     collision_keys,
     digests,
     duplicate_groups,
+    key_order,
     positions,
     record_digest,
     record_key,
@@ -294,3 +295,12 @@ def test_digests_in_batches_equal_record_digest(monkeypatch: pytest.MonkeyPatch)
     assert digests(SUPPLIERS, columns, range(10)) == want
     rows = [9, 0, 4, 7, 2]
     assert digests(SUPPLIERS, columns, rows) == [want[r] for r in rows]
+
+
+def test_key_order_is_sorted_order() -> None:
+    """key_order() gives sorted()'s order, through Arrow and (a lone surrogate) Python."""
+    keys = ["b", "Zoë", "a\x1fB", "é", "10", "9", "😀", "\uff41", "A"]
+    assert [keys[i] for i in key_order(keys)] == sorted(keys)
+    odd = [*keys, "x\udcff"]
+    assert [odd[i] for i in key_order(odd)] == sorted(odd)
+    assert key_order([]).tolist() == []
