@@ -59,9 +59,8 @@ class RemoteStore:
     def remote_key_digests(self, company: str, kind: str) -> tuple[list[str], list[str]]:
         """The keys and the digests of every known remote record of ``kind`` as two lists
         (in no particular order): a million rows without a million-entry dict."""
-        with self._db.read("reading remote digests") as conn:
-            rows = conn.execute(select(RemoteRecord.key, RemoteRecord.digest)
-                                .where(*_where(RemoteRecord, company, kind))).all()
+        rows = self._db.read_tuples("reading remote digests", select(
+            RemoteRecord.key, RemoteRecord.digest).where(*_where(RemoteRecord, company, kind)))
         return [r[0] for r in rows], [r[1] for r in rows]
 
     def remote_count(self, company: str, kind: str) -> int:

@@ -27,6 +27,9 @@ def test_upsert_and_read_back(store: StateStore) -> None:
     assert store.remote_digests("uk", "suppliers") == {"A": "d-a", "B": "d-b2"}
     assert store.remote_count("uk", "suppliers") == 2
     assert store.remote_count("uk", "currencies") == 0
+    keys, digests = store.remote_key_digests("uk", "suppliers")  # on the driver's cursor
+    assert sorted(zip(keys, digests, strict=True)) == [("A", "d-a"), ("B", "d-b2")]
+    assert store.remote_key_digests("uk", "currencies") == ([], [])
     assert store.remote_records("ie", "suppliers") == {"A": {"Code": "A", "Name": "other"}}
 
 
@@ -36,6 +39,7 @@ def test_unicode_and_emoji_round_trip_exactly(store: StateStore) -> None:
     store.upsert_remote("uk", "suppliers", [("ZOË-1", EXOTIC, digest)])
     assert store.remote_records("uk", "suppliers") == {"ZOË-1": EXOTIC}
     assert store.remote_digests("uk", "suppliers") == {"ZOË-1": digest}
+    assert store.remote_key_digests("uk", "suppliers") == (["ZOË-1"], [digest])
 
 
 def test_delete_ignores_absent_keys(store: StateStore) -> None:
