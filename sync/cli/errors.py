@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", help="only this kind ('transactions' for transactions)")
     parser.add_argument("--all", action="store_true", help="retry or resolve every listed item")
     parser.add_argument("--json", action="store_true", help="list as one JSON document")
+    parser.add_argument("--limit", type=_count, default=DEFAULT_LIMIT, metavar="N",
+                        help=f"rows per table when listing (default {DEFAULT_LIMIT}; 0: all; "
+                             "--json always lists all)")
 
 
 @dataclass(frozen=True)
@@ -60,15 +63,29 @@ class Listed:
     transactions: list[LedgerRow]
 
 
+DEFAULT_LIMIT = 100
+
+
+def _count(text: str) -> int:
+    """A row limit: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of rows (0: all)")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     """List, retry or resolve; exit 0 (2 for an unknown id or a bad filter)."""
     config = load_config(args.config)
     if args.company is not None:
         config.settings.company(args.company)
-    with open_store(config) as store:
+    with open_store(config, check=args.action != "list") as store:
         listed = find(store, config, args.company, args.kind)
         if args.action == "list":
-            show(listed, config, args.json)
+            show(listed, config, args.json, args.limit)
             return 0
         return change(store, listed, args)
 
@@ -123,8 +140,8 @@ def _chosen(listed: Listed, ids: Sequence[str], everything: bool
     return [by_id[i] for i in ids if i in by_id], [by_tx[i] for i in ids if i in by_tx]
 
 
-def show(listed: Listed, config: Config, as_json: bool) -> None:
-    """Print the lists as tables or JSON."""
+def show(listed: Listed, config: Config, as_json: bool, limit: int = DEFAULT_LIMIT) -> None:
+    """Print the lists as tables (the first ``limit`` rows of each, 0: all) or JSON (all)."""
     names = {c.company_id: c.name for c in config.settings.companies}
     records = [{"id": r.id, "company": r.company, "kind": r.kind, "key": r.key,
                 "reason": r.reason, "field": r.field, "message": r.message, "origin": r.origin,
@@ -140,15 +157,22 @@ def show(listed: Listed, config: Config, as_json: bool) -> None:
         return
     console = make_console(highlight=False)
     console.print(_table(f"Quarantined records ({len(records)})", records,
-                         ("id", "company", "kind", "key", "reason", "field", "message", "status")))
+                         ("id", "company", "kind", "key", "reason", "field", "message", "status"),
+                         limit))
     console.print(_table(f"Quarantined transactions ({len(transactions)})", transactions,
-                         ("id", "company", "type", "attempts", "next_attempt_at", "error")))
+                         ("id", "company", "type", "attempts", "next_attempt_at", "error"),
+                         limit))
 
 
-def _table(title: str, rows: list[dict[str, Any]], columns: Sequence[str]) -> Table:
-    table = Table(title=title, title_justify="left")
+def _table(title: str, rows: list[dict[str, Any]], columns: Sequence[str],
+           limit: int) -> Table:
+    shown = rows[:limit] if limit else rows
+    more = len(rows) - len(shown)
+    caption = (f"{more} more not shown: --limit 0 lists them all, --json as data, and "
+               "--kind / --company narrow the list") if more else None
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
     for column in columns:
         table.add_column(column, overflow="fold")
-    for row in rows:
+    for row in shown:
         table.add_row(*(Text("" if row[c] is None else str(row[c])) for c in columns))
     return table

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the status; exit 0 (the state is information, not a verdict)."""
     config = load_config(args.config)
-    with open_store(config) as store:
+    with open_store(config, check=False) as store:
         doc = collect(store, config)
     if args.json:
         print(json.dumps(doc, indent=2, default=str, ensure_ascii=False))

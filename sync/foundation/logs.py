@@ -18,8 +18,6 @@ import time
 from collections.abc import MutableMapping
 from typing import Any, Literal, TextIO, cast
 
-import structlog
-
 from sync.foundation.secrets import REDACTOR
 
 LogFormat = Literal["auto", "json", "console"]
@@ -52,6 +50,8 @@ class RepeatLimiter:
         now, entry = self.clock(), self._seen.get(key)
         if entry is not None and now < entry[0]:
             entry[1] += 1
+            import structlog
+
             raise structlog.DropEvent
         if entry is not None and entry[1]:
             event["repeated"] = int(entry[1])
@@ -86,14 +86,34 @@ class _CurrentStderr:
         return sys.stderr.isatty()
 
 
+_pending: tuple[LogFormat, str, Any] | None = None
+
+
 def configure(fmt: LogFormat = "auto", level: str = "info", stream: Any = None) -> None:
-    """Set up structlog and stdlib logging; ``auto`` is console on a TTY and JSON otherwise.
+    """Set up structlog; ``auto`` is console on a TTY and JSON otherwise.
 
     Without ``stream`` (or with ``sys.stderr`` itself) lines go to the CURRENT standard error.
+    Applied at once when structlog is loaded, else when the first line is logged (a command
+    that logs nothing never loads it).
     """
+    global _pending
+    _pending = (fmt, level, stream)
+    if "structlog" in sys.modules:
+        _apply()
+
+
+def _apply() -> None:
+    """Apply the configuration :func:`configure` was last given, if not applied yet."""
+    global _pending
+    if _pending is None:
+        return
+    fmt, level, stream = _pending
+    _pending = None
     out = (cast(TextIO, _CurrentStderr()) if stream is None or stream is sys.stderr
            else stream)
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
+    import structlog
+
     renderer: Any = (structlog.processors.JSONRenderer() if use_json
                      else structlog.dev.ConsoleRenderer(colors=out.isatty()))
     structlog.configure(
@@ -113,6 +133,27 @@ def configure(fmt: LogFormat = "auto", level: str = "info", stream: Any = None) 
     )
 
 
+class _Logger:
+    """A structlog logger that imports structlog at its first use: most modules name their
+    logger at import, and a short command (``icsync status``) that logs nothing should not
+    pay a tenth of a second for it."""
+
+    __slots__ = ("_name", "_real")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._real: Any = None
+
+    def __getattr__(self, attr: str) -> Any:
+        real = self._real
+        if real is None:
+            import structlog
+
+            _apply()
+            real = self._real = structlog.get_logger(self._name)
+        return getattr(real, attr)
+
+
 def get_logger(name: str) -> Any:
-    """A structlog logger named ``name``."""
-    return structlog.get_logger(name)
+    """A structlog logger named ``name`` (structlog loaded when it is first used)."""
+    return _Logger(name)

@@ -93,12 +93,13 @@ class Runtime:
         self._sinks.clear()
 
 
-def open_store(config: Config) -> StateStore:
-    """Open (and migrate) the configured state database; blocking."""
+def open_store(config: Config, *, check: bool = True) -> StateStore:
+    """Open (and migrate) the configured state database; blocking. ``check=False``: no
+    integrity check (see :meth:`StateStore.open`), for commands that only read."""
     state = config.settings.state
     return StateStore.open(state.url,
                            password=file_secret(state.password_file, key="state.password_file"),
-                           timeout=state.timeout_seconds)
+                           timeout=state.timeout_seconds, check=check)
 
 
 @asynccontextmanager

@@ -203,14 +203,17 @@ class Database:
                     check_fence(conn, fence)
                 yield conn
 
-    def check_integrity(self) -> None:
-        """SQLite only: set WAL and run ``PRAGMA quick_check``; StateCorrupt when it fails."""
+    def check_integrity(self, *, quick_check: bool = True) -> None:
+        """SQLite only: set WAL and (unless ``quick_check`` is False) run ``PRAGMA
+        quick_check``, which reads the whole file; StateCorrupt when it fails."""
         if self.dialect != "sqlite":
             return
         with self.errors("integrity check"), self.engine.connect() as conn:
             conn.execution_options(**{_NO_BEGIN: True})
             if sqlite_path(self.url) is not None:
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+            if not quick_check:
+                return
             problems = [r[0] for r in conn.exec_driver_sql("PRAGMA quick_check(5)") if r[0] != "ok"]
         if problems:
             raise StateCorrupt(corrupt_message(self.where, "; ".join(problems)))
