@@ -143,14 +143,23 @@ def _text_arrow(values: Any) -> Any:
     return None
 
 
+def _any(flags: Any) -> bool:
+    """True when any cell of an Arrow boolean array is true (nulls are not)."""
+    return bool(pc.any(flags).as_py())
+
+
 def _ascii_column(spec: FieldSpec, arr: Any, trim: bool, strict: bool) -> Column:
     """A text column in one Arrow pass: printable-ASCII cells are trimmed (spaces are the only
     whitespace they can hold) and emptied to missing right here, which is exactly what the
     scalar rules do to them; only the others (non-ASCII, control characters, too long) go
     through :func:`canonical_value`, one by one."""
-    fixed = pc.utf8_trim(arr, " ") if trim else arr
+    fixed = arr
+    if trim and _any(pc.or_(pc.starts_with(arr, " "), pc.ends_with(arr, " "))):
+        fixed = pc.utf8_trim(arr, " ")  # copies the column: only when a cell needs it
     length = pc.binary_length(fixed)
-    fixed = pc.if_else(pc.equal(length, 0), pa.scalar(None, pa.string()), fixed)
+    empty = pc.equal(length, 0)
+    if _any(empty):
+        fixed = pc.if_else(empty, pa.scalar(None, pa.string()), fixed)
     dirty = pc.invert(pc.fill_null(pc.ascii_is_printable(arr), True))
     limit = spec.max_length if strict else None
     if limit is not None:

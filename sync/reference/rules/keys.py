@@ -88,7 +88,11 @@ def _text_fragments(prefix: str, arrow: Any) -> Any:
     if pc.all(pc.ascii_is_printable(arrow)).as_py() not in (True, None) and \
             pc.any(pc.match_substring_regex(arrow, _ESCAPED)).as_py():
         return None
-    quoted = pc.replace_substring(pc.replace_substring(arrow, "\\", "\\\\"), '"', '\\"')
+    quoted = arrow
+    if pc.any(pc.match_substring(arrow, "\\")).as_py():  # each replace copies the column
+        quoted = pc.replace_substring(quoted, "\\", "\\\\")
+    if pc.any(pc.match_substring(arrow, '"')).as_py():
+        quoted = pc.replace_substring(quoted, '"', '\\"')
     return pc.fill_null(pc.binary_join_element_wise("," + prefix + '"', quoted, '"', ""), "")
 
 
@@ -106,18 +110,15 @@ def _value_fragments(spec: FieldSpec, values: np.ndarray) -> Any:
         if ints is not None:
             return pc.fill_null(pc.binary_join_element_wise(prefix, ints.cast(pa.string()), ""),
                                 "")
-    texts: dict[Any, str] = {}
-    out: list[str] = []
-    for v in values.tolist():
-        if v is None:
-            out.append("")
-            continue
-        key = (type(v), v) if isinstance(v, str | int | float | bool) else id(v)
-        text = texts.get(key)
-        if text is None:
-            text = texts[key] = prefix + _value_json(v)
-        out.append(text)
-    return pa.array(out, type=pa.string())
+    cells = values.tolist()
+    if not cells:
+        return pa.array([], type=pa.string())
+    # One JSON text per distinct object (rows that share a value share the object: see
+    # columns._json_column), found by identity in numpy rather than a dict per row.
+    ids = np.fromiter(map(id, cells), dtype=np.uint64, count=len(cells))
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    texts = ["" if cells[i] is None else prefix + _value_json(cells[i]) for i in first.tolist()]
+    return pa.array(texts, type=pa.string()).take(pa.array(inverse.astype(np.int64)))
 
 
 def _sha256_rows(joined: Any) -> list[str]:
