@@ -156,6 +156,7 @@ class KindSync:
         if count is not None:
             return self._nothing_to_do(count)
         norm = await self._normalise(read)
+        del read  # the raw frame as read (a million rows: hundreds of MB) is not needed again
         self.planned = PlannedKind(None, norm.rejected, norm.warnings)
         run.result.rejected += norm.rejected_rows
         run.result.blank, run.result.filtered = norm.blank, norm.filtered
