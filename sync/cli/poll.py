@@ -14,13 +14,11 @@ import json
 import sys
 from pathlib import Path
 
-from sync.console.poll import render_poll
 from sync.console.terminal import make_console
 from sync.foundation.config import load_config
 from sync.foundation.logs import configure
 from sync.foundation.outcomes import worst_exit
 from sync.foundation.secrets import REDACTOR
-from sync.transactions.run import poll_all, posting_companies
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Poll, print the summary, return the worst exit code."""
+    from sync.console.poll import render_poll  # the engine and the state DB: not for --help
+    from sync.transactions.run import poll_all, posting_companies
+
     config = load_config(args.config)
     service = config.settings.service
     configure(service.log_format, service.log_level, stream=sys.stderr)

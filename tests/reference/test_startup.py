@@ -41,7 +41,8 @@ def config_file(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("args", [("--help",), ("check", "--help"), ("run", "--help"),
-                                  ("status", "--help"), ("errors", "--help")])
+                                  ("status", "--help"), ("errors", "--help"),
+                                  ("poll", "--help"), ("sync", "--help")])
 def test_help_imports_no_frames(args: tuple[str, ...]) -> None:
     """--help of the operator commands imports neither pandas, pyarrow nor numpy."""
     assert imported(*args)[0] == []
