@@ -143,6 +143,32 @@ def _text_arrow(values: Any) -> Any:
     return None
 
 
+_SAMPLE = 4096
+
+
+def text_objects(arr: Any) -> np.ndarray:
+    """An Arrow string array as an object array of str (None where missing). A column whose
+    values repeat (countries, towns, terms, bank names: judged on an even sample of its rows)
+    is built from its distinct values, so equal cells share one str object: a million rows of
+    a handful of values cost a handful of objects, not a million."""
+    n = len(arr)
+    if n > 2 * _SAMPLE:
+        sample = arr.take(pa.array(np.linspace(0, n - 1, _SAMPLE).astype(np.int64)))
+        if pc.count_distinct(sample, mode="only_valid").as_py() <= _SAMPLE // 4:
+            codes = pc.dictionary_encode(arr)
+            uniques = np.asarray(codes.dictionary.to_numpy(zero_copy_only=False), dtype=object)
+            indices = codes.indices
+            out = np.empty(n, dtype=object)  # None everywhere
+            if indices.null_count:
+                present = ~mask(pc.is_null(indices))
+                out[present] = uniques[np.asarray(
+                    pc.fill_null(indices, 0).to_numpy(zero_copy_only=False))[present]]
+            else:
+                out[:] = uniques[indices.to_numpy(zero_copy_only=False)]
+            return out
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=object)
+
+
 def _any(flags: Any) -> bool:
     """True when any cell of an Arrow boolean array is true (nulls are not)."""
     return bool(pc.any(flags).as_py())
@@ -164,9 +190,7 @@ def _ascii_column(spec: FieldSpec, arr: Any, trim: bool, strict: bool) -> Column
     limit = spec.max_length if strict else None
     if limit is not None:
         dirty = pc.or_(dirty, pc.fill_null(pc.greater(length, limit), False))
-    out = fixed.to_numpy(zero_copy_only=False)
-    if out.dtype != object:
-        out = out.astype(object)
+    out = text_objects(fixed)
     rows = np.flatnonzero(mask(dirty))
     if not len(rows):
         return Column(out, {}, fixed)
