@@ -82,7 +82,7 @@ def test_half_open_flood_never_stalls_the_daemon(
     text = log.read_text(encoding="utf-8", errors="replace")
     ready = next(line for line in json_lines(log) if line.get("event") == "daemon_ready")
     show(capsys, f"S24 flood: {flood['opened']} half-open connections opened ({flood['held']} "
-                 f"open at the end, {flood['shed']} shed by the daemon), daemon cap "
+                 f"open at once at most, {flood['shed']} shed by the daemon), daemon cap "
                  f"{ready['max_connections']} of {NOFILE} descriptors; longest /healthz "
                  f"{prober.longest:.3f} s (median {median(prober.times):.3f} s) "
                  f"over {len(prober.times)} probes; {jobs_during} jobs "
