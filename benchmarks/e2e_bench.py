@@ -43,6 +43,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # also when a phase runs it through runpy
+
+from machine import machine  # noqa: E402 (benchmarks/machine.py)
 
 RESULTS = ROOT / "benchmarks" / "results"
 TENANT = "b3a1c2d4-0000-4000-8000-000000000012"
@@ -305,14 +308,6 @@ def startup(sandbox_url: str) -> dict[str, Any]:
     return out
 
 
-def machine() -> dict[str, Any]:
-    """The S22 benchmark's machine description, plus the pyarrow version."""
-    import pyarrow as pa
-    from s22_reference import machine as described  # benchmarks/ is this script's folder
-
-    return {**described(), "pyarrow": pa.__version__}
-
-
 def markdown(res: dict[str, Any]) -> str:
     """The results as a short report."""
     m = res["machine"]
@@ -368,7 +363,7 @@ def main() -> int:
         return 0
     from connectors.icompleat.sandbox import SandboxServer
 
-    results: dict[str, Any] = {"machine": machine(), "sizes": []}
+    results: dict[str, Any] = {"machine": machine("pandas", "pyarrow"), "sizes": []}
     with SandboxServer(tenant_id=TENANT, company_ids=[COMPANY], api_key=KEY) as sandbox:
         if not args.skip_startup:
             results["startup"] = startup(sandbox.url)

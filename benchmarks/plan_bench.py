@@ -32,7 +32,6 @@ import gc
 import json
 import math
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from machine import machine  # benchmarks/machine.py: this script's folder is on the path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -283,27 +283,13 @@ def run_size(n: int, baseline: bool, repeats: int) -> dict[str, Any]:
     return out
 
 
-def machine() -> dict[str, Any]:
-    """CPU model, cores, RAM, Python and library versions."""
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
-    mem = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
-    import pyarrow
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(int(mem.group(1)) / 2**20, 1)
-            if mem else None, "python": platform.python_version(), "pandas": pd.__version__,
-            "numpy": np.__version__, "pyarrow": pyarrow.__version__,
-            "platform": platform.platform()}
-
-
 def markdown(results: list[dict[str, Any]], info: dict[str, Any]) -> str:
     """The results as a markdown table with the machine description."""
     lines = [
         "# Planning benchmark (normalise + diff + plan, suppliers)", "",
-        f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram_gib']} GiB RAM; "
+        f"Machine: {info['cpu']}, {info['cores']} cores, {info.get('memory_mb') or round(info['ram_gib'] * 1024)} MB RAM; "
         f"Python {info['python']}, pandas {info['pandas']}, numpy {info['numpy']}, "
-        f"pyarrow {info['pyarrow']}; {info['platform']}.", "",
+        f"pyarrow {info['pyarrow']}; {info.get('os', info.get('platform'))}.", "",
         "Time: the best wall time of the repeats and the best CPU time (process time) of the "
         "planning step; the load average shows how busy the shared machine was. Memory: the "
         "peak resident set size during the step (VmHWM, reset just before it) and its growth "
@@ -375,7 +361,7 @@ def main() -> int:
         done = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=1800)
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(json.dumps(results[-1]), flush=True)
-    info = machine()
+    info = machine("pandas", "numpy", "pyarrow")
     table = markdown(results, info)
     print(table)
     if not args.no_save:

@@ -23,9 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
-import re
 import sys
 import tempfile
 import time
@@ -33,6 +30,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from machine import machine  # benchmarks/machine.py: this script's folder is on the path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -131,17 +130,6 @@ def scenario(history: int, new: int, *, tail: bool) -> dict[str, Any]:
         return out
 
 
-def machine() -> dict[str, Any]:
-    """CPU model, cores, RAM and Python."""
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
-    mem = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
-    return {"cpu": cpu, "cores": os.cpu_count(),
-            "ram_gib": round(int(mem.group(1)) / 2**20, 1) if mem else None,
-            "python": platform.python_version(), "platform": platform.platform()}
-
-
 def markdown(doc: dict[str, Any]) -> str:
     """The figures as a markdown table."""
     before, after, sweep = doc["before"], doc["after"], doc["nightly_sweep"]
@@ -162,7 +150,7 @@ def markdown(doc: dict[str, Any]) -> str:
                   f"2 per new transaction); measured {after['calls']}.",
               f"Computed before from the paging: {doc['computed_before_list_calls']} list calls.",
               "", f"Machine: {doc['machine']['cpu']}, {doc['machine']['cores']} cores, "
-                  f"{doc['machine']['ram_gib']} GiB, Python {doc['machine']['python']}; "
+                  f"{doc['machine']['memory_mb']} MB, Python {doc['machine']['python']}; "
                   f"measured {doc['measured_at']}.", ""]
     return "\n".join(lines)
 

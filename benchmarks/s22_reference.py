@@ -27,7 +27,6 @@ import asyncio
 import json
 import math
 import os
-import platform
 import sqlite3
 import subprocess
 import sys
@@ -36,6 +35,8 @@ import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any
+
+from machine import machine  # benchmarks/machine.py: this script's folder is on the path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -180,20 +181,6 @@ def change_one_percent(path: Path) -> dict[str, int]:
     return changed
 
 
-def machine() -> dict[str, Any]:
-    """CPU, cores, memory, versions and the load at the time."""
-    import pandas as pd
-
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
-    mem = next((int(line.split()[1]) // 1024 for line in
-                Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")), 0)
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_mb": mem,
-            "python": platform.python_version(), "pandas": pd.__version__,
-            "os": platform.platform(), "load_average": os.getloadavg()}
-
-
 def counts(log: Any, since: int) -> dict[str, int]:
     """Reads and writes the sandbox logged after entry ``since``."""
     entries = [e for e in log.entries() if e.seq > since]
@@ -223,7 +210,8 @@ def orchestrate(latency: float) -> dict[str, Any]:
     """Start the sandbox, run the phases in order, collect the figures."""
     from connectors.icompleat.sandbox import SandboxServer
 
-    results: dict[str, Any] = {"latency_seconds": latency, "sizes": SIZES, "machine": machine()}
+    results: dict[str, Any] = {"latency_seconds": latency, "sizes": SIZES,
+                               "machine": machine("pandas")}
     with tempfile.TemporaryDirectory(prefix="s22-") as tmp, SandboxServer(
             tenant_id=TENANT, company_ids=[COMPANY], api_key=KEY) as sandbox:
         work = Path(tmp)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sqlite3
 import subprocess
 import sys
@@ -39,6 +38,8 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from machine import machine  # benchmarks/machine.py: this script's folder is on the path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -167,21 +168,6 @@ def check(work: Path, server: SandboxServer, ids: list[str]) -> dict[str, int]:
     return {"lost": lost, "duplicated": doubled, "journal_mismatch": disagree}
 
 
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    model = ""
-    with open("/proc/cpuinfo", encoding="utf-8") as info:
-        for line in info:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo", encoding="utf-8") as info:
-        mem_kb = int(info.readline().split()[1])
-    return {"cpu": model, "cores": os.cpu_count(), "memory_gb": round(mem_kb / 1024 ** 2, 1),
-            "os": platform.platform(), "python": platform.python_version(),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
-
-
 def passes(count: int, latency: float, concurrency: int, *, second: bool = True
            ) -> dict[str, Any]:
     """Seed ``count`` invoices, run the first pass (and the no-op second); figures + checker."""
@@ -224,9 +210,9 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [f"# Transaction backlog: {doc['transactions']:,} approved invoices, "
              f"{doc['latency_seconds'] * 1000:.0f} ms latency per call",
              "", f"Measured {doc['measured_at']} on {doc['machine']['cpu']} "
-             f"({doc['machine']['cores']} cores, {doc['machine']['memory_gb']} GB), "
+             f"({doc['machine']['cores']} cores, {doc['machine']['memory_mb']} MB), "
              f"{doc['machine']['os']}, Python {doc['machine']['python']}; load average at "
-             f"start {doc['machine']['load_average_at_start']}.",
+             f"start {doc['machine']['load_average']}.",
              f"max_concurrency = {doc['max_concurrency']}, requests_per_minute = 0 (budget off). "
              f"A process that only imports the poller: {doc['startup']['seconds']} s, "
              f"{doc['startup']['rss_mb']} MB resident (included in the figures below).", "",
