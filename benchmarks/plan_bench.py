@@ -285,9 +285,10 @@ def run_size(n: int, baseline: bool, repeats: int) -> dict[str, Any]:
 
 def markdown(results: list[dict[str, Any]], info: dict[str, Any]) -> str:
     """The results as a markdown table with the machine description."""
+    memory = info.get("memory_mb") or round(info["ram_gib"] * 1024)  # older results: GiB
     lines = [
         "# Planning benchmark (normalise + diff + plan, suppliers)", "",
-        f"Machine: {info['cpu']}, {info['cores']} cores, {info.get('memory_mb') or round(info['ram_gib'] * 1024)} MB RAM; "
+        f"Machine: {info['cpu']}, {info['cores']} cores, {memory} MB RAM; "
         f"Python {info['python']}, pandas {info['pandas']}, numpy {info['numpy']}, "
         f"pyarrow {info['pyarrow']}; {info.get('os', info.get('platform'))}.", "",
         "Time: the best wall time of the repeats and the best CPU time (process time) of the "
