@@ -146,6 +146,42 @@ def _text_arrow(values: Any) -> Any:
 _SAMPLE = 4096
 
 
+def _codes(cells: Any) -> tuple[Any, np.ndarray]:
+    """The distinct values of an Arrow column and each cell's position among them (-1 where
+    missing)."""
+    codes = pc.dictionary_encode(cells)
+    index = pc.fill_null(codes.indices, -1).to_numpy(zero_copy_only=False)
+    return codes.dictionary, np.asarray(index, dtype=np.intp)
+
+
+def _spread(values: Any, index: np.ndarray) -> np.ndarray:
+    """``values[index]`` as an object array, None where ``index`` is -1."""
+    distinct = np.empty(len(values), dtype=object)
+    distinct[:] = list(values)
+    out = np.empty(len(index), dtype=object)  # None everywhere
+    present = index >= 0
+    out[present] = distinct[index[present]]
+    return out
+
+
+def _each_distinct(spec: FieldSpec, cells: Any, trim: bool,
+                   strict: bool) -> tuple[np.ndarray, dict[int, InvalidValue]]:
+    """:func:`canonical_value` of an Arrow text column, once per distinct text (the cells
+    that share a text share its value); the problems by position."""
+    uniques, index = _codes(cells)
+    found: list[Any] = []
+    failed: dict[int, InvalidValue] = {}
+    for u, text in enumerate(uniques.to_pylist()):
+        try:
+            found.append(canonical_value(spec, text, trim=trim, strict=strict))
+        except InvalidValue as exc:
+            found.append(exc.value)
+            failed[u] = exc
+    problems = {int(j): failed[int(index[j])]
+                for j in np.flatnonzero(np.isin(index, list(failed))).tolist()} if failed else {}
+    return _spread(found, index), problems
+
+
 def text_objects(arr: Any) -> np.ndarray:
     """An Arrow string array as an object array of str (None where missing). A column whose
     values repeat (countries, towns, terms, bank names: judged on an even sample of its rows)
@@ -155,17 +191,8 @@ def text_objects(arr: Any) -> np.ndarray:
     if n > 2 * _SAMPLE:
         sample = arr.take(pa.array(np.linspace(0, n - 1, _SAMPLE).astype(np.int64)))
         if pc.count_distinct(sample, mode="only_valid").as_py() <= _SAMPLE // 4:
-            codes = pc.dictionary_encode(arr)
-            uniques = np.asarray(codes.dictionary.to_numpy(zero_copy_only=False), dtype=object)
-            indices = codes.indices
-            out = np.empty(n, dtype=object)  # None everywhere
-            if indices.null_count:
-                present = ~mask(pc.is_null(indices))
-                out[present] = uniques[np.asarray(
-                    pc.fill_null(indices, 0).to_numpy(zero_copy_only=False))[present]]
-            else:
-                out[:] = uniques[indices.to_numpy(zero_copy_only=False)]
-            return out
+            uniques, index = _codes(arr)
+            return _spread(uniques.to_numpy(zero_copy_only=False), index)
     return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=object)
 
 
@@ -194,55 +221,16 @@ def _ascii_column(spec: FieldSpec, arr: Any, trim: bool, strict: bool) -> Column
     rows = np.flatnonzero(mask(dirty))
     if not len(rows):
         return Column(out, {}, fixed)
-    problems = _scalar_rule(spec, arr.take(pa.array(rows)), rows, out, trim, strict)
+    values, found = _each_distinct(spec, arr.take(pa.array(rows)), trim, strict)
+    out[rows] = values
+    problems = {int(rows[j]): exc for j, exc in found.items()}
     return Column(out, problems, None if problems else as_arrow(out))
-
-
-def _scalar_rule(spec: FieldSpec, cells: Any, rows: np.ndarray, out: np.ndarray, trim: bool,
-                 strict: bool) -> dict[int, InvalidValue]:
-    """:func:`canonical_value` of ``cells`` (Arrow text, no nulls) into ``out`` at ``rows``,
-    once per distinct text (a town, a name with an accent, repeated down the column)."""
-    codes = pc.dictionary_encode(cells)
-    found: list[Any] = []
-    failed: dict[int, InvalidValue] = {}
-    for u, text in enumerate(codes.dictionary.to_pylist()):
-        try:
-            found.append(canonical_value(spec, text, trim=trim, strict=strict))
-        except InvalidValue as exc:
-            found.append(exc.value)
-            failed[u] = exc
-    values = np.empty(len(found), dtype=object)
-    values[:] = found
-    index = codes.indices.to_numpy(zero_copy_only=False).astype(np.intp)
-    out[rows] = values[index]
-    if not failed:
-        return {}
-    bad = np.flatnonzero(np.isin(index, list(failed)))
-    return {int(rows[j]): failed[int(index[j])] for j in bad.tolist()}
 
 
 def _json_column(spec: FieldSpec, arr: Any, trim: bool, strict: bool) -> Column:
     """A JSON column held as text: each distinct text is parsed and made canonical once (the
     rows that share a text share the one value)."""
-    codes = pc.dictionary_encode(arr)
-    uniques = codes.dictionary.to_pylist()
-    found: list[Any] = []
-    failed: dict[int, InvalidValue] = {}
-    for u, text in enumerate(uniques):
-        try:
-            found.append(canonical_value(spec, text, trim=trim, strict=strict))
-        except InvalidValue as exc:
-            found.append(exc.value)
-            failed[u] = exc
-    index = codes.indices.to_numpy(zero_copy_only=False)
-    present = ~mask(pc.is_null(codes.indices))
-    out = np.full(len(arr), None, dtype=object)
-    values = np.empty(len(found), dtype=object)
-    values[:] = found
-    out[present] = values[index[present].astype(np.intp)]
-    problems = {int(r): failed[int(index[r])] for r in np.flatnonzero(present).tolist()
-                if int(index[r]) in failed} if failed else {}
-    return Column(out, problems)
+    return Column(*_each_distinct(spec, arr, trim, strict))
 
 
 def column_of(spec: FieldSpec, values: Any, *, trim: bool = True,
