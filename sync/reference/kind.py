@@ -155,7 +155,7 @@ class KindSync:
                 count = await fingerprint.unchanged(run, *prints)
         if count is not None:
             return self._nothing_to_do(count)
-        norm = await self._normalise(read)
+        norm = await self._normalise(read, await self._compared_keys(empty, override))
         del read  # the raw frame as read (a million rows: hundreds of MB) is not needed again
         self.planned = PlannedKind(None, norm.rejected, norm.warnings)
         run.result.rejected += norm.rejected_rows
@@ -219,7 +219,21 @@ class KindSync:
         ref = CompanyRef(run.company.name, run.company.company_id, run.company.params)
         return await asyncio.to_thread(source.read, run.kind.name, ref)
 
-    async def _normalise(self, read: SourceRead) -> Normalised:
+    async def _compared_keys(self, empty: bool,
+                             override: StateView | None) -> set[str] | None:
+        """The keys whose source digests a dry run over an empty state compares: those read
+        back from iCompleat and those iCompleat refused (held while unchanged). None (every
+        row) otherwise: a run that applies stores every row's digest, and a state of any size
+        is compared whole."""
+        if not (self.dry_run and empty and override is not None):
+            return None
+        run = self.run
+        refused = await run.db(run.rt.store.quarantined, run.company.name, run.kind.name, None)
+        return {*(str(k) for k in override.frame.index),
+                *(q.key for q in refused if q.origin == "remote")}
+
+    async def _normalise(self, read: SourceRead,
+                         digest_only: set[str] | None = None) -> Normalised:
         settings = self.run.rt.config.settings
         mapping = kind_mapping(settings, str(self.run.company.source), self.run.kind.name)
         self.complete = read.complete
@@ -230,7 +244,8 @@ class KindSync:
         stages: dict[str, float] = {}
         try:
             return await asyncio.to_thread(normalise, kind, read.frame, mapping,
-                                           settings.validation, stages=stages)
+                                           settings.validation, stages=stages,
+                                           digest_only=digest_only)
         finally:
             for stage, seconds in stages.items():
                 self.run.result.timed(stage, seconds)

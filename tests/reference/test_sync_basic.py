@@ -61,3 +61,23 @@ def test_dry_run_writes_nothing(sandbox: SandboxServer, config: Config) -> None:
     assert result.plan is not None
     assert {k.kind for k in result.plan.kinds} == {k.kind for k in result.kinds}
     assert next(k for k in result.plan.kinds if k.kind == "suppliers").calls == 2
+
+
+def test_dry_run_over_an_empty_state_plans_as_over_a_filled_one(sandbox: SandboxServer,
+                                                                 tmp_path: Path) -> None:
+    """A dry run with an empty state digests only the rows iCompleat already holds (nothing
+    else is compared); its plan is the plan of a dry run whose state holds every record."""
+    erp = create_erp(tmp_path / "erp.db", suppliers_count=300)
+    filled = make_config(sandbox.url, erp, tmp_path / "filled.db")
+    sync(filled)
+    apply_changes(erp)
+    fresh = make_config(sandbox.url, erp, tmp_path / "fresh.db")
+    plans = [sync(config, dry_run=True).plan for config in (filled, fresh)]
+    suppliers = [next(k for k in p.kinds if k.kind == "suppliers") for p in plans if p]
+    assert len(suppliers) == 2
+    assert suppliers[0].diff.edited_keys == suppliers[1].diff.edited_keys
+    assert len(suppliers[0].diff.edited_keys) == 3
+    assert suppliers[0].diff.creates == suppliers[1].diff.creates
+    assert len(suppliers[0].diff.creates) == 1
+    assert suppliers[0].diff.unchanged == suppliers[1].diff.unchanged == 296
+    assert suppliers[0].diff.deletes == suppliers[1].diff.deletes

@@ -8,7 +8,7 @@ both sides are text, so the shortcut never changes the result.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -67,10 +67,17 @@ def sorted_rows(work: Work, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def row_digests(work: Work, keys: np.ndarray, rows: np.ndarray,
-             known: pd.DataFrame | None) -> np.ndarray:
-    """Digests of ``rows``; rows equal to their ``known`` state row reuse its digest."""
+                known: pd.DataFrame | None, only: Collection[str] | None = None) -> np.ndarray:
+    """Digests of ``rows``; rows equal to their ``known`` state row reuse its digest. With
+    ``only``, rows whose key is not in it get None instead of a digest."""
     out = np.empty(len(rows), dtype=object)
     todo = np.arange(len(rows))
+    if only is not None:
+        wanted = np.flatnonzero(pd.Index(keys[rows], dtype=object).isin(list(only))) \
+            if only else todo[:0]
+        if len(wanted):
+            out[wanted] = row_digests(work, keys, rows[wanted], known)
+        return out
     if known is not None and len(known) and len(rows):
         where = positions(keys[rows], np.asarray(known.index, dtype=object),
                           values_arrow=_key_arrow(work, rows))

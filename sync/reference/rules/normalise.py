@@ -45,7 +45,7 @@ scalar rules, and the library checks run once per distinct value.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -214,7 +214,7 @@ def _field_definitions(work: Work, warn: bool) -> None:
 def normalise(
     kind: Kind, raw: pd.DataFrame, mapping: KindMapping | None = None,
     validation: ValidationConfig | None = None, *, known: pd.DataFrame | None = None,
-    stages: dict[str, float] | None = None,
+    stages: dict[str, float] | None = None, digest_only: Collection[str] | None = None,
 ) -> Normalised:
     """The canonical frame of ``raw`` plus the rejected and warned rows (see module docstring).
 
@@ -222,6 +222,9 @@ def normalise(
     row takes that row's digest instead of computing it again. The result is the same.
     ``stages`` (optional) receives the seconds spent canonicalising (``normalise``), checking
     (``validate``) and digesting (``digest``).
+    ``digest_only`` (optional) limits digesting to the rows with those keys; the others carry
+    None in ``_digest``. Only for a frame that is planned and never applied (a dry run), where
+    digests are compared for keys the state holds and for nothing else.
     """
     clock = _Clock(stages)
     mapping, validation = mapping or KindMapping(), validation or ValidationConfig()
@@ -247,7 +250,7 @@ def normalise(
     clock.lap("validate")
     rows = sorted_rows(work, keys, good)
     frame = make_frame(kind, take(work.cols, rows, work.n), take({"": keys}, rows, work.n)[""],
-                       row_digests(work, keys, rows, known))
+                       row_digests(work, keys, rows, known, digest_only))
     clock.lap("digest")
     bad, warned = rejections(work, keys)
     clock.lap("validate")

@@ -46,6 +46,21 @@ def test_frame_convention() -> None:
     assert frame.at["S1", "_digest"] == record_digest(SUPPLIERS, {"Code": "S1", "Name": "a"})
 
 
+@pytest.mark.parametrize("only", [set(), {"S2"}, {"S1", "S3", "S9"}])
+def test_digest_only_digests_those_keys_and_changes_nothing_else(only: set[str]) -> None:
+    """``digest_only`` leaves None where a row's key is not listed; every other cell, and the
+    listed rows' digests, are those of a full normalise (unsorted input, a rejected row)."""
+    raw = source_frame({"Code": ["S3", "S1", "S2", "S4"], "Name": ["c", "a", "b", None],
+                        "Email": ["c@x.com", None, "b@x.com", None]})
+    full = normalise(SUPPLIERS, raw)
+    part = normalise(SUPPLIERS, raw, digest_only=only)
+    assert part.rejected == full.rejected
+    pd.testing.assert_frame_equal(part.frame.drop(columns="_digest"),
+                                  full.frame.drop(columns="_digest"))
+    expected = {k: (d if k in only else None) for k, d in full.frame["_digest"].items()}
+    assert part.frame["_digest"].to_dict() == expected
+
+
 def test_mapping_is_case_insensitive_and_automatic() -> None:
     """Mapped columns match ignoring case; unmapped ones map when the name matches."""
     raw = source_frame({"SUPPLIER_NO": ["S1"], "name": ["Acme"], "EMAIL": ["a@b.co"]})
