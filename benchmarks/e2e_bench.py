@@ -216,7 +216,7 @@ def seed_status_db(config_file: Path, runs: int = 10_000, quarantined: int = 1_0
 
 def icsync(*args: str) -> list[str]:
     """The command line of ``icsync`` in this environment."""
-    return [sys.executable, "-c", HWM + "from sync.cli import main; sys.exit(main())", *args]
+    return [sys.executable, "-c", HWM + "from sync.cli import entry; entry()", *args]
 
 
 def child(name: str, *args: str) -> dict[str, Any]:
@@ -272,10 +272,10 @@ def one_size(n: int, sandbox_url: str) -> dict[str, Any]:
 
 def startup(sandbox_url: str) -> dict[str, Any]:
     """Wall time, peak RSS and heavy imports of each command's start."""
-    probe = (HWM + "import sys, json; from sync.cli import main\n"
-             "try:\n    rc = main()\nexcept SystemExit as exc:\n    rc = exc.code\n"
-             f"sys.stderr.write('\\nIMPORTED ' + json.dumps([m for m in {HEAVY!r} "
-             "if m in sys.modules]) + '\\n'); sys.exit(rc)")
+    probe = (HWM + "import json\n"
+             "atexit.register(lambda: sys.stderr.write('\\nIMPORTED ' + json.dumps("
+             f"[m for m in {HEAVY!r} if m in sys.modules]) + '\\n'))\n"
+             "from sync.cli import entry\nentry()")
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="e2e-startup-") as tmp:
         work = Path(tmp)

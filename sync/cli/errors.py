@@ -19,7 +19,6 @@ iCompleat) and transactions the ERP refused (or whose journal numbers disagree).
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +28,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from sync.console.terminal import make_console
+from sync.console.terminal import json_document, make_console
 from sync.foundation.config import Config, load_config
 from sync.foundation.errors import ConfigError
 from sync.runtime.context import open_store
@@ -152,8 +151,7 @@ def show(listed: Listed, config: Config, as_json: bool, limit: int = DEFAULT_LIM
                      "next_attempt_at": r.next_attempt_at, "error": r.last_error}
                     for r in listed.transactions]
     if as_json:
-        print(json.dumps({"records": records, "transactions": transactions}, indent=2,
-                         default=str, ensure_ascii=False))
+        print(json_document({"records": records, "transactions": transactions}))
         return
     console = make_console(highlight=False)
     console.print(_table(f"Quarantined records ({len(records)})", records,

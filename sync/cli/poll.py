@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from pathlib import Path
 
-from sync.console.terminal import make_console
+from sync.console.terminal import json_document, make_console
 from sync.foundation.config import load_config
 from sync.foundation.logs import configure
 from sync.foundation.outcomes import worst_exit
@@ -44,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     code = worst_exit(r.exit_code for r in results)
     if args.json:
         doc = {"companies": [r.to_dict() for r in results], "exit_code": int(code)}
-        print(REDACTOR(json.dumps(doc, indent=2, default=str)))
+        print(REDACTOR(json_document(doc)))
     else:
         render_poll(results, make_console(highlight=False))
     return int(code)

@@ -10,7 +10,6 @@ from iCompleat (calls answered 404/405, when, and the fallback in use); and the 
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sync.console.terminal import make_console
+from sync.console.terminal import json_document, make_console
 from sync.foundation.config import Config, load_config
 from sync.foundation.outcomes import counts_line
 from sync.runtime.capabilities import fallback_of
@@ -42,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     with open_store(config, check=False) as store:
         doc = collect(store, config)
     if args.json:
-        print(json.dumps(doc, indent=2, default=str, ensure_ascii=False))
+        print(json_document(doc))
     else:
         render(doc, make_console(highlight=False))
     return 0

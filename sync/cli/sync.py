@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sync.console.terminal import make_console
+from sync.console.terminal import json_document, make_console
 from sync.foundation.errors import ConfigError, ExitCode
 
 if TYPE_CHECKING:  # the engine's imports (pandas, SQLAlchemy) load only when a command runs
@@ -61,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     results = asyncio.run(execute(config, args))
     console = make_console(soft_wrap=False)
     if args.json:
-        print(json.dumps(document(results), indent=2, default=str, ensure_ascii=False))
+        print(json_document(document(results)))
     else:
         from sync.console.progress import print_results
 

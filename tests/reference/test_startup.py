@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,3 +61,40 @@ def test_a_planning_command_does_import_them(config_file: Path) -> None:
     modules, _ = imported("sync", "--config", str(config_file), "--dry-run", "--kind",
                           "currencies")
     assert "pandas" in modules
+
+
+def test_the_console_entry_exits_with_the_commands_code_and_whole_output(
+        config_file: Path, tmp_path: Path) -> None:
+    """``entry`` skips the interpreter's teardown, not the output, the exit code or the exit
+    handlers; a reader that is gone costs exit 1 and no traceback."""
+    def icsync(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sync.cli", *args], capture_output=True,
+                              text=True, cwd=ROOT, timeout=120, check=False)
+
+    done = icsync("status", "--json", "--config", str(config_file))
+    assert done.returncode == 0, done.stderr
+    assert "runs" in json.loads(done.stdout)
+    missing = icsync("status", "--config", str(tmp_path / "nowhere.toml"))
+    assert missing.returncode == 2
+    assert "nowhere.toml" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    marker = tmp_path / "handler-ran"
+    probe = ("import atexit, pathlib, sys\n"
+             f"atexit.register(pathlib.Path({str(marker)!r}).write_text, 'yes')\n"
+             "sys.argv[1:] = ['status', '--config', " + repr(str(config_file)) + "]\n"
+             "from sync.cli import entry\nentry()\n")
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120, check=False)
+    assert ran.returncode == 0, ran.stderr
+    assert marker.read_text() == "yes"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line is written
+    try:
+        gone = subprocess.run([sys.executable, "-m", "sync.cli", "status", "--json",
+                               "--config", str(config_file)], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120,
+                              check=False)
+    finally:
+        os.close(write_end)
+    assert gone.returncode == 1
+    assert gone.stderr == ""
