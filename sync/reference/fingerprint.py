@@ -15,6 +15,7 @@ kind's name), so no schema change is needed.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -163,7 +164,7 @@ async def unchanged(run: KindRun, source: str, settings: str) -> int | None:
         return None
     store, company, kind = run.rt.store, run.company.name, run.kind.name
     keys, digests = await run.db(store.remote_key_digests, company, kind)
-    if remote_hash(keys, digests) != kept.remote:
+    if await asyncio.to_thread(remote_hash, keys, digests) != kept.remote:
         return None
     markers = await run.db(store.open_refreshes, company)
     if any(m.kind == kind or m.kind.startswith(f"{kind}/") for m in markers):
@@ -173,10 +174,16 @@ async def unchanged(run: KindRun, source: str, settings: str) -> int | None:
     return len(keys)
 
 
-async def keep(run: KindRun, source: str, settings: str) -> None:
-    """Remember a clean run's fingerprint (the remote copy as it is now)."""
+async def keep(run: KindRun, source: str, settings: str, *,
+               remote: tuple[Sequence[str], Sequence[str]] | None = None) -> None:
+    """Remember a clean run's fingerprint (the remote copy as it is now). ``remote``: the
+    keys and digests of that copy when the run already holds them (it read them, then wrote
+    nothing); otherwise they are read."""
     store, company, kind = run.rt.store, run.company.name, run.kind.name
-    keys, digests = await run.db(store.remote_key_digests, company, kind)
-    mark = Fingerprint(source, settings, remote_hash(keys, digests), len(keys))
+    if remote is None:
+        remote = await run.db(store.remote_key_digests, company, kind)
+    keys, digests = remote
+    mark = Fingerprint(source, settings, await asyncio.to_thread(remote_hash, keys, digests),
+                       len(keys))
     await run.db(store.upsert_remote, company, FINGERPRINTS,
                  [(kind, mark.record(), mark.remote)], fence=run.fence)

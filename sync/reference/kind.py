@@ -123,6 +123,9 @@ class KindSync:
         self.planned = PlannedKind()
         self.complete = True
         self.counted: set[str] = set()
+        # The stored remote copy a plan found nothing to do against (so nothing was written):
+        # the fingerprint kept at the end hashes it instead of reading a million rows again.
+        self.untouched: StateView | None = None
         self.policy = run.company.delete_policy.get(run.kind.name, "delete")
 
     @staticmethod
@@ -166,7 +169,11 @@ class KindSync:
         if run.result.rejected or run.result.failed:
             run.result.outcome = "partial" if run.result.outcome == "ok" else run.result.outcome
         elif run.result.outcome == "ok" and not norm.warnings and not self.dry_run:
-            await fingerprint.keep(run, *prints)
+            remote = None
+            if self.untouched is not None:
+                remote = (self.untouched.frame.index.tolist(),
+                          self.untouched.frame["_digest"].tolist())
+            await fingerprint.keep(run, *prints, remote=remote)
         return self.planned
 
     def _nothing_to_do(self, count: int) -> PlannedKind:
@@ -305,6 +312,8 @@ class KindSync:
             if round_no == 0:
                 self._first_plan(plan)
             if self.dry_run or (plan.strategy == "none" and marker is None and not forced):
+                if round_no == 0 and override is None and state.light:
+                    self.untouched = state
                 return
             unknown = run.result.unknown
             out = await self._apply(plan, work, state, token, marker, forced)

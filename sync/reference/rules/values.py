@@ -237,6 +237,8 @@ def _canon(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _canon(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
+        if all(type(v) is str for v in value):  # a plan's list of a million keys
+            return list(value)
         return [_canon(v) for v in value]
     if isinstance(value, np.generic | decimal.Decimal):
         return _canon(value.item() if isinstance(value, np.generic) else float(value))
