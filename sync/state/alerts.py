@@ -119,7 +119,7 @@ class AlertStore:
         if not keys:
             return []
         with self._db.write("recording alert conditions") as conn:
-            stmt = select(AlertCondition.__table__).where(AlertCondition.key.in_(keys))
+            stmt = select(AlertCondition).where(AlertCondition.c.key.in_(keys))
             rows = {r.key: _row(r) for r in conn.execute(stmt.with_for_update())}
             events = []
             for key in keys:
@@ -136,7 +136,7 @@ class AlertStore:
         key = f"capability:{route}:{capability}"
         now = utcnow()
         with self._db.write("recording a capability change") as conn:
-            stmt = select(AlertCondition.__table__).where(AlertCondition.key == key)
+            stmt = select(AlertCondition).where(AlertCondition.c.key == key)
             found = conn.execute(stmt.with_for_update()).first()
             row = None if found is None else _row(found)
             if row is not None and row.status == ACTIVE:
@@ -154,17 +154,17 @@ class AlertStore:
 
     def alert_conditions(self, status: str | None = ACTIVE) -> list[AlertRow]:
         """Stored conditions, by key (only ``status`` ones unless None)."""
-        stmt = select(AlertCondition.__table__).order_by(AlertCondition.key)
+        stmt = select(AlertCondition).order_by(AlertCondition.c.key)
         if status is not None:
-            stmt = stmt.where(AlertCondition.status == status)
+            stmt = stmt.where(AlertCondition.c.status == status)
         with self._db.read("reading alert conditions") as conn:
             return [_row(r) for r in conn.execute(stmt)]
 
     def alert_messages(self, *, pending: bool | None = None, limit: int = 100) -> list[OutboxRow]:
         """Queued messages, newest first (only unsent ones with ``pending=True``)."""
-        stmt = select(AlertMessage.__table__).order_by(AlertMessage.id.desc()).limit(limit)
+        stmt = select(AlertMessage).order_by(AlertMessage.c.id.desc()).limit(limit)
         if pending is not None:
-            sent = AlertMessage.sent_at
+            sent = AlertMessage.c.sent_at
             stmt = stmt.where(sent.is_(None) if pending else sent.is_not(None))
         with self._db.read("reading alert messages") as conn:
             return [_outbox(r) for r in conn.execute(stmt)]
@@ -175,42 +175,42 @@ class AlertStore:
         now = utcnow()
         with self._db.write("claiming alert messages") as conn:
             recent = conn.execute(select(func.count()).select_from(AlertMessage)
-                                  .where(AlertMessage.sent_at >= now - timedelta(hours=1)))
+                                  .where(AlertMessage.c.sent_at >= now - timedelta(hours=1)))
             budget = min(limit, per_hour - int(recent.scalar_one()))
             if budget <= 0:
                 return []
-            free = (AlertMessage.claimed_until.is_(None)) | (AlertMessage.claimed_until < now)
-            stmt = (select(AlertMessage.id).where(AlertMessage.sent_at.is_(None),
-                                                  AlertMessage.due_at <= now, free)
-                    .order_by(AlertMessage.id).limit(budget))
+            free = (AlertMessage.c.claimed_until.is_(None)) | (AlertMessage.c.claimed_until < now)
+            stmt = (select(AlertMessage.c.id).where(AlertMessage.c.sent_at.is_(None),
+                                                  AlertMessage.c.due_at <= now, free)
+                    .order_by(AlertMessage.c.id).limit(budget))
             ids = [r[0] for r in conn.execute(stmt.with_for_update(skip_locked=True))]
             if not ids:
                 return []
-            conn.execute(update(AlertMessage).where(AlertMessage.id.in_(ids)).values(
+            conn.execute(update(AlertMessage).where(AlertMessage.c.id.in_(ids)).values(
                 claimed_by=holder, claimed_until=now + timedelta(seconds=claim_seconds)))
-            rows = conn.execute(select(AlertMessage.__table__)
-                                .where(AlertMessage.id.in_(ids)).order_by(AlertMessage.id))
+            rows = conn.execute(select(AlertMessage)
+                                .where(AlertMessage.c.id.in_(ids)).order_by(AlertMessage.c.id))
             return [_outbox(r) for r in rows]
 
     def alert_release(self, holder: str) -> None:
         """Give up ``holder``'s claims on unsent messages (at shutdown)."""
         with self._db.write("releasing alert claims") as conn:
             conn.execute(update(AlertMessage).where(
-                AlertMessage.claimed_by == holder, AlertMessage.sent_at.is_(None)).values(
+                AlertMessage.c.claimed_by == holder, AlertMessage.c.sent_at.is_(None)).values(
                 claimed_by=None, claimed_until=None))
 
     def alert_prune(self, days: float) -> int:
         """Forget messages sent more than ``days`` ago; how many."""
         cutoff = utcnow() - timedelta(days=days)
         with self._db.write("pruning sent alert messages") as conn:
-            done = conn.execute(delete(AlertMessage).where(AlertMessage.sent_at < cutoff))
+            done = conn.execute(delete(AlertMessage).where(AlertMessage.c.sent_at < cutoff))
             return int(done.rowcount or 0)
 
     def alert_delivered(self, message_id: int, holder: str, channel: str) -> None:
         """Remember that ``channel`` took message ``message_id`` (never sent there again)."""
         with self._db.write("recording an alert delivery") as conn:
-            mine = (AlertMessage.id == message_id) & (AlertMessage.claimed_by == holder)
-            row = conn.execute(select(AlertMessage.delivered).where(mine)).first()
+            mine = (AlertMessage.c.id == message_id) & (AlertMessage.c.claimed_by == holder)
+            row = conn.execute(select(AlertMessage.c.delivered).where(mine)).first()
             if row is not None and channel not in (row[0] or []):
                 conn.execute(update(AlertMessage).where(mine)
                              .values(delivered=[*(row[0] or []), channel]))
@@ -219,15 +219,15 @@ class AlertStore:
         """Mark a claimed message sent to every channel."""
         with self._db.write("recording an alert sent") as conn:
             conn.execute(update(AlertMessage).where(
-                AlertMessage.id == message_id, AlertMessage.claimed_by == holder).values(
+                AlertMessage.c.id == message_id, AlertMessage.c.claimed_by == holder).values(
                 sent_at=utcnow(), claimed_by=None, claimed_until=None, last_error=None))
 
     def alert_retry(self, message_id: int, holder: str, error: str, due_at: datetime) -> None:
         """A send failed: count it, keep the error, and make the message due again later."""
         with self._db.write("recording an alert send failure") as conn:
             conn.execute(update(AlertMessage).where(
-                AlertMessage.id == message_id, AlertMessage.claimed_by == holder).values(
-                attempts=AlertMessage.attempts + 1, last_error=error[:2000], due_at=due_at,
+                AlertMessage.c.id == message_id, AlertMessage.c.claimed_by == holder).values(
+                attempts=AlertMessage.c.attempts + 1, last_error=error[:2000], due_at=due_at,
                 claimed_by=None, claimed_until=None))
 
 
@@ -261,12 +261,12 @@ def _start(conn: Connection, row: AlertRow | None, finding: Finding, now: dateti
     if row is None:
         stmt = upsert_insert(conn.dialect.name, AlertCondition).values(key=finding.key, **values)
         inserted = stmt.on_conflict_do_nothing(index_elements=["key"]).returning(
-            AlertCondition.key)
+            AlertCondition.c.key)
         if conn.execute(inserted).first() is None:
             return None  # another instance recorded it first, and queued the message
     else:
         done = conn.execute(update(AlertCondition).where(
-            AlertCondition.key == finding.key, AlertCondition.status == CLEAR).values(**values))
+            AlertCondition.c.key == finding.key, AlertCondition.c.status == CLEAR).values(**values))
         if done.rowcount != 1:
             return None
     _queue(conn, finding.key, "start", f"[icsync] {finding.title}",
@@ -276,7 +276,7 @@ def _start(conn: Connection, row: AlertRow | None, finding: Finding, now: dateti
 
 def _clear(conn: Connection, row: AlertRow, now: datetime) -> str | None:
     done = conn.execute(update(AlertCondition).where(
-        AlertCondition.key == row.key, AlertCondition.status == ACTIVE).values(
+        AlertCondition.c.key == row.key, AlertCondition.c.status == ACTIVE).values(
         status=CLEAR, cleared_at=now, updated_at=now))
     if done.rowcount != 1:
         return None
@@ -286,7 +286,7 @@ def _clear(conn: Connection, row: AlertRow, now: datetime) -> str | None:
 
 
 def _set(conn: Connection, key: str, now: datetime, **values: Any) -> None:
-    conn.execute(update(AlertCondition).where(AlertCondition.key == key)
+    conn.execute(update(AlertCondition).where(AlertCondition.c.key == key)
                  .values(updated_at=now, **values))
 
 

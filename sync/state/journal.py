@@ -58,7 +58,7 @@ class JournalStore:
                                   "started_at": clock.utcnow(), "counts": {}}
         with self._db.write(f"starting a {company}/{job} run", fence) as conn:
             return int(conn.execute(insert(Run).values(**values)
-                                    .returning(Run.id)).scalar_one())
+                                    .returning(Run.c.id)).scalar_one())
 
     def finish_run(self, run_id: int, outcome: str, counts: Mapping[str, Any],
                    error: str | None = None, *, fence: Fence | None = None) -> None:
@@ -66,23 +66,23 @@ class JournalStore:
         values = {"finished_at": clock.utcnow(), "outcome": outcome, "counts": dict(counts),
                   "error": error}
         with self._db.write(f"finishing run {run_id}", fence) as conn:
-            if conn.execute(update(Run).where(Run.id == run_id).values(**values)).rowcount != 1:
+            if conn.execute(update(Run).where(Run.c.id == run_id).values(**values)).rowcount != 1:
                 raise ValueError(f"no run {run_id} to finish")
 
     def last_runs(self, company: str | None = None, limit: int = 20) -> list[RunRow]:
         """The latest ``limit`` runs, newest first (of one company, or all)."""
-        stmt = select(Run.__table__).order_by(Run.id.desc()).limit(limit)
+        stmt = select(Run).order_by(Run.c.id.desc()).limit(limit)
         if company is not None:
-            stmt = stmt.where(Run.company == company)
+            stmt = stmt.where(Run.c.company == company)
         with self._db.read("reading runs") as conn:
             return [RunRow(**r._mapping) for r in conn.execute(stmt)]
 
     def runs_since(self, company: str, job: str, since: datetime,
                    limit: int = 5000) -> list[RunRow]:
         """The runs of one company's job started at or after ``since``, oldest first."""
-        stmt = (select(Run.__table__).where(Run.company == company, Run.job == job,
-                                            Run.started_at >= since)
-                .order_by(Run.id.desc()).limit(limit))
+        stmt = (select(Run).where(Run.c.company == company, Run.c.job == job,
+                                            Run.c.started_at >= since)
+                .order_by(Run.c.id.desc()).limit(limit))
         with self._db.read("reading run history") as conn:
             return [RunRow(**r._mapping) for r in conn.execute(stmt)][::-1]
 
@@ -96,7 +96,7 @@ class JournalStore:
                   "created_at": now, "updated_at": now}
         with self._db.write(f"journalling a {company}/{kind} {op}", fence) as conn:
             return int(conn.execute(insert(Operation).values(**values)
-                                    .returning(Operation.id)).scalar_one())
+                                    .returning(Operation.c.id)).scalar_one())
 
     def record_outcome(self, op_id: int, status: str, detail: str | None = None, *,
                        fence: Fence | None = None) -> None:
@@ -104,16 +104,16 @@ class JournalStore:
         one_of(status, OP_STATUSES[1:], "operation status")
         values = {"status": status, "detail": detail, "updated_at": clock.utcnow()}
         with self._db.write(f"journalling the outcome of operation {op_id}", fence) as conn:
-            stmt = update(Operation).where(Operation.id == op_id).values(**values)
+            stmt = update(Operation).where(Operation.c.id == op_id).values(**values)
             if conn.execute(stmt).rowcount != 1:
                 raise ValueError(f"no operation {op_id} in the journal")
 
     def open_operations(self, company: str, kind: str | None = None) -> list[OperationRow]:
         """Operations still ``intent`` or ``unknown``: each must be settled by a read."""
-        stmt = (select(Operation.__table__).order_by(Operation.id)
-                .where(Operation.company == company, Operation.status.in_(OPEN_OP_STATUSES)))
+        stmt = (select(Operation).order_by(Operation.c.id)
+                .where(Operation.c.company == company, Operation.c.status.in_(OPEN_OP_STATUSES)))
         if kind is not None:
-            stmt = stmt.where(Operation.kind == kind)
+            stmt = stmt.where(Operation.c.kind == kind)
         with self._db.read("reading open operations") as conn:
             return [_operation(r) for r in conn.execute(stmt)]
 
@@ -133,9 +133,9 @@ class JournalStore:
     def quarantined(self, company: str | None = None, kind: str | None = None,
                     status: str | None = "open") -> list[QuarantineRow]:
         """Quarantined rows, filtered by company, kind and status (None: any)."""
-        stmt = select(Quarantined.__table__).order_by(Quarantined.id)
-        for column, value in ((Quarantined.company, company), (Quarantined.kind, kind),
-                              (Quarantined.status, status)):
+        stmt = select(Quarantined).order_by(Quarantined.c.id)
+        for column, value in ((Quarantined.c.company, company), (Quarantined.c.kind, kind),
+                              (Quarantined.c.status, status)):
             if value is not None:
                 stmt = stmt.where(column == value)
         with self._db.read("reading quarantined rows") as conn:
@@ -144,16 +144,17 @@ class JournalStore:
     def clear_quarantine(self, company: str, kind: str, keys: Iterable[str], *,
                          origin: str | None = None, fence: Fence | None = None) -> None:
         """Remove the quarantined rows of these keys (of one origin, or all)."""
-        stmt = delete(Quarantined).where(Quarantined.company == company, Quarantined.kind == kind)
+        stmt = delete(Quarantined).where(Quarantined.c.company == company,
+                                         Quarantined.c.kind == kind)
         if origin is not None:
-            stmt = stmt.where(Quarantined.origin == one_of(origin, QUARANTINE_ORIGINS, "origin"))
+            stmt = stmt.where(Quarantined.c.origin == one_of(origin, QUARANTINE_ORIGINS, "origin"))
         with self._db.write(f"clearing {company}/{kind} quarantined rows", fence) as conn:
             for batch in batched(keys):
-                conn.execute(stmt.where(Quarantined.key.in_(batch)))
+                conn.execute(stmt.where(Quarantined.c.key.in_(batch)))
 
     def set_quarantine_status(self, ids: Sequence[int], status: str) -> int:
         """Set the operator status (open, retry, resolved) of rows by id; how many changed."""
         one_of(status, QUARANTINE_STATUSES, "quarantine status")
-        stmt = update(Quarantined).where(Quarantined.id.in_(list(ids))).values(status=status)
+        stmt = update(Quarantined).where(Quarantined.c.id.in_(list(ids))).values(status=status)
         with self._db.write("setting quarantine status") as conn:
             return int(conn.execute(stmt).rowcount)

@@ -27,7 +27,8 @@ from sync.state.rows import Fence, LeaseRow
 
 
 def _fenced(fence: Fence) -> list[ColumnElement[bool]]:
-    return [Lease.name == fence.name, Lease.holder == fence.holder, Lease.token == fence.token]
+    return [Lease.c.name == fence.name, Lease.c.holder == fence.holder,
+            Lease.c.token == fence.token]
 
 
 def check_ttl(ttl_seconds: float) -> float:
@@ -40,7 +41,7 @@ def check_ttl(ttl_seconds: float) -> float:
 def check_fence(conn: Connection, fence: Fence) -> None:
     """LeaseLost unless ``fence`` is still the live holder and token of its lease."""
     now = db_epoch(conn.dialect.name)
-    stmt = select(Lease.token).where(*_fenced(fence), Lease.expires_at > now)
+    stmt = select(Lease.c.token).where(*_fenced(fence), Lease.c.expires_at > now)
     if conn.execute(stmt.with_for_update(read=True)).first() is None:
         raise LeaseLost(
             f"lease {fence.name!r} is no longer held by {fence.holder!r} with token "
@@ -54,15 +55,15 @@ def acquire(conn: Connection, name: str, holder: str, ttl_seconds: float) -> Fen
     expires = db_epoch(dialect) + check_ttl(ttl_seconds)
     insert = upsert_insert(dialect, Lease).values(
         name=name, holder=holder, token=1, expires_at=expires)
-    inserted = insert.on_conflict_do_nothing(index_elements=["name"]).returning(Lease.token)
+    inserted = insert.on_conflict_do_nothing(index_elements=["name"]).returning(Lease.c.token)
     if conn.execute(inserted).first() is not None:
         return Fence(name, holder, 1)
     taken = conn.execute(
         update(Lease)
-        .where(Lease.name == name, or_(Lease.expires_at <= db_epoch(dialect),
-                                       Lease.holder == holder))
-        .values(holder=holder, token=Lease.token + 1, expires_at=expires)
-        .returning(Lease.token)).first()
+        .where(Lease.c.name == name, or_(Lease.c.expires_at <= db_epoch(dialect),
+                                       Lease.c.holder == holder))
+        .values(holder=holder, token=Lease.c.token + 1, expires_at=expires)
+        .returning(Lease.c.token)).first()
     return None if taken is None else Fence(name, holder, int(taken[0]))
 
 
@@ -71,7 +72,7 @@ def renew(conn: Connection, fence: Fence, ttl_seconds: float) -> bool:
     dialect = conn.dialect.name
     result = conn.execute(
         update(Lease)
-        .where(*_fenced(fence), Lease.expires_at > db_epoch(dialect))
+        .where(*_fenced(fence), Lease.c.expires_at > db_epoch(dialect))
         .values(expires_at=db_epoch(dialect) + check_ttl(ttl_seconds)))
     return result.rowcount == 1
 
@@ -79,16 +80,16 @@ def renew(conn: Connection, fence: Fence, ttl_seconds: float) -> bool:
 def release(conn: Connection, fence: Fence) -> None:
     """End the lease now if ``fence`` still holds it (the token stays, for the next holder)."""
     now = db_epoch(conn.dialect.name)
-    conn.execute(update(Lease).where(*_fenced(fence), Lease.expires_at > now)
+    conn.execute(update(Lease).where(*_fenced(fence), Lease.c.expires_at > now)
                  .values(expires_at=now))
 
 
 def all_leases(conn: Connection) -> list[LeaseRow]:
     """Every lease, with whether it is live by the database's clock, by name."""
-    live = (Lease.expires_at > db_epoch(conn.dialect.name)).label("live")
+    live = (Lease.c.expires_at > db_epoch(conn.dialect.name)).label("live")
     rows = conn.execute(
-        select(Lease.name, Lease.holder, Lease.token, Lease.expires_at, live)
-        .order_by(Lease.name))
+        select(Lease.c.name, Lease.c.holder, Lease.c.token, Lease.c.expires_at, live)
+        .order_by(Lease.c.name))
     return [LeaseRow(name=r.name, holder=r.holder, token=int(r.token),
                      expires_at=datetime.fromtimestamp(r.expires_at, UTC), live=bool(r.live))
             for r in rows]

@@ -33,7 +33,7 @@ def _fields(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _key(company_id: str, transaction_id: str) -> tuple[Any, Any]:
-    return LedgerEntry.company_id == company_id, LedgerEntry.transaction_id == transaction_id
+    return LedgerEntry.c.company_id == company_id, LedgerEntry.c.transaction_id == transaction_id
 
 
 class LedgerStore:
@@ -43,7 +43,7 @@ class LedgerStore:
 
     def ledger_get(self, company_id: str, transaction_id: str) -> LedgerRow | None:
         """The ledger row of one transaction, or None if it was never seen."""
-        stmt = select(LedgerEntry.__table__).where(*_key(company_id, transaction_id))
+        stmt = select(LedgerEntry).where(*_key(company_id, transaction_id))
         with self._db.read("reading the ledger") as conn:
             row = conn.execute(stmt).first()
         return None if row is None else LedgerRow(**row._mapping)
@@ -62,7 +62,7 @@ class LedgerStore:
             stmt = upsert_insert(conn.dialect.name, LedgerEntry).values(**values)
             conn.execute(stmt.on_conflict_do_nothing(
                 index_elements=["company_id", "transaction_id"]))
-            row = conn.execute(select(LedgerEntry.__table__)
+            row = conn.execute(select(LedgerEntry)
                                .where(*_key(company_id, transaction_id))).one()
         return LedgerRow(**row._mapping)
 
@@ -77,19 +77,19 @@ class LedgerStore:
             one_of(status, LEDGER_STATUSES, "ledger status")
         values = {**_fields(fields), "status": to, "updated_at": clock.utcnow()}
         stmt = (update(LedgerEntry).values(**values)
-                .where(*_key(company_id, transaction_id), LedgerEntry.status.in_(list(expect))))
+                .where(*_key(company_id, transaction_id), LedgerEntry.c.status.in_(list(expect))))
         with self._db.write(f"moving transaction {transaction_id} to {to}", fence) as conn:
             return conn.execute(stmt).rowcount == 1
 
     def ledger_rows(self, company_id: str | None = None,
                     status: Sequence[str] | None = None) -> list[LedgerRow]:
         """Ledger rows, oldest first, of one company or all, in the given statuses or any."""
-        stmt = select(LedgerEntry.__table__).order_by(
-            LedgerEntry.created_at, LedgerEntry.company_id, LedgerEntry.transaction_id)
+        stmt = select(LedgerEntry).order_by(
+            LedgerEntry.c.created_at, LedgerEntry.c.company_id, LedgerEntry.c.transaction_id)
         if company_id is not None:
-            stmt = stmt.where(LedgerEntry.company_id == company_id)
+            stmt = stmt.where(LedgerEntry.c.company_id == company_id)
         if status is not None:
-            stmt = stmt.where(LedgerEntry.status.in_(list(status)))
+            stmt = stmt.where(LedgerEntry.c.status.in_(list(status)))
         with self._db.read("reading the ledger") as conn:
             return [LedgerRow(**r._mapping) for r in conn.execute(stmt)]
 
@@ -97,11 +97,11 @@ class LedgerStore:
         """Rows to work on now: seen/posting/posted not waiting for a later attempt, and
         quarantined ones whose ``next_attempt_at`` (set by a retry) has come."""
         when = clock.require_aware(now, "now") if now is not None else clock.utcnow()
-        waiting = LedgerEntry.next_attempt_at
-        stmt = select(LedgerEntry.__table__).order_by(LedgerEntry.created_at).where(
-            LedgerEntry.company_id == company_id,
-            or_(and_(LedgerEntry.status.in_(_RETRYING),
+        waiting = LedgerEntry.c.next_attempt_at
+        stmt = select(LedgerEntry).order_by(LedgerEntry.c.created_at).where(
+            LedgerEntry.c.company_id == company_id,
+            or_(and_(LedgerEntry.c.status.in_(_RETRYING),
                      or_(waiting.is_(None), waiting <= when)),
-                and_(LedgerEntry.status == "quarantined", waiting <= when)))
+                and_(LedgerEntry.c.status == "quarantined", waiting <= when)))
         with self._db.read("reading due transactions") as conn:
             return [LedgerRow(**r._mapping) for r in conn.execute(stmt)]

@@ -36,9 +36,9 @@ class LiveStore:
 
     def capabilities(self, tenant_id: str | None = None) -> list[CapabilityRow]:
         """Every recorded capability, of one tenant or all, by tenant and operation."""
-        stmt = select(Capability.__table__).order_by(Capability.tenant_id, Capability.operation)
+        stmt = select(Capability).order_by(Capability.c.tenant_id, Capability.c.operation)
         if tenant_id is not None:
-            stmt = stmt.where(Capability.tenant_id == tenant_id.casefold())
+            stmt = stmt.where(Capability.c.tenant_id == tenant_id.casefold())
         with self._db.read("reading capabilities") as conn:
             return [CapabilityRow(**r._mapping) for r in conn.execute(stmt)]
 
@@ -58,15 +58,15 @@ class LiveStore:
 
     def poll_cursor(self, company_id: str, tx_type: str) -> CursorRow | None:
         """The tail cursor of one company and type, or None before the first pass."""
-        stmt = select(PollCursor.__table__).where(PollCursor.company_id == company_id,
-                                                   PollCursor.tx_type == tx_type)
+        stmt = select(PollCursor).where(PollCursor.c.company_id == company_id,
+                                                   PollCursor.c.tx_type == tx_type)
         with self._db.read("reading a poll cursor") as conn:
             row = conn.execute(stmt).first()
         return None if row is None else _cursor(row)
 
     def poll_cursors(self) -> list[CursorRow]:
         """Every poll cursor, by company and type."""
-        stmt = select(PollCursor.__table__).order_by(PollCursor.company_id, PollCursor.tx_type)
+        stmt = select(PollCursor).order_by(PollCursor.c.company_id, PollCursor.c.tx_type)
         with self._db.read("reading poll cursors") as conn:
             return [_cursor(r) for r in conn.execute(stmt)]
 

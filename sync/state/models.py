@@ -1,4 +1,7 @@
-"""The state database's tables as SQLAlchemy 2.0 typed models (the schema at the head revision).
+"""The state database's tables as SQLAlchemy Core tables (the schema at the head revision).
+
+Core, not the ORM: the store reads and writes rows with Core statements only, and a command
+such as ``icsync status`` would otherwise spend a sixth of its start importing the ORM.
 
 The migrations in ``sync/state/migrations/versions`` build exactly this schema step by step (a
 test compares them); they never import this module, so an old revision stays as it was written.
@@ -16,6 +19,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     Dialect,
     Float,
@@ -24,11 +28,11 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -85,188 +89,174 @@ class JsonText(TypeDecorator[Any]):
         return None if value is None else json.loads(value)
 
 
-class Base(DeclarativeBase):
-    """Declarative base carrying the constraint naming convention the migrations use."""
+metadata = MetaData(naming_convention=NAMING)
+"""The tables, with the constraint naming convention the migrations use."""
 
-    metadata = MetaData(naming_convention=NAMING)
+# The last known remote copy of one record, with its stable digest.
+RemoteRecord = Table(
+    "remote_records", metadata,
+    Column("company", String, primary_key=True),
+    Column("kind", String, primary_key=True),
+    Column("key", String, primary_key=True),
+    Column("record", JsonText, nullable=False),
+    Column("digest", String, nullable=False),
+    Column("synced_at", UtcDateTime, nullable=False),
+)
 
+# One run of one job for one company.
+Run = Table(
+    "runs", metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("company", String, nullable=False),
+    Column("job", String, nullable=False),
+    Column("kind", String),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+    Column("outcome", String),
+    Column("counts", JsonText, nullable=False),
+    Column("error", Text),
+    Index("ix_runs_company_id", "company", "id"),
+)
 
-class RemoteRecord(Base):
-    """The last known remote copy of one record, with its stable digest."""
+# The operations journal: intent before an API call, its outcome after.
+Operation = Table(
+    "operations", metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("run_id", ForeignKey("runs.id", ondelete="SET NULL")),
+    Column("company", String, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("op", String, nullable=False),
+    Column("keys", JsonText, nullable=False),
+    Column("payload_digest", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("detail", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_operations_open", "company", "kind", "status"),
+)
 
-    __tablename__ = "remote_records"
-    company: Mapped[str] = mapped_column(String, primary_key=True)
-    kind: Mapped[str] = mapped_column(String, primary_key=True)
-    key: Mapped[str] = mapped_column(String, primary_key=True)
-    record: Mapped[Any] = mapped_column(JsonText, nullable=False)
-    digest: Mapped[str] = mapped_column(String, nullable=False)
-    synced_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+# A row set aside by validation or refused by iCompleat, until fixed or resolved.
+Quarantined = Table(
+    "quarantine", metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("company", String, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("key", String, nullable=False),
+    Column("origin", String, nullable=False),
+    Column("source_digest", String),
+    Column("reason", String, nullable=False),
+    Column("field", String),
+    Column("message", Text, nullable=False),
+    Column("first_seen", UtcDateTime, nullable=False),
+    Column("last_seen", UtcDateTime, nullable=False),
+    Column("status", String, nullable=False),
+    UniqueConstraint("company", "kind", "key", "origin"),
+)
 
+# A refresh (complete set in chunks) that has started and not yet ended.
+RefreshMarker = Table(
+    "refresh_markers", metadata,
+    Column("company", String, primary_key=True),
+    Column("kind", String, primary_key=True),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("last_token", Text),
+    Column("token_expires_at", UtcDateTime),
+    Column("chunks_sent", Integer, nullable=False),
+    Column("total_chunks", Integer, nullable=False),
+    Column("plan_hash", String, nullable=False),
+)
 
-class Run(Base):
-    """One run of one job for one company."""
+# The continuation token of a kind's live set, for appending without a refresh.
+AppendToken = Table(
+    "append_tokens", metadata,
+    Column("company", String, primary_key=True),
+    Column("kind", String, primary_key=True),
+    Column("token", Text, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
 
-    __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_company_id", "company", "id"),)
-    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
-    company: Mapped[str] = mapped_column(String, nullable=False)
-    job: Mapped[str] = mapped_column(String, nullable=False)
-    kind: Mapped[str | None] = mapped_column(String)
-    started_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
-    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    outcome: Mapped[str | None] = mapped_column(String)
-    counts: Mapped[Any] = mapped_column(JsonText, nullable=False)
-    error: Mapped[str | None] = mapped_column(Text)
-
-
-class Operation(Base):
-    """The operations journal: intent before an API call, its outcome after."""
-
-    __tablename__ = "operations"
-    __table_args__ = (Index("ix_operations_open", "company", "kind", "status"),)
-    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
-    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
-    company: Mapped[str] = mapped_column(String, nullable=False)
-    kind: Mapped[str] = mapped_column(String, nullable=False)
-    op: Mapped[str] = mapped_column(String, nullable=False)
-    keys: Mapped[Any] = mapped_column(JsonText, nullable=False)
-    payload_digest: Mapped[str] = mapped_column(String, nullable=False)
-    status: Mapped[str] = mapped_column(String, nullable=False)
-    detail: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
-
-
-class Quarantined(Base):
-    """A row set aside by validation or refused by iCompleat, until fixed or resolved."""
-
-    __tablename__ = "quarantine"
-    __table_args__ = (UniqueConstraint("company", "kind", "key", "origin"),)
-    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
-    company: Mapped[str] = mapped_column(String, nullable=False)
-    kind: Mapped[str] = mapped_column(String, nullable=False)
-    key: Mapped[str] = mapped_column(String, nullable=False)
-    origin: Mapped[str] = mapped_column(String, nullable=False)
-    source_digest: Mapped[str | None] = mapped_column(String)
-    reason: Mapped[str] = mapped_column(String, nullable=False)
-    field: Mapped[str | None] = mapped_column(String)
-    message: Mapped[str] = mapped_column(Text, nullable=False)
-    first_seen: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
-    last_seen: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
-    status: Mapped[str] = mapped_column(String, nullable=False)
-
-
-class RefreshMarker(Base):
-    """A refresh (complete set in chunks) that has started and not yet ended."""
-
-    __tablename__ = "refresh_markers"
-    company: Mapped[str] = mapped_column(String, primary_key=True)
-    kind: Mapped[str] = mapped_column(String, primary_key=True)
-    started_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
-    last_token: Mapped[str | None] = mapped_column(Text)
-    token_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    chunks_sent: Mapped[int] = mapped_column(Integer, nullable=False)
-    total_chunks: Mapped[int] = mapped_column(Integer, nullable=False)
-    plan_hash: Mapped[str] = mapped_column(String, nullable=False)
-
-
-class AppendToken(Base):
-    """The continuation token of a kind's live set, for appending without a refresh."""
-
-    __tablename__ = "append_tokens"
-    company: Mapped[str] = mapped_column(String, primary_key=True)
-    kind: Mapped[str] = mapped_column(String, primary_key=True)
-    token: Mapped[str] = mapped_column(Text, nullable=False)
-    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
-
-
-class LedgerEntry(Base):
-    """One iCompleat transaction on its way into the ERP; one row per company and id."""
-
-    __tablename__ = "ledger"
-    __table_args__ = (Index("ix_ledger_company_status", "company_id", "status"),)
-    company_id: Mapped[str] = mapped_column(String, primary_key=True)
-    transaction_id: Mapped[str] = mapped_column(String, primary_key=True)
-    tx_type: Mapped[str] = mapped_column(String, nullable=False)
-    status: Mapped[str] = mapped_column(String, nullable=False)
-    journal_number: Mapped[str | None] = mapped_column(String)
-    attempts: Mapped[int] = mapped_column(Integer, nullable=False)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+# One iCompleat transaction on its way into the ERP; one row per company and id.
+LedgerEntry = Table(
+    "ledger", metadata,
+    Column("company_id", String, primary_key=True),
+    Column("transaction_id", String, primary_key=True),
+    Column("tx_type", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("journal_number", String),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime),
+    Column("last_error", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
     # How iCompleat got the journal number: "api" (written back), "webhook" (the push's
     # answer), "icompleat" (it showed the number already); None until one of them did.
-    journal_channel: Mapped[str | None] = mapped_column(String)
+    Column("journal_channel", String),
+    Index("ix_ledger_company_status", "company_id", "status"),
+)
 
+# What one tenant's iCompleat answered for an operation: supported, or 404/405 and when.
+Capability = Table(
+    "capabilities", metadata,
+    Column("tenant_id", String, primary_key=True),
+    Column("operation", String, primary_key=True),
+    Column("supported", Boolean, nullable=False),
+    Column("status", Integer),
+    Column("detail", Text),
+    Column("checked_at", UtcDateTime, nullable=False),
+)
 
-class Capability(Base):
-    """What one tenant's iCompleat answered for an operation: supported, or 404/405 and when."""
+# How far one company's approved list of one type has been read: a page and its ids.
+PollCursor = Table(
+    "poll_cursors", metadata,
+    Column("company_id", String, primary_key=True),
+    Column("tx_type", String, primary_key=True),
+    Column("page", Integer, nullable=False),
+    Column("ids", Text, nullable=False),  # JSON list of the page's ids
+    Column("swept_at", UtcDateTime),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
 
-    __tablename__ = "capabilities"
-    tenant_id: Mapped[str] = mapped_column(String, primary_key=True)
-    operation: Mapped[str] = mapped_column(String, primary_key=True)
-    supported: Mapped[bool] = mapped_column(Boolean, nullable=False)
-    status: Mapped[int | None] = mapped_column(Integer)
-    detail: Mapped[str | None] = mapped_column(Text)
-    checked_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+# A named lease with its current holder and fencing token (expiry on the DB's clock).
+Lease = Table(
+    "leases", metadata,
+    Column("name", String, primary_key=True),
+    Column("holder", String, nullable=False),
+    Column("token", BigInteger, nullable=False),
+    Column("expires_at", Float(precision=53), nullable=False),
+)
 
+# One alert condition (``guard_block:acme``...): active or clear, with what it last said.
+#
+# Instances sharing the database move a row by compare-and-set, so a start or a clear is
+# queued once however many instances observe it.
+AlertCondition = Table(
+    "alert_conditions", metadata,
+    Column("key", String, primary_key=True),
+    Column("condition", String, nullable=False),
+    Column("subject", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("data", JsonText, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("cleared_at", UtcDateTime),
+)
 
-class PollCursor(Base):
-    """How far one company's approved list of one type has been read: a page and its ids."""
-
-    __tablename__ = "poll_cursors"
-    company_id: Mapped[str] = mapped_column(String, primary_key=True)
-    tx_type: Mapped[str] = mapped_column(String, primary_key=True)
-    page: Mapped[int] = mapped_column(Integer, nullable=False)
-    ids: Mapped[str] = mapped_column(Text, nullable=False)  # JSON list of the page's ids
-    swept_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
-
-
-class Lease(Base):
-    """A named lease with its current holder and fencing token (expiry on the DB's clock)."""
-
-    __tablename__ = "leases"
-    name: Mapped[str] = mapped_column(String, primary_key=True)
-    holder: Mapped[str] = mapped_column(String, nullable=False)
-    token: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    expires_at: Mapped[float] = mapped_column(Float(precision=53), nullable=False)
-
-
-class AlertCondition(Base):
-    """One alert condition (``guard_block:acme``...): active or clear, with what it last said.
-
-    Instances sharing the database move a row by compare-and-set, so a start or a clear is
-    queued once however many instances observe it."""
-
-    __tablename__ = "alert_conditions"
-    key: Mapped[str] = mapped_column(String, primary_key=True)
-    condition: Mapped[str] = mapped_column(String, nullable=False)
-    subject: Mapped[str] = mapped_column(String, nullable=False)
-    status: Mapped[str] = mapped_column(String, nullable=False)
-    detail: Mapped[str] = mapped_column(Text, nullable=False)
-    data: Mapped[Any] = mapped_column(JsonText, nullable=False)
-    started_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
-    cleared_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-
-
-class AlertMessage(Base):
-    """An alert message to send (the outbox): claimed by one sender, retried until sent."""
-
-    __tablename__ = "alert_outbox"
-    __table_args__ = (Index("ix_alert_outbox_due", "sent_at", "due_at"),)
-    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
-    key: Mapped[str] = mapped_column(String, nullable=False)
-    event: Mapped[str] = mapped_column(String, nullable=False)
-    title: Mapped[str] = mapped_column(Text, nullable=False)
-    body: Mapped[str] = mapped_column(Text, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
-    due_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
-    attempts: Mapped[int] = mapped_column(Integer, nullable=False)
-    delivered: Mapped[Any] = mapped_column(JsonText, nullable=False)
-    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    last_error: Mapped[str | None] = mapped_column(Text)
-    claimed_by: Mapped[str | None] = mapped_column(String)
-    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+# An alert message to send (the outbox): claimed by one sender, retried until sent.
+AlertMessage = Table(
+    "alert_outbox", metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("key", String, nullable=False),
+    Column("event", String, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("due_at", UtcDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("delivered", JsonText, nullable=False),
+    Column("sent_at", UtcDateTime),
+    Column("last_error", Text),
+    Column("claimed_by", String),
+    Column("claimed_until", UtcDateTime),
+    Index("ix_alert_outbox_due", "sent_at", "due_at"),
+)

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, Table, delete, func, select, update
 
 from sync.foundation import clock
 from sync.state.db import Database
@@ -33,8 +33,8 @@ def _upsert(conn: Connection, company: str, kind: str, rows: Iterable[RemoteRow]
         conn.execute(stmt, batch)
 
 
-def _where(model: Any, company: str, kind: str) -> tuple[Any, Any]:
-    return model.company == company, model.kind == kind
+def _where(table: Table, company: str, kind: str) -> tuple[Any, Any]:
+    return table.c.company == company, table.c.kind == kind
 
 
 class RemoteStore:
@@ -45,14 +45,14 @@ class RemoteStore:
     def remote_records(self, company: str, kind: str) -> dict[str, dict[str, Any]]:
         """Every known remote record of ``kind``, by key, exactly as stored."""
         with self._db.read("reading remote records") as conn:
-            rows = conn.execute(select(RemoteRecord.key, RemoteRecord.record)
+            rows = conn.execute(select(RemoteRecord.c.key, RemoteRecord.c.record)
                                 .where(*_where(RemoteRecord, company, kind)))
             return {key: record for key, record in rows}
 
     def remote_digests(self, company: str, kind: str) -> dict[str, str]:
         """The digest of every known remote record of ``kind``, by key."""
         with self._db.read("reading remote digests") as conn:
-            rows = conn.execute(select(RemoteRecord.key, RemoteRecord.digest)
+            rows = conn.execute(select(RemoteRecord.c.key, RemoteRecord.c.digest)
                                 .where(*_where(RemoteRecord, company, kind)))
             return {key: digest for key, digest in rows}
 
@@ -60,7 +60,7 @@ class RemoteStore:
         """The keys and the digests of every known remote record of ``kind`` as two lists
         (in no particular order): a million rows without a million-entry dict."""
         rows = self._db.read_tuples("reading remote digests", select(
-            RemoteRecord.key, RemoteRecord.digest).where(*_where(RemoteRecord, company, kind)))
+            RemoteRecord.c.key, RemoteRecord.c.digest).where(*_where(RemoteRecord, company, kind)))
         return [r[0] for r in rows], [r[1] for r in rows]
 
     def remote_count(self, company: str, kind: str) -> int:
@@ -81,7 +81,7 @@ class RemoteStore:
         with self._db.write(f"deleting {company}/{kind} remote records", fence) as conn:
             for batch in batched(keys):
                 conn.execute(delete(RemoteRecord).where(
-                    *_where(RemoteRecord, company, kind), RemoteRecord.key.in_(batch)))
+                    *_where(RemoteRecord, company, kind), RemoteRecord.c.key.in_(batch)))
 
     def replace_remote(self, company: str, kind: str, rows: Iterable[RemoteRow], *,
                        fence: Fence | None = None) -> None:
@@ -121,15 +121,15 @@ class RemoteStore:
 
     def open_refreshes(self, company: str | None = None) -> list[RefreshRow]:
         """Refreshes started and not ended (all companies when ``company`` is None)."""
-        stmt = select(RefreshMarker.__table__).order_by(RefreshMarker.company, RefreshMarker.kind)
+        stmt = select(RefreshMarker).order_by(RefreshMarker.c.company, RefreshMarker.c.kind)
         if company is not None:
-            stmt = stmt.where(RefreshMarker.company == company)
+            stmt = stmt.where(RefreshMarker.c.company == company)
         with self._db.read("reading refresh markers") as conn:
             return [RefreshRow(**r._mapping) for r in conn.execute(stmt)]
 
     def append_token(self, company: str, kind: str) -> tuple[str, datetime] | None:
         """The stored continuation token of the live set of ``kind`` and its expiry."""
-        stmt = select(AppendToken.token, AppendToken.expires_at).where(
+        stmt = select(AppendToken.c.token, AppendToken.c.expires_at).where(
             *_where(AppendToken, company, kind))
         with self._db.read("reading an append token") as conn:
             row = conn.execute(stmt).first()

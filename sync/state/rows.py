@@ -1,4 +1,4 @@
-"""What the state store hands back: frozen value objects, never ORM objects, and the statuses.
+"""What the state store hands back: frozen value objects, never SQLAlchemy rows, and the statuses.
 
 Callers (the engine, the daemon, the operator commands) code against these; they can be kept,
 compared and passed between threads without a database session behind them.

@@ -20,7 +20,7 @@ from sync.foundation.secrets import Secret
 from sync.state import StateStore
 from sync.state.db import Database, create_state_engine, state_url
 from sync.state.migrate import HEAD, VERSION_TABLE, head_revision, upgrade
-from sync.state.models import Base
+from sync.state.models import metadata
 
 FIRST = "0001"
 
@@ -87,7 +87,7 @@ def test_migrations_build_exactly_the_models(store: StateStore) -> None:
     with store._db.engine.connect() as conn:
         context = MigrationContext.configure(
             conn, opts={"compare_type": True, "version_table": VERSION_TABLE})
-        assert compare_metadata(context, Base.metadata) == []
+        assert compare_metadata(context, metadata) == []
 
 
 def test_downgrade_and_upgrade_round_trip(state_url: str) -> None:
