@@ -11,7 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    inspect,
+    text,
+)
 
 from sync.foundation.errors import StateError
 from sync.state.db import Database
@@ -95,13 +104,41 @@ def upgrade(db: Database, target: str = "head") -> None:
             raise StateError(f"state database {db.where}: migration failed: {exc}") from exc
 
 
+def create_fresh(db: Database) -> bool:
+    """On a database without any table: the head schema built from the tables of
+    :mod:`sync.state.models` and stamped at HEAD, in one transaction, without loading Alembic
+    or replaying every revision (a test keeps the result equal to the migrations'). False,
+    with nothing done, when the database holds any table: it is then migrated."""
+    from sync.state.models import metadata
+
+    with db.write("creating the schema") as conn:
+        if db.dialect == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+        if inspect(conn).get_table_names():
+            return False
+        metadata.create_all(conn)
+        version = _version_table()
+        version.create(conn)
+        conn.execute(version.insert().values(version_num=HEAD))
+    return True
+
+
+def _version_table() -> Table:
+    """The revision table as Alembic makes it (see ``MigrationContext``)."""
+    return Table(VERSION_TABLE, MetaData(), Column("version_num", String(32), nullable=False),
+                 PrimaryKeyConstraint("version_num", name=f"{VERSION_TABLE}_pkc"))
+
+
 def ensure_schema(db: Database, *, migrate: bool) -> None:
-    """Migrate to the head, or (``migrate=False``) refuse a database not at the head."""
+    """Migrate to the head (an empty database: create it at the head), or
+    (``migrate=False``) refuse a database not at the head."""
     with db.read("reading the schema revision") as conn:
         revision = current_revision(conn)
     if revision == HEAD:
         return  # the usual case: no write, no lock, no Alembic
     if migrate:
+        if revision is None and create_fresh(db):
+            return
         upgrade(db)
         return
     _refuse_unknown(revision, db.where)

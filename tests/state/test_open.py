@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from sync.foundation.errors import ConfigError, StateCorrupt, StateError
 from sync.foundation.secrets import Secret
@@ -82,12 +82,69 @@ def test_newer_revision_is_refused(state_url: str) -> None:
             StateStore.open(state_url, migrate=migrate)
 
 
-def test_migrations_build_exactly_the_models(store: StateStore) -> None:
-    """The migrated schema equals the models' schema (tables, columns, types, indexes)."""
-    with store._db.engine.connect() as conn:
+def schema_of(db: Database) -> tuple[list[object], list[str], dict[str, list[object]]]:
+    """What Alembic finds different from the models; the revisions; the indexes and unique
+    constraints by table (names included)."""
+    with db.engine.connect() as conn:
         context = MigrationContext.configure(
             conn, opts={"compare_type": True, "version_table": VERSION_TABLE})
-        assert compare_metadata(context, metadata) == []
+        diff = compare_metadata(context, metadata)
+        revisions = list(conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))
+                         .scalars())
+        inspector = inspect(conn)
+        shape: dict[str, list[object]] = {
+            table: sorted(map(repr, [*inspector.get_indexes(table),
+                                     *inspector.get_unique_constraints(table),
+                                     inspector.get_pk_constraint(table),
+                                     *inspector.get_foreign_keys(table)]))
+            for table in inspector.get_table_names()}
+    return diff, revisions, shape
+
+
+def test_migrations_build_exactly_the_models(state_url: str) -> None:
+    """The schema the migrations build (every revision replayed by Alembic) equals the models'
+    (tables, columns, types, indexes)."""
+    db = database(state_url)
+    upgrade(db)
+    try:
+        assert schema_of(db)[0] == []
+    finally:
+        db.dispose()
+
+
+def test_a_new_database_is_created_as_the_migrations_build_it(state_url: str,
+                                                                tmp_path: Path) -> None:
+    """Opening an empty database creates the head schema from the models without Alembic;
+    it is what replaying the migrations builds (constraint names and the revision table
+    included), and Alembic can take it down and up again."""
+    code = ("import sys; from sync.state import StateStore; "
+            f"StateStore.open({state_url!r}).close(); "
+            "sys.exit(1 if any(m.startswith('alembic') for m in sys.modules) else 0)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+    fresh = database(state_url)
+    created = schema_of(fresh)
+    assert created[0] == []
+    assert created[1] == [HEAD]
+    other = f"sqlite:///{tmp_path / 'migrated.db'}"
+    if not state_url.startswith("sqlite"):
+        with fresh.engine.connect() as conn:
+            names = set(conn.dialect.get_table_names(conn))
+        assert names == {*metadata.tables, VERSION_TABLE}
+    else:
+        migrated = database(other)
+        upgrade(migrated)
+        assert schema_of(migrated) == created
+        migrated.dispose()
+    from alembic import command
+
+    from sync.state.migrate import alembic_config
+
+    with fresh.write("downgrading") as conn:
+        command.downgrade(alembic_config(conn), FIRST)
+    fresh.dispose()
+    with StateStore.open(state_url) as store:
+        assert store.schema_revision() == HEAD
+        assert store.remote_count("uk", "suppliers") == 0
 
 
 def test_downgrade_and_upgrade_round_trip(state_url: str) -> None:
