@@ -25,7 +25,6 @@ import hashlib
 import itertools
 import unicodedata
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from json.encoder import encode_basestring
 from typing import Any
 
@@ -131,10 +130,11 @@ def _sha256_rows(joined: Any) -> list[str]:
     return [sha(data[a:b]).hexdigest() for a, b in itertools.pairwise(offsets)]
 
 
-def _arrow_texts(kind: Kind, columns: Mapping[str, np.ndarray],
-                 arrow: Mapping[str, Any]) -> Any:
-    """The canonical JSON text of every row of ``columns`` built in Arrow (a large-string
-    array), for :func:`_sha256_rows`; None when a value needs the general path.
+def _arrow_digests(kind: Kind, columns: Mapping[str, np.ndarray],
+                   arrow: Mapping[str, Any]) -> list[str] | None:
+    """:func:`digests` of every row of ``columns`` built in Arrow: each row's canonical JSON
+    text is joined from its fields' fragments, then hashed; None when a value needs the
+    general path.
 
     Each fragment carries its own leading comma and is empty where the value is missing, so
     one plain join (no null skipping, which Arrow does many times slower) gives
@@ -162,7 +162,7 @@ def _arrow_texts(kind: Kind, columns: Mapping[str, np.ndarray],
     if pc.any(pc.equal(joined, pa.scalar("}", large))).as_py():  # a row without any value
         opened = pc.if_else(pc.equal(joined, pa.scalar("}", large)),
                             pa.scalar("{}", large), opened)
-    return opened
+    return _sha256_rows(opened)
 
 
 def _general_digests(kind: Kind, columns: Mapping[str, np.ndarray],
@@ -189,9 +189,7 @@ def digests(kind: Kind, columns: Mapping[str, np.ndarray], rows: Iterable[int], 
     Equal to :func:`record_digest` of each row when the values are already canonical; it skips
     re-canonicalisation, which is what makes it fast. ``arrow`` (optional) holds text columns
     already as Arrow string arrays (every row, in ``columns``' order), used as they are.
-    Rows are digested in batches of :data:`DIGEST_BATCH`; with more than one batch, a worker
-    thread builds the next batch's texts in Arrow (which runs without the interpreter lock)
-    while this thread hashes the current one.
+    Rows are digested in batches of :data:`DIGEST_BATCH`.
     """
     rows = np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows, dtype=np.intp)
     n = len(next(iter(columns.values()))) if columns else 0
@@ -199,9 +197,8 @@ def digests(kind: Kind, columns: Mapping[str, np.ndarray], rows: Iterable[int], 
     sent = kind.sent_fields
     columns = {name: values for name, values in columns.items() if name in sent}
     texts = {name: a for name, a in (arrow or {}).items() if name in sent}
-
-    def build(start: int) -> Any:
-        """The Arrow texts of the batch at ``start``, or None for the general path."""
+    out: list[str] = []
+    for start in range(0, len(rows), DIGEST_BATCH):
         batch = rows[start:start + DIGEST_BATCH]
         if every:
             stop = start + len(batch)
@@ -211,29 +208,10 @@ def digests(kind: Kind, columns: Mapping[str, np.ndarray], rows: Iterable[int], 
             cols = {name: values[batch] for name, values in columns.items()}
             some = {name: a.take(pa.array(batch)) for name, a in texts.items()}
         try:
-            return _arrow_texts(kind, cols, some)
+            fast = _arrow_digests(kind, cols, some)
         except (pa.ArrowException, UnicodeError, TypeError, ValueError):
-            return None  # lone surrogates and the like: the general path decides
-
-    def digest(start: int, joined: Any) -> list[str]:
-        if joined is not None:
-            return _sha256_rows(joined)
-        return _general_digests(kind, columns, rows[start:start + DIGEST_BATCH])
-
-    starts = range(0, len(rows), DIGEST_BATCH)
-    out: list[str] = []
-    if len(starts) <= 1:
-        for start in starts:
-            out += digest(start, build(start))
-        return out
-    with ThreadPoolExecutor(1, thread_name_prefix="digest-texts") as worker:
-        pending = worker.submit(build, starts[0])
-        for i, start in enumerate(starts):
-            joined = pending.result()
-            if i + 1 < len(starts):
-                pending = worker.submit(build, starts[i + 1])
-            out += digest(start, joined)
-            del joined
+            fast = None  # lone surrogates and the like: the general path decides
+        out += fast if fast is not None else _general_digests(kind, columns, batch)
     return out
 
 
