@@ -44,11 +44,17 @@ _MODULES: tuple[tuple[type, str], ...] = (
 def preload(settings: Settings) -> list[str]:
     """Import the connector modules the configuration uses; the names imported. Blocking:
     call it off the event loop before a job holds a lease, so a first import (pandas, pyarrow,
-    drivers: a second or more) never stalls the loop while the lease must be renewed."""
+    drivers: a second or more) never stalls the loop while the lease must be renewed. A SQLite
+    query's reader process is started here too, ready for the first read."""
     configs = [*settings.sources.values(), *settings.sinks.values()]
     names = sorted({module for cls, module in _MODULES if any(isinstance(c, cls) for c in configs)})
     for module in names:
         importlib.import_module(module)
+    for config in settings.sources.values():
+        if isinstance(config, SqlSourceConfig):
+            from connectors.sql import warm
+
+            warm(config)
     return names
 
 

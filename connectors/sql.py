@@ -40,7 +40,7 @@ from urllib.parse import quote, urlencode
 import pandas as pd
 import pyarrow as pa
 from sqlalchemy import Connection, Select, TextClause, select, text
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.base import CompanyRef, SourceRead
@@ -48,7 +48,7 @@ from connectors.decoding import decode_hint, suggest_encoding
 from connectors.records import kind_config
 from connectors.sql_engine import explain, make_engine, reflect
 from connectors.sql_sink import SqlSink
-from connectors.sqlite_child import QueryTimedOut, read_query
+from connectors.sqlite_child import QueryTimedOut, prewarm, read_query
 from sync.foundation.config import KindSourceConfig, SqlSourceConfig
 from sync.foundation.errors import ConfigError, SourceError
 from sync.foundation.secrets import Secret
@@ -158,6 +158,17 @@ def text_decoder(encoding: str, errors: str) -> Callable[[bytes], str]:
     def decode(data: bytes) -> str:
         return data.decode(encoding, errors)
     return decode
+
+
+def warm(config: SqlSourceConfig) -> None:
+    """Start a SQLite query reader ahead of the first read when this source will use one."""
+    try:
+        url = make_url(config.url)
+    except (SQLAlchemyError, ValueError):
+        return  # reported by the read
+    if config.arrow and _sqlite_file(url) and any(
+            spec.query and plain_utf8(spec) for spec in config.kinds.values()):
+        prewarm()
 
 
 def plain_utf8(spec: KindSourceConfig) -> bool:

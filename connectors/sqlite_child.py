@@ -7,24 +7,33 @@ them to standard output as Arrow IPC record batches, and the parent kills it onc
 ``timeout_seconds`` have passed (:class:`QueryTimedOut`). Killing a process stops SQLite for
 certain and frees everything it held; the parent's read stays bounded whatever the query does.
 
-The child also stops by itself when the parent goes away (its standard input closes), so a
-killed daemon leaves no query running behind it. Any failure of the child other than the
-deadline (no driver, a syntax error, a locked file, text that is not UTF-8, a column whose rows
-disagree on their type) gives None: the caller then reads through SQLAlchemy, which reports the
-error as every other read does.
+A child serves one read after another: after a read it waits, idle, for the next request, so a
+run of six kinds starts one interpreter instead of six, and :func:`prewarm` starts one before
+the first read (while the parent is still importing and opening the state database). At most
+:data:`POOL_SIZE` idle children are kept; an idle child exits after :data:`IDLE_SECONDS`, when
+its standard input closes (the parent closed it, or is gone), and a busy one when its parent is
+gone (it watches its parent process id), so a killed daemon leaves no query running behind it.
+Any failure of the child other than the deadline (no driver, a syntax error, a locked file,
+text that is not UTF-8, a column whose rows disagree on their type) gives None: the caller then
+reads through SQLAlchemy, which reports the error as every other read does.
 
-Protocol: one JSON line on standard input (``database``, ``sql``, ``params``), then nothing
-until the parent closes it; Arrow IPC stream on standard output; exit 0 when the stream is
-complete, 3 on a failure (its first line on standard error, which the parent ignores).
+Protocol: one JSON line on standard input (``database``, ``sql``, ``params``); the answer is an
+Arrow IPC stream on standard output followed by one zero byte, after which the child waits for
+the next line. On a failure the child writes its first line on standard error (which the parent
+ignores) and exits 3 without the zero byte, so a stream cut short is never taken for the rows.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import os
+import select
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,25 +45,98 @@ BATCH_ROWS = 65_536
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 
 
+# Idle children kept for the next read, and how long an idle child waits before it exits.
+POOL_SIZE = 2
+IDLE_SECONDS = 120.0
+_OK = b"\0"
+_PARENT, _IDLE = "ICSYNC_READER_PARENT", "ICSYNC_READER_IDLE_SECONDS"  # parent to child
+
+_idle: list[subprocess.Popen[bytes]] = []
+_lock = threading.Lock()
+
+
 class QueryTimedOut(Exception):
     """The child was killed at the deadline."""
 
 
-def read_query(database: str, sql: str, params: list[Any], timeout: float) -> pa.Table | None:
-    """The rows of ``sql`` (positional ``?`` parameters) on the SQLite file ``database`` as an
-    Arrow table; None when the child could not read them; QueryTimedOut past ``timeout`` s."""
-    try:
-        request = json.dumps({"database": database, "sql": sql, "params": params}) + "\n"
-    except (TypeError, ValueError):
-        return None
+def _spawn() -> subprocess.Popen[bytes] | None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)}
+        p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p),
+        _PARENT: str(os.getpid()), _IDLE: repr(IDLE_SECONDS)}
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "connectors.sqlite_child"],
+        return subprocess.Popen([sys.executable, "-m", "connectors.sqlite_child"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, env=env)
     except OSError:
         return None
+
+
+def _retire(proc: subprocess.Popen[bytes], *, kill: bool) -> None:
+    """Stop ``proc`` (closing its standard input is enough for an idle child) and reap it."""
+    if kill and proc.poll() is None:
+        proc.kill()
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _take() -> tuple[subprocess.Popen[bytes] | None, bool]:
+    """An idle child (reused: True), or a new one."""
+    with _lock:
+        while _idle:
+            proc = _idle.pop()
+            if proc.poll() is None:
+                return proc, True
+            _retire(proc, kill=False)
+    return _spawn(), False
+
+
+def _give_back(proc: subprocess.Popen[bytes]) -> None:
+    with _lock:
+        if len(_idle) < POOL_SIZE:
+            _idle.append(proc)
+            return
+    _retire(proc, kill=False)
+
+
+def prewarm() -> None:
+    """Start an idle child now (if none is idle), so the first read finds one ready."""
+    with _lock:
+        if any(p.poll() is None for p in _idle):
+            return
+    proc = _spawn()
+    if proc is not None:
+        _give_back(proc)
+
+
+def close_idle() -> None:
+    """Stop every idle child (each exits when its standard input closes)."""
+    with _lock:
+        idle, _idle[:] = list(_idle), []
+    for proc in idle:
+        _retire(proc, kill=False)
+
+
+def _forget() -> None:
+    """In a forked process: the parent's idle children are not this process's to use."""
+    global _lock
+    _idle.clear()
+    _lock = threading.Lock()
+
+
+atexit.register(close_idle)
+os.register_at_fork(after_in_child=_forget)
+
+
+def _ask(proc: subprocess.Popen[bytes], request: bytes, timeout: float) -> pa.Table | None:
+    """Send ``request`` to ``proc`` and read its answer; None when it failed (``proc`` is then
+    stopped); QueryTimedOut (``proc`` killed) past ``timeout`` seconds."""
     timed_out = threading.Event()
 
     def stop() -> None:
@@ -68,29 +150,50 @@ def read_query(database: str, sql: str, params: list[Any], timeout: float) -> pa
     try:
         if proc.stdin is None or proc.stdout is None:
             raise OSError("the child has no pipes")
-        proc.stdin.write(request.encode("utf-8"))
+        proc.stdin.write(request)
         proc.stdin.flush()
         table = pa.ipc.open_stream(proc.stdout).read_all()
-        proc.wait()  # standard input stays open until it exits: closing it would stop it
-    except (OSError, pa.ArrowException):
+        if proc.stdout.read(1) != _OK:  # the child failed after the stream: not the rows
+            table = None
+    except (OSError, ValueError, pa.ArrowException):
         table = None
     finally:
         timer.cancel()
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                stream.close()
     if timed_out.is_set():
+        _retire(proc, kill=True)
         raise QueryTimedOut(f"interrupted after {timeout:g} s")
-    return table if proc.returncode == 0 else None
+    if table is None:
+        _retire(proc, kill=True)
+    return table
 
 
-def _exit_when_orphaned() -> None:
-    """Exit as soon as standard input closes: the parent is gone or has given up."""
-    while os.read(0, 65_536):
-        pass
+def read_query(database: str, sql: str, params: list[Any], timeout: float) -> pa.Table | None:
+    """The rows of ``sql`` (positional ``?`` parameters) on the SQLite file ``database`` as an
+    Arrow table; None when the child could not read them; QueryTimedOut past ``timeout`` s.
+    A reused child that fails is replaced once by a new one (it may have just idled out)."""
+    try:
+        request = (json.dumps({"database": database, "sql": sql, "params": params})
+                   + "\n").encode("utf-8")
+    except (TypeError, ValueError, UnicodeError):
+        return None
+    for _ in range(2):
+        proc, reused = _take()
+        if proc is None:
+            return None
+        table = _ask(proc, request, timeout)
+        if table is not None:
+            _give_back(proc)
+            return table
+        if not reused:
+            return None
+    return None
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    """Exit as soon as the parent process is gone (this process was handed to another; also
+    when that happened before this process got this far)."""
+    while os.getppid() == parent:
+        time.sleep(0.2)
     os._exit(1)
 
 
@@ -104,44 +207,72 @@ class _NoPandas:
             raise ImportError("the SQLite reader runs without pandas")
 
 
-def main() -> int:
-    """The child: read the request, stream the rows as Arrow IPC."""
-    line = b""
-    while not line.endswith(b"\n"):
+def _request(buffer: bytearray, idle: float) -> dict[str, Any] | None:
+    """The next request line; None when standard input closes or stays idle ``idle`` s."""
+    while b"\n" not in buffer:
+        ready, _, _ = select.select([0], [], [], idle)
+        if not ready:
+            return None
         chunk = os.read(0, 65_536)
         if not chunk:
-            return 3
-        line += chunk
-    request = json.loads(line)
-    threading.Thread(target=_exit_when_orphaned, daemon=True).start()
-    sys.meta_path.insert(0, _NoPandas)
+            return None
+        buffer += chunk
+    line, _, rest = bytes(buffer).partition(b"\n")
+    buffer[:] = rest
+    request: dict[str, Any] = json.loads(line)
+    return request
+
+
+def _answer(request: dict[str, Any], out: Any) -> None:
+    """Stream the rows of ``request`` to ``out`` as Arrow IPC (raises on any failure)."""
     import adbc_driver_manager
     import adbc_driver_sqlite
 
+    with adbc_driver_sqlite.connect(request["database"]) as db, \
+            adbc_driver_manager.AdbcConnection(db) as conn, \
+            adbc_driver_manager.AdbcStatement(conn) as stmt:
+        stmt.set_options(**{"adbc.sqlite.query.batch_rows": str(BATCH_ROWS)})
+        stmt.set_sql_query(request["sql"])
+        params = request["params"]
+        if params:
+            stmt.bind(pa.record_batch([pa.array([v]) for v in params],
+                                      names=[f"p{i}" for i in range(len(params))]))
+        handle, _ = stmt.execute_query()
+        reader = pa.RecordBatchReader._import_from_c(handle.address)
+        writer = pa.ipc.new_stream(out, reader.schema)
+        for batch in reader:
+            writer.write_batch(batch)
+        writer.close()  # the end-of-stream marker: written only when every batch was
+
+
+def main() -> int:
+    """The child: answer requests until standard input closes or stays idle."""
+    parent = int(os.environ.get(_PARENT) or os.getppid())
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+    sys.meta_path.insert(0, _NoPandas)
+    import adbc_driver_manager  # noqa: F401 (imported now, before the first request)
+    import adbc_driver_sqlite  # noqa: F401
+
+    idle = float(os.environ.get(_IDLE) or IDLE_SECONDS)
     out = sys.stdout.buffer
-    try:
-        with adbc_driver_sqlite.connect(request["database"]) as db, \
-                adbc_driver_manager.AdbcConnection(db) as conn, \
-                adbc_driver_manager.AdbcStatement(conn) as stmt:
-            stmt.set_options(**{"adbc.sqlite.query.batch_rows": str(BATCH_ROWS)})
-            stmt.set_sql_query(request["sql"])
-            params = request["params"]
-            if params:
-                stmt.bind(pa.record_batch([pa.array([v]) for v in params],
-                                          names=[f"p{i}" for i in range(len(params))]))
-            handle, _ = stmt.execute_query()
-            reader = pa.RecordBatchReader._import_from_c(handle.address)
-            with pa.ipc.new_stream(out, reader.schema) as writer:
-                for batch in reader:
-                    writer.write_batch(batch)
+    buffer = bytearray()
+    while True:
+        try:
+            request = _request(buffer, idle)
+        except (ValueError, OSError):
+            return 3
+        if request is None:
+            return 0
+        try:
+            _answer(request, out)
+        except Exception as exc:  # reported by the parent's SQLAlchemy read, not here
+            print(f"{type(exc).__name__}: {str(exc)[:300]}", file=sys.stderr)
+            return 3
+        out.write(_OK)
         out.flush()
-    except Exception as exc:  # reported by the parent's SQLAlchemy read, not here
-        print(f"{type(exc).__name__}: {str(exc)[:300]}", file=sys.stderr)
-        return 3
-    return 0
 
 
 if __name__ == "__main__":
     code = main()
     sys.stdout.flush()
-    os._exit(code)  # not sys.exit: the orphan watch still blocks on standard input
+    os._exit(code)  # not sys.exit: the orphan watch thread still runs

@@ -8,14 +8,16 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from connectors import sqlite_child
 from connectors.base import CompanyRef
 from connectors.sql import SqlSource
-from connectors.sqlite_child import QueryTimedOut, read_query
+from connectors.sqlite_child import QueryTimedOut, close_idle, prewarm, read_query
 from sync.foundation.config import SqlSourceConfig
 from sync.foundation.errors import SourceError
 
@@ -51,13 +53,59 @@ def readers(parent: int) -> list[int]:
     return found
 
 
+@pytest.fixture(autouse=True)
+def no_idle_readers() -> Iterator[None]:
+    """Each test starts and ends without idle readers of this process."""
+    close_idle()
+    yield
+    close_idle()
+
+
 def test_rows_and_bound_parameters(erp: Path) -> None:
     """The child reads the rows, with positional parameters bound (never formatted in)."""
     table = read_query(str(erp), "SELECT * FROM s WHERE Code = ? OR Name = ?",
                        ["S3", "n7' OR 1=1 --"], 30)
     assert table is not None
     assert table.column("Code").to_pylist() == ["S3"]
+
+
+def test_one_child_serves_read_after_read_and_goes_when_closed(erp: Path) -> None:
+    """A prewarmed child answers the first read and the next ones (one process, not one per
+    read); closing the idle children stops it."""
+    prewarm()
+    started = readers(os.getpid())
+    assert len(started) == 1
+    for i in range(5):
+        table = read_query(str(erp), "SELECT Code FROM s WHERE Code = ?", [f"S{i}"], 30)
+        assert table is not None
+        assert table.column("Code").to_pylist() == [f"S{i}"]
+    assert readers(os.getpid()) == started
+    close_idle()
     assert readers(os.getpid()) == []
+
+
+def test_a_child_that_idled_out_is_replaced(erp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An idle child exits after IDLE_SECONDS; the next read starts a new one and succeeds."""
+    monkeypatch.setattr(sqlite_child, "IDLE_SECONDS", 0.2)
+    prewarm()
+    first = readers(os.getpid())
+    deadline = time.monotonic() + 20
+    while readers(os.getpid()):
+        assert time.monotonic() < deadline, "the idle child never exited"
+        time.sleep(0.05)
+    table = read_query(str(erp), "SELECT count(*) AS n FROM s", [], 30)
+    assert table is not None
+    assert table.column("n").to_pylist() == [50]
+    assert first
+
+
+def test_a_failure_stops_the_child_and_the_next_read_gets_a_new_one(erp: Path) -> None:
+    """A failed read leaves no half-used child behind; reads go on."""
+    assert read_query(str(erp), "SELECT * FROM missing", [], 30) is None
+    assert readers(os.getpid()) == []
+    assert read_query(str(erp), "SELECT count(*) AS n FROM s", [], 30) is not None
+    assert len(readers(os.getpid())) == 1
+    assert len(sqlite_child._idle) == 1
 
 
 def test_a_failing_query_gives_none_for_the_row_by_row_read_to_report(erp: Path) -> None:
