@@ -194,13 +194,13 @@ class ReferenceMachine(RuleBasedStateMachine):
 
 
 def run_machine(sandbox: SandboxServer, tmp_path: Path, examples: int, steps: int, *,
-                derandomize: bool, least: int = 10) -> None:
-    """Run the machine on the test's sandbox (``least``: the quick profile's floor)."""
+                derandomize: bool) -> None:
+    """Run the machine on the test's sandbox."""
     ReferenceMachine.sandbox = sandbox
     ReferenceMachine.base = tmp_path
     run_state_machine_as_test(ReferenceMachine, settings=settings(
-        max_examples=scaled(examples, least=least), stateful_step_count=steps, deadline=None,
-        database=None, derandomize=derandomize, suppress_health_check=list(HealthCheck)))
+        max_examples=scaled(examples), stateful_step_count=steps, deadline=None, database=None,
+        derandomize=derandomize, suppress_health_check=list(HealthCheck)))
 
 
 def test_s23_state_machine(sandbox: SandboxServer, tmp_path: Path) -> None:
@@ -211,6 +211,5 @@ def test_s23_state_machine(sandbox: SandboxServer, tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_s23_state_machine_long(sandbox: SandboxServer, tmp_path: Path) -> None:
-    """More and longer random histories: ten under the thorough profile (.ci/run), three
-    under the quick one (each history is a dozen real runs, eight seconds)."""
-    run_machine(sandbox, tmp_path, examples=10, steps=12, derandomize=False, least=3)
+    """More and longer random histories."""
+    run_machine(sandbox, tmp_path, examples=10, steps=12, derandomize=False)
