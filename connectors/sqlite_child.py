@@ -50,6 +50,7 @@ POOL_SIZE = 2
 IDLE_SECONDS = 120.0
 _OK = b"\0"
 _PARENT, _IDLE = "ICSYNC_READER_PARENT", "ICSYNC_READER_IDLE_SECONDS"  # parent to child
+_KEPT = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TMPDIR", "TZ", "SYSTEMROOT"})
 
 _idle: list[subprocess.Popen[bytes]] = []
 _lock = threading.Lock()
@@ -59,14 +60,22 @@ class QueryTimedOut(Exception):
     """The child was killed at the deadline."""
 
 
-def _spawn() -> subprocess.Popen[bytes] | None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+def _child_env() -> dict[str, str]:
+    """The child's environment: what an interpreter needs and nothing else, so no secret
+    given in the environment (``ICSYNC_API_KEY``, a database password) reaches it."""
+    env = {name: value for name, value in os.environ.items()
+           if name in _KEPT or name.startswith(("LC_", "PYTHON"))}
+    env.update({"PYTHONPATH": os.pathsep.join(
         p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p),
-        _PARENT: str(os.getpid()), _IDLE: repr(IDLE_SECONDS)}
+        _PARENT: str(os.getpid()), _IDLE: repr(IDLE_SECONDS)})
+    return env
+
+
+def _spawn() -> subprocess.Popen[bytes] | None:
     try:
         return subprocess.Popen([sys.executable, "-m", "connectors.sqlite_child"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, env=env)
+                                stderr=subprocess.DEVNULL, env=_child_env())
     except OSError:
         return None
 

@@ -163,3 +163,16 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+def test_no_secret_of_the_environment_reaches_the_child(
+        erp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The child's environment holds what an interpreter needs, not the parent's secrets."""
+    monkeypatch.setenv("ICSYNC_API_KEY", "canary-key-in-the-environment")
+    monkeypatch.setenv("PGPASSWORD", "canary-password-in-the-environment")
+    prewarm()
+    (child,) = readers(os.getpid())
+    environ = Path(f"/proc/{child}/environ").read_bytes()
+    assert b"canary" not in environ
+    assert b"PATH=" in environ
+    assert read_query(str(erp), "SELECT count(*) AS n FROM s", [], 30) is not None
