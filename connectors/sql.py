@@ -23,10 +23,14 @@ exactly as before, so errors and quarantines keep their behaviour. Other databas
 
 Every read stays bounded by ``timeout_seconds``: PostgreSQL's ADBC connection carries a
 ``statement_timeout``; ADBC's SQLite driver cannot cancel a statement (``adbc_cancel`` is not
-implemented), so on SQLite a ``table`` read (a plain scan, bounded by the table) goes through
-ADBC in this process, and a ``query``, which could run forever, through ADBC in a child process
-that is killed at the deadline (:mod:`connectors.sqlite_child`). The SQLAlchemy read, when it
-is used, is interrupted at the deadline by a progress handler.
+implemented), so on SQLite every Arrow read, ``query`` or ``table``, runs in a child process
+that is killed at the deadline (:mod:`connectors.sqlite_child`). Never in this process: the
+driver carries its own copy of the SQLite library, and two copies in one process do not see
+each other's POSIX locks (closing one's file descriptor drops the other's locks, the hazard
+SQLite's "How To Corrupt" page warns of). Measured here: with the ERP file in WAL mode and
+also open through Python's ``sqlite3``, an in-process ADBC read returned rows older than the
+last commit, and the next ``sqlite3`` connection failed with "disk I/O error". The SQLAlchemy
+read, when it is used, is interrupted at the deadline by a progress handler.
 """
 
 from __future__ import annotations
@@ -161,13 +165,13 @@ def text_decoder(encoding: str, errors: str) -> Callable[[bytes], str]:
 
 
 def warm(config: SqlSourceConfig) -> None:
-    """Start a SQLite query reader ahead of the first read when this source will use one."""
+    """Start a SQLite reader ahead of the first read when this source will use one."""
     try:
         url = make_url(config.url)
     except (SQLAlchemyError, ValueError):
         return  # reported by the read
     if config.arrow and _sqlite_file(url) and any(
-            spec.query and plain_utf8(spec) for spec in config.kinds.values()):
+            plain_utf8(spec) for spec in config.kinds.values()):
         prewarm()
 
 
@@ -195,13 +199,10 @@ def _decoding(conn: Connection, spec: KindSourceConfig) -> Iterator[None]:
 
 
 def _adbc_connect(url: URL, timeout: float) -> Any:
-    """An ADBC connection for a SQLite file or a PostgreSQL URL; None for anything else."""
+    """An ADBC connection for a PostgreSQL URL; None for anything else (SQLite is read by
+    :mod:`connectors.sqlite_child`)."""
     backend = url.get_backend_name()
     try:
-        if _sqlite_file(url):
-            import adbc_driver_sqlite.dbapi as adbc_sqlite
-
-            return adbc_sqlite.connect(url.database)
         if backend == "postgresql":
             import adbc_driver_postgresql.dbapi as adbc_pg
 
@@ -281,8 +282,9 @@ def arrow_read(url: URL, stmt: TextClause | Select[Any], params: dict[str, Any],
         positional = [params[name] for name in compiled.positiontup or ()]
     except (SQLAlchemyError, KeyError):
         return None
-    if isinstance(stmt, TextClause) and _sqlite_file(url):
-        # A query could run forever and this driver cannot cancel it: a killable child reads.
+    if _sqlite_file(url):
+        # A killable child reads (a query could run forever and this driver cannot cancel
+        # it), and keeps the driver's own SQLite library out of this process.
         table = read_query(str(url.database), str(compiled), positional, timeout)
     else:
         table = _read_here(url, str(compiled), positional, timeout)

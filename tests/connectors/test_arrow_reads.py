@@ -186,3 +186,32 @@ def test_text_that_is_not_utf8_leaves_arrow_and_names_the_column(
                                               kinds={"suppliers": kind}))
     with pytest.raises(ConfigError, match=r"column 'Name'.*cp1252"):
         source.read("suppliers", COMPANY)
+
+
+@pytest.mark.parametrize("spec", [{"table": "suppliers"},
+                                  {"query": "SELECT Code, Name FROM suppliers ORDER BY Code"}])
+def test_a_wal_erp_written_in_this_process_reads_fresh_and_stays_sound(
+        tmp_path: Path, spec: dict[str, str]) -> None:
+    """An ERP file in WAL mode that this process also holds open (Python's sqlite3, a writer):
+    each read, table or query, sees the last commit, and sqlite3 keeps working afterwards.
+    (A second SQLite library in this process, an in-process ADBC read, broke both.)"""
+    path = tmp_path / "erp.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("CREATE TABLE suppliers (Code TEXT PRIMARY KEY, Name TEXT)")
+        writer.execute("INSERT INTO suppliers VALUES ('S1', 'first')")
+        source = SqlSource("erp", SqlSourceConfig(type="sql", url=f"sqlite:///{path}",
+                                                  kinds={"suppliers": spec}))
+        try:
+            for name in ("first", "second", "third"):
+                writer.execute("UPDATE suppliers SET Name = ? WHERE Code = 'S1'", (name,))
+                frame = source.read("suppliers", COMPANY).frame
+                assert isinstance(frame["Name"].dtype, pd.ArrowDtype)
+                assert frame["Name"].tolist() == [name]
+                with closing(sqlite3.connect(path)) as fresh:
+                    assert fresh.execute("SELECT Name FROM suppliers").fetchall() == [(name,)]
+        finally:
+            source.close()
+    finally:
+        writer.close()
