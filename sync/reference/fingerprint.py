@@ -28,10 +28,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from connectors.sqlite_child import QueryTimedOut, read_query
 from sync.reference.apply import KindRun
 from sync.reference.rules.keys import key_order
 
 FINGERPRINTS = "_fingerprints"
+_READ_SECONDS = 300.0  # the reader process's bound on reading a kind's keys and digests
 RULES_VERSION = "1"  # bump when normalisation or planning rules change meaning
 
 
@@ -117,17 +119,25 @@ def settings_hash(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def remote_hash(keys: Sequence[str], digests: Sequence[str]) -> str:
+def remote_hash(keys: Sequence[str] | pa.Array, digests: Sequence[str] | pa.Array) -> str:
     """A stable hash of the remote copy's keys and digests (``key TAB digest`` lines in key
-    order, joined by newlines), built in Arrow: a million keys in a fraction of a second;
-    keys Arrow cannot hold (lone surrogates) give the same text through Python."""
-    order = key_order(list(keys))
-    try:
-        k, d = pa.array(keys, type=pa.string()), pa.array(digests, type=pa.string())
-    except (pa.ArrowException, UnicodeError):
-        text = "\n".join(f"{keys[i]}\t{digests[i]}" for i in order.tolist())
-        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    large, take = pa.large_string(), pa.array(order)
+    order, joined by newlines), built in Arrow: a million keys in a fraction of a second. The
+    keys and digests come as lists or as Arrow string arrays (the same hash); keys Arrow
+    cannot hold (lone surrogates) give the same text through Python."""
+    k: Any
+    d: Any
+    if isinstance(keys, pa.Array):
+        k, d = keys, digests
+        take = pc.array_sort_indices(k)  # the byte order of UTF-8 is code point order
+    else:
+        order = key_order(list(keys))
+        try:
+            k, d = pa.array(keys, type=pa.string()), pa.array(digests, type=pa.string())
+        except (pa.ArrowException, UnicodeError):
+            text = "\n".join(f"{keys[i]}\t{digests[i]}" for i in order.tolist())
+            return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        take = pa.array(order)
+    large = pa.large_string()
     lines = pc.binary_join_element_wise(
         k.take(take).cast(large), pa.scalar("\t", large), d.take(take).cast(large),
         pa.scalar("\n", large), pa.scalar("", large))
@@ -137,6 +147,34 @@ def remote_hash(keys: Sequence[str], digests: Sequence[str]) -> str:
         first, last = int(offsets[lines.offset]), int(offsets[lines.offset + len(lines)])
         sha.update(memoryview(lines.buffers()[2] or b"")[first:last - 1])
     return sha.hexdigest()
+
+
+def _string_pair(table: pa.Table | None) -> tuple[Any, Any] | None:
+    """The two columns of ``table`` as string arrays; None unless it has rows of two text
+    columns (an empty read may come back untyped)."""
+    if table is None or table.num_columns != 2 or not table.num_rows:
+        return None
+    keys, digests = (table.column(i).combine_chunks() for i in (0, 1))
+    if not all(pa.types.is_string(a.type) or pa.types.is_large_string(a.type)
+               for a in (keys, digests)):
+        return None
+    return keys, digests
+
+
+async def _remote_now(run: KindRun) -> tuple[Any, Any]:
+    """The keys and digests of the kind's remote copy as stored. On a SQLite state file they
+    are read as Arrow by the SQLite reader process (never a second SQLite library in this
+    process: see :mod:`connectors.sql`), a second faster at a million keys; else as lists."""
+    store, company, kind = run.rt.store, run.company.name, run.kind.name
+    query = store.remote_key_digest_query(company, kind)
+    if query is not None:
+        try:
+            pair = _string_pair(await asyncio.to_thread(read_query, *query, _READ_SECONDS))
+        except QueryTimedOut:
+            pair = None
+        if pair is not None:
+            return pair
+    return await run.db(store.remote_key_digests, company, kind)
 
 
 def kind_settings(run: KindRun) -> str:
@@ -163,7 +201,7 @@ async def unchanged(run: KindRun, source: str, settings: str) -> int | None:
     if kept is None or (kept.source, kept.settings) != (source, settings):
         return None
     store, company, kind = run.rt.store, run.company.name, run.kind.name
-    keys, digests = await run.db(store.remote_key_digests, company, kind)
+    keys, digests = await _remote_now(run)
     if await asyncio.to_thread(remote_hash, keys, digests) != kept.remote:
         return None
     markers = await run.db(store.open_refreshes, company)
@@ -181,7 +219,7 @@ async def keep(run: KindRun, source: str, settings: str, *,
     nothing); otherwise they are read."""
     store, company, kind = run.rt.store, run.company.name, run.kind.name
     if remote is None:
-        remote = await run.db(store.remote_key_digests, company, kind)
+        remote = await _remote_now(run)
     keys, digests = remote
     mark = Fingerprint(source, settings, await asyncio.to_thread(remote_hash, keys, digests),
                        len(keys))

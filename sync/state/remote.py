@@ -63,6 +63,20 @@ class RemoteStore:
             RemoteRecord.c.key, RemoteRecord.c.digest).where(*_where(RemoteRecord, company, kind)))
         return [r[0] for r in rows], [r[1] for r in rows]
 
+    def remote_key_digest_query(self, company: str, kind: str) -> tuple[str, str, list[Any]] | None:
+        """(SQLite file, SQL with ``?`` parameters, parameters) of :meth:`remote_key_digests`,
+        for a reader in another process to run (Arrow, no Python object per value); None when
+        the state database is not a SQLite file."""
+        path = self._db.url.database
+        if self._db.dialect != "sqlite" or not path or path == ":memory:" or \
+                path.startswith("file:"):
+            return None
+        stmt = select(RemoteRecord.c.key, RemoteRecord.c.digest).where(
+            *_where(RemoteRecord, company, kind))
+        compiled = stmt.compile(dialect=self._db.engine.dialect)
+        order = getattr(compiled, "positiontup", None) or ()
+        return path, str(compiled), [compiled.params[name] for name in order]
+
     def remote_count(self, company: str, kind: str) -> int:
         """How many remote records of ``kind`` are known."""
         with self._db.read("counting remote records") as conn:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from rich.console import Console
 
@@ -92,6 +93,8 @@ def test_hashes_are_stable_and_sensitive() -> None:
     digests = [f"d{i}" for i in range(len(keys))]
     text = "\n".join(f"{k}\t{d}" for k, d in sorted(zip(keys, digests, strict=True)))
     assert remote_hash(keys, digests) == hashlib.sha256(text.encode()).hexdigest()
+    # As Arrow arrays (how the SQLite reader hands them over): the same hash.
+    assert remote_hash(pa.array(keys), pa.array(digests)) == remote_hash(keys, digests)
     assert remote_hash([], []) == hashlib.sha256(b"").hexdigest()
     lone = ["x\udcff", "a"]  # a key Arrow cannot hold takes the same text through Python
     text = "a\td1\nx\udcff\td0".encode("utf-8", "surrogatepass")

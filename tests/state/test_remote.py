@@ -135,3 +135,27 @@ def test_a_key_that_cannot_be_stored_is_a_clear_error(store: StateStore) -> None
     with pytest.raises(ValueError, match="storing uk/suppliers remote records"):
         store.upsert_remote("uk", "suppliers", [("ok", {}, "d"), ("bad\udc80", {}, "d")])
     assert store.remote_count("uk", "suppliers") == 0
+
+
+def test_the_key_digest_query_reads_the_same_pairs_in_another_process(store: StateStore) -> None:
+    """On a SQLite file, the query handed to the reader process gives the pairs the lists
+    give (this kind of this company only); elsewhere (PostgreSQL) there is none."""
+    from connectors.sqlite_child import close_idle, read_query
+
+    store.upsert_remote("uk", "suppliers",
+                        [(f"K{i:03d}é", {"Code": f"K{i:03d}é"}, f"d{i}") for i in range(300)])
+    store.upsert_remote("other", "suppliers", [("X", {"Code": "X"}, "dx")])
+    query = store.remote_key_digest_query("uk", "suppliers")
+    if store._db.dialect != "sqlite":
+        assert query is None
+        return
+    assert query is not None
+    try:
+        table = read_query(*query, 30)
+    finally:
+        close_idle()
+    assert table is not None
+    keys, digests = store.remote_key_digests("uk", "suppliers")
+    assert sorted(zip(*(table.column(i).to_pylist() for i in (0, 1)), strict=True)) == sorted(
+        zip(keys, digests, strict=True))
+    assert len(keys) == 300
