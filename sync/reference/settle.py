@@ -5,7 +5,8 @@ An operation left ``intent`` (the process died around the call) or ``unknown`` (
 of them at once (one read per kind per round, however many unknowns): the remote copy takes the
 remote truth for the operation's keys, the operation is closed as ``settled``, and the next plan
 redoes only what the read shows missing. Refresh chunks are not settled key by key: their open
-refresh marker makes the next plan finish the set.
+refresh marker makes the next plan finish the set, unless the read shows the last chunk landed
+(the set is then live as planned, and nothing is sent again).
 """
 
 from __future__ import annotations
@@ -57,11 +58,20 @@ def _settle_one(run: KindRun, op: OperationRow, remote: RemoteRead) -> str:
 def _settle_chunk(run: KindRun, op: OperationRow, remote: RemoteRead) -> str:
     """A refresh chunk the read shows landed (every record live as sent) moves the marker on,
     so it is not sent again; the next chunk goes with the token this one was sent with (a
-    service that chains tokens answers 20 and the refresh starts over). Else it is resent."""
+    service that chains tokens answers 20 and the refresh starts over). The LAST chunk landed
+    (every earlier one was acknowledged) means the whole set is live: the read becomes the
+    remote copy and the refresh is closed, with no chunk sent again. Else it is resent."""
     store, company, kind = run.rt.store, run.company.name, run.kind.name
     landed = all(k in remote.digests for k in op.keys) and keys_digest(
         op.keys, remote.digests) == op.payload_digest
     marker = next((m for m in store.open_refreshes(company) if m.kind == kind), None)
+    if landed and marker is not None and marker.chunks_sent + 1 == marker.total_chunks:
+        store.replace_remote(company, kind, [(k, r, remote.digests[k])
+                                             for k, r in remote.records.items()],
+                             fence=run.fence)
+        store.end_refresh(company, kind, fence=run.fence)
+        return (f"refresh chunk: the last, landed (read back {len(op.keys)} records); the "
+                "set is live and the refresh closed")
     if landed and marker is not None and marker.last_token and marker.token_expires_at:
         store.advance_refresh(company, kind, chunks_sent=marker.chunks_sent + 1,
                               token=marker.last_token, token_expires_at=marker.token_expires_at,

@@ -113,3 +113,17 @@ def test_s01_killed_at_random_moments(make_world: MakeWorld, sandbox: SandboxSer
     show(capsys, f"S01 {'killed' if child.killed else 'finished'} after {delay:.2f} s: "
                  f"converged in {runs} clean run(s)")
     assert runs == 1
+
+
+def test_s01_a_landed_last_refresh_chunk_is_not_sent_again(
+        make_world: MakeWorld, sandbox: SandboxServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """Killed right after the first load's first complete set (currencies, one chunk) was
+    accepted: the clean run settles it by a read, closes the refresh and sends it no more."""
+    world = make_world(suppliers=600)
+    child = world.cli(crash_at="after_remote_call:1")
+    assert child.killed, child.stderr[-800:]
+    assert sandbox.state.log.counts()["currencycodes.post"] == {200: 1}
+    assert world.converge() == 1
+    assert sandbox.state.log.counts()["currencycodes.post"] == {200: 1}
+    show(capsys, "S01 killed after the currencies' only chunk landed: settled by a read, "
+                 "not sent again")
