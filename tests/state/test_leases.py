@@ -131,7 +131,8 @@ def test_stale_fence_write_raises_and_changes_nothing(open_store: OpenStore) -> 
 
 def test_expiry_alone_fences_writes(store: StateStore) -> None:
     """A fence whose lease expired (even if nobody took it) can no longer write."""
-    fence = store.acquire_lease("job", "a", SHORT)
+    # Long enough for the first write to land inside it on a loaded machine (0.3 s was not).
+    fence = store.acquire_lease("job", "a", 2.0)
     assert fence is not None
     store.ledger_seen("C1", "tx-1", "INV", fence=fence)
     wait_expired(store, "job")
