@@ -18,6 +18,9 @@ from tests.state.test_ledger import race
 
 LONG = 60.0
 SHORT = 0.3
+# A lease that must still be live for the writes that follow it: on a loaded machine a first
+# write to PostgreSQL took longer than SHORT (CI saw LeaseLost on the write before expiry).
+WRITES = 1.5
 
 
 def wait_expired(store: StateStore, name: str, timeout: float = 5.0) -> None:
@@ -97,7 +100,7 @@ def test_release_frees_the_lease_for_others(open_store: OpenStore) -> None:
 def test_stale_fence_write_raises_and_changes_nothing(open_store: OpenStore) -> None:
     """Every fenced write with a taken-over fence raises LeaseLost and writes nothing."""
     a, b = open_store(), open_store()
-    old = a.acquire_lease("uk/reference", "a", SHORT)
+    old = a.acquire_lease("uk/reference", "a", WRITES)  # long enough for the two writes
     assert old is not None
     run = a.start_run("uk", "reference", fence=old)
     a.upsert_remote("uk", "suppliers", [("A", {"Code": "A"}, "d1")], fence=old)
@@ -131,8 +134,7 @@ def test_stale_fence_write_raises_and_changes_nothing(open_store: OpenStore) -> 
 
 def test_expiry_alone_fences_writes(store: StateStore) -> None:
     """A fence whose lease expired (even if nobody took it) can no longer write."""
-    # Long enough for the first write to land inside it on a loaded machine (0.3 s was not).
-    fence = store.acquire_lease("job", "a", 2.0)
+    fence = store.acquire_lease("job", "a", WRITES)
     assert fence is not None
     store.ledger_seen("C1", "tx-1", "INV", fence=fence)
     wait_expired(store, "job")
@@ -179,13 +181,13 @@ def test_lease_time_must_be_positive(store: StateStore) -> None:
 def test_take_over_waits_for_a_fenced_write_in_flight(open_store: OpenStore) -> None:
     """A write that passed its fence check commits before another holder can take over."""
     a, b = open_store(), open_store()
-    fence = a.acquire_lease("job", "a", SHORT)
+    fence = a.acquire_lease("job", "a", WRITES)  # long enough for the write to begin
     assert fence is not None
     with ThreadPoolExecutor(1) as pool:
         with a._db.write("fenced write in flight", fence) as conn:
             conn.execute(text("INSERT INTO leases (name, holder, token, expires_at) "
                               "VALUES ('marker', 'a', 1, 0)"))
-            time.sleep(SHORT + 0.1)
+            time.sleep(WRITES + 0.1)
             taking = pool.submit(b.acquire_lease, "job", "b", LONG)
             time.sleep(0.3)
             assert not taking.done()
