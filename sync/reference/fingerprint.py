@@ -124,19 +124,15 @@ def remote_hash(keys: Sequence[str] | pa.Array, digests: Sequence[str] | pa.Arra
     order, joined by newlines), built in Arrow: a million keys in a fraction of a second. The
     keys and digests come as lists or as Arrow string arrays (the same hash); keys Arrow
     cannot hold (lone surrogates) give the same text through Python."""
-    k: Any
-    d: Any
-    if isinstance(keys, pa.Array):
-        k, d = keys, digests
-        take = pc.array_sort_indices(k)  # the byte order of UTF-8 is code point order
-    else:
-        order = key_order(list(keys))
+    k: Any = keys
+    d: Any = digests
+    if not isinstance(keys, pa.Array):
         try:
             k, d = pa.array(keys, type=pa.string()), pa.array(digests, type=pa.string())
         except (pa.ArrowException, UnicodeError):
-            text = "\n".join(f"{keys[i]}\t{digests[i]}" for i in order.tolist())
+            text = "\n".join(f"{keys[i]}\t{digests[i]}" for i in key_order(list(keys)).tolist())
             return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-        take = pa.array(order)
+    take = pc.array_sort_indices(k)  # the byte order of UTF-8 is code point order
     large = pa.large_string()
     lines = pc.binary_join_element_wise(
         k.take(take).cast(large), pa.scalar("\t", large), d.take(take).cast(large),

@@ -6,10 +6,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, func, select, update
+from sqlalchemy import Connection, Select, Table, delete, func, select, update
 
 from sync.foundation import clock
-from sync.state.db import Database
+from sync.state.db import Database, sqlite_path
 from sync.state.dialect import batched, upsert_insert
 from sync.state.models import AppendToken, RefreshMarker, RemoteRecord
 from sync.state.rows import Fence, RefreshRow
@@ -37,6 +37,11 @@ def _where(table: Table, company: str, kind: str) -> tuple[Any, Any]:
     return table.c.company == company, table.c.kind == kind
 
 
+def _key_digests(company: str, kind: str) -> Select[tuple[str, str]]:
+    return select(RemoteRecord.c.key, RemoteRecord.c.digest).where(
+        *_where(RemoteRecord, company, kind))
+
+
 class RemoteStore:
     """The last known remote copy of each company's reference data, and refreshes under way."""
 
@@ -59,23 +64,18 @@ class RemoteStore:
     def remote_key_digests(self, company: str, kind: str) -> tuple[list[str], list[str]]:
         """The keys and the digests of every known remote record of ``kind`` as two lists
         (in no particular order): a million rows without a million-entry dict."""
-        rows = self._db.read_tuples("reading remote digests", select(
-            RemoteRecord.c.key, RemoteRecord.c.digest).where(*_where(RemoteRecord, company, kind)))
+        rows = self._db.read_tuples("reading remote digests", _key_digests(company, kind))
         return [r[0] for r in rows], [r[1] for r in rows]
 
     def remote_key_digest_query(self, company: str, kind: str) -> tuple[str, str, list[Any]] | None:
         """(SQLite file, SQL with ``?`` parameters, parameters) of :meth:`remote_key_digests`,
         for a reader in another process to run (Arrow, no Python object per value); None when
         the state database is not a SQLite file."""
-        path = self._db.url.database
-        if self._db.dialect != "sqlite" or not path or path == ":memory:" or \
-                path.startswith("file:"):
+        path = sqlite_path(self._db.url)
+        if path is None:
             return None
-        stmt = select(RemoteRecord.c.key, RemoteRecord.c.digest).where(
-            *_where(RemoteRecord, company, kind))
-        compiled = stmt.compile(dialect=self._db.engine.dialect)
-        order = getattr(compiled, "positiontup", None) or ()
-        return path, str(compiled), [compiled.params[name] for name in order]
+        sql, params = self._db.driver_sql(_key_digests(company, kind))
+        return str(path), sql, list(params)
 
     def remote_count(self, company: str, kind: str) -> int:
         """How many remote records of ``kind`` are known."""

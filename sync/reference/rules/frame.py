@@ -73,8 +73,7 @@ def row_digests(work: Work, keys: np.ndarray, rows: np.ndarray,
     out = np.empty(len(rows), dtype=object)
     todo = np.arange(len(rows))
     if only is not None:
-        wanted = np.flatnonzero(pd.Index(keys[rows], dtype=object).isin(list(only))) \
-            if only else todo[:0]
+        wanted = np.flatnonzero(pd.Index(keys[rows], dtype=object).isin(list(only)))
         if len(wanted):
             out[wanted] = row_digests(work, keys, rows[wanted], known)
         return out
