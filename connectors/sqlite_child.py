@@ -168,6 +168,7 @@ def _ask(proc: subprocess.Popen[bytes], request: bytes, timeout: float) -> pa.Ta
         table = None
     finally:
         timer.cancel()
+        timer.join()  # gone before the caller goes on (a process exit counts its threads)
     if timed_out.is_set():
         _retire(proc, kill=True)
         raise QueryTimedOut(f"interrupted after {timeout:g} s")
