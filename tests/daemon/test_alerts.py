@@ -71,6 +71,13 @@ async def first_run(daemon: Daemon, name: str) -> ScheduledJob:
     return found
 
 
+async def started(daemon: Daemon) -> ScheduledJob:
+    """The poll job, once BOTH start-up runs and their alert checks are over: a check running
+    beside a test's setup would see half of it (and alert on that half)."""
+    await first_run(daemon, "acme:reference")
+    return await first_run(daemon, "acme:transactions")
+
+
 async def arrived(rx: Receivers, test: Callable[[Inbox], Any], what: str) -> None:
     """Wait (without blocking the loop) until both receivers pass ``test``."""
     await wait_for(lambda: all(test(i) for i in rx.inboxes()), 20, what)
@@ -116,7 +123,7 @@ async def test_failing_runs_alert_after_n_in_a_row(
     sandbox.state.faults.set("transactions.list", error_rate=1.0, error_status=500)
     config = alert_config(tmp_path, sandbox, receivers)
     async with running_daemon(config) as (daemon, _):
-        poll = await first_run(daemon, "acme:transactions")
+        poll = await started(daemon)
         assert receivers.smtp.titles() == []  # one failure is not yet a streak
         await poll()
         await arrived(receivers, lambda i: i.starts("failed 2 runs"), "the streak alert")
@@ -146,8 +153,7 @@ async def test_quarantine_is_one_digest_per_run_and_clears_when_resolved(
     """An ERP-refused invoice and a bad record: one digest naming both; resolved: one clear."""
     config = alert_config(tmp_path, sandbox, receivers, check_seconds=600)  # runs check
     async with running_daemon(config) as (daemon, _):
-        poll = await first_run(daemon, "acme:transactions")
-        await first_run(daemon, "acme:reference")  # its check must not see half the setup
+        poll = await started(daemon)
         assert daemon.rt is not None
         refused, fine = approve(sandbox, [1, 2])
         sink: Any = daemon.rt.sink("erp")
@@ -177,7 +183,7 @@ async def test_journal_number_mismatch_alerts_and_clears_when_resolved(
     """iCompleat shows another journal number than the ERP gave: one start; resolved: a clear."""
     config = alert_config(tmp_path, sandbox, receivers)
     async with running_daemon(config) as (daemon, _):
-        poll = await first_run(daemon, "acme:transactions")
+        poll = await started(daemon)
         assert daemon.rt is not None
         (tx_id,) = approve(sandbox, [7])
         sandbox.state.faults.set("transaction.edit", error_rate=1.0, error_status=500)
@@ -201,7 +207,7 @@ async def test_lease_lost_to_another_instance_alerts_and_clears(
     """Another instance takes the lease mid-run: one start; the next clean run: one clear."""
     config = alert_config(tmp_path, sandbox, receivers)
     async with running_daemon(config) as (daemon, _):
-        poll = await first_run(daemon, "acme:transactions")
+        poll = await started(daemon)
         assert daemon.rt is not None
         store = daemon.rt.store
         sandbox.state.faults.set("transactions.list", latency=4.0)
@@ -226,7 +232,7 @@ async def test_old_ledger_backlog_alerts_and_clears(
     """A transaction waiting past the threshold: one start; written back: one clear."""
     config = alert_config(tmp_path, sandbox, receivers, ledger_backlog_minutes=0.01)
     async with running_daemon(config) as (daemon, _):
-        await first_run(daemon, "acme:transactions")
+        await started(daemon)
         assert daemon.rt is not None
         store = daemon.rt.store
         store.ledger_seen(COMPANY_ID, "tx-stuck-1", "INV")
@@ -243,7 +249,7 @@ async def test_failed_send_is_counted_retried_and_never_doubled(
     receivers.http.fail_next = 1
     config = alert_config(tmp_path, sandbox, receivers)
     async with running_daemon(config) as (daemon, url):
-        await first_run(daemon, "acme:transactions")
+        await started(daemon)
         assert daemon.rt is not None
         daemon.rt.store.ledger_seen(COMPANY_ID, "tx-stuck-2", "INV")
         daemon.rt.store.ledger_transition(COMPANY_ID, "tx-stuck-2", expect=["seen"],
