@@ -47,13 +47,13 @@ class Report:
     def ok(self, step: str, detail: str = "") -> None:
         """Report a step that worked."""
         line = Text.assemble(("ok  ", "green"), f" {step}" + (f": {detail}" if detail else ""))
-        self.console.print(line)
+        self.console.print(line, soft_wrap=True)  # one line each: paths never broken
 
     def fail(self, step: str, exc: BaseException) -> None:
         """Report a failed step, keeping the worst exit code."""
         code = exit_code_for(exc)
         text = REDACTOR(str(exc)) if isinstance(exc, IcsyncError) else REDACTOR(repr(exc))
-        self.console.print(Text.assemble(("FAIL", "red"), f" {step}: {text}"))
+        self.console.print(Text.assemble(("FAIL", "red"), f" {step}: {text}"), soft_wrap=True)
         self.failed.append(step)
         self.code = max(self.code, code, key=lambda c: _RANK.get(c, 1))
 

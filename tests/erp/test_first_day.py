@@ -57,9 +57,12 @@ CP1252 = (HEADER + "A1,Abbey Ltd,GB,,\r\nB2,Café Lumière,FR,,\r\n,,,,\r\n").en
 
 
 def test_windows_1252_export_is_a_clear_error_in_check_and_sync(
-        sandbox: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        sandbox: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """A Windows-1252 file read as UTF-8: check and the dry run both exit 2 naming the file,
-    the line and the encoding to set; no traceback, nothing sent."""
+    the line and the encoding to set; no traceback, nothing sent. Check's lines are never
+    broken, however narrow the terminal and long the path."""
+    monkeypatch.setenv("COLUMNS", "40")
     config = files_config(sandbox, tmp_path, csv_folder(tmp_path, CP1252), {"suppliers": {}})
     code, out, _ = cli(capsys, "check", "--config", str(config))
     assert code == 2
