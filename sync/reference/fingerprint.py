@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from typing import Any
@@ -157,10 +157,11 @@ def _string_pair(table: pa.Table | None) -> tuple[Any, Any] | None:
     return keys, digests
 
 
-async def _remote_now(run: KindRun) -> tuple[Any, Any]:
+async def remote_now(run: KindRun) -> tuple[Any, Any]:
     """The keys and digests of the kind's remote copy as stored. On a SQLite state file they
     are read as Arrow by the SQLite reader process (never a second SQLite library in this
-    process: see :mod:`connectors.sql`), a second faster at a million keys; else as lists."""
+    process: see :mod:`connectors.sql`), a second faster at a million keys and off this
+    process's cores; else as lists."""
     store, company, kind = run.rt.store, run.company.name, run.kind.name
     query = store.remote_key_digest_query(company, kind)
     if query is not None:
@@ -189,15 +190,16 @@ async def stored(run: KindRun) -> Fingerprint | None:
     return Fingerprint.from_record(found) if found is not None else None
 
 
-async def unchanged(run: KindRun, source: str, settings: str) -> int | None:
+async def unchanged(run: KindRun, source: str, settings: str,
+                    remote: Awaitable[tuple[Any, Any]] | None = None) -> int | None:
     """How many records the kind has remotely when nothing can have changed since its last
     clean run (same source, settings and remote copy; nothing open or quarantined); else None.
-    """
+    ``remote``: the :func:`remote_now` of the run when it is already on its way."""
     kept = await stored(run)
     if kept is None or (kept.source, kept.settings) != (source, settings):
         return None
     store, company, kind = run.rt.store, run.company.name, run.kind.name
-    keys, digests = await _remote_now(run)
+    keys, digests = await (remote if remote is not None else remote_now(run))
     if await asyncio.to_thread(remote_hash, keys, digests) != kept.remote:
         return None
     markers = await run.db(store.open_refreshes, company)
@@ -209,13 +211,13 @@ async def unchanged(run: KindRun, source: str, settings: str) -> int | None:
 
 
 async def keep(run: KindRun, source: str, settings: str, *,
-               remote: tuple[Sequence[str], Sequence[str]] | None = None) -> None:
+               remote: tuple[Any, Any] | None = None) -> None:
     """Remember a clean run's fingerprint (the remote copy as it is now). ``remote``: the
     keys and digests of that copy when the run already holds them (it read them, then wrote
     nothing); otherwise they are read."""
     store, company, kind = run.rt.store, run.company.name, run.kind.name
     if remote is None:
-        remote = await _remote_now(run)
+        remote = await remote_now(run)
     keys, digests = remote
     mark = Fingerprint(source, settings, await asyncio.to_thread(remote_hash, keys, digests),
                        len(keys))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from connectors.base import CompanyRef, SourceRead
 from sync.foundation import clock
@@ -72,18 +74,38 @@ class PlannedKind:
     verdict: GuardVerdict | None = None
 
 
+class FrameDigests(Mapping[str, str]):
+    """The digests of a light view, looked up in its frame (no million-entry dict)."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self._frame = frame
+
+    def __len__(self) -> int:
+        return len(self._frame)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._frame.index.tolist())
+
+    def __getitem__(self, key: str) -> str:
+        if key not in self._frame.index:
+            raise KeyError(key)
+        return str(self._frame.at[key, "_digest"])
+
+
 @dataclass
 class StateView:
     """The remote copy a plan is made against (or, in a dry run, a read of iCompleat).
 
     A LIGHT view (``records`` None) has only keys and digests, which is all a diff needs to
     find creates, deletes and unchanged rows; the records are loaded when the diff finds edits
-    (for their field-level before/after) or a plan must re-send kept records.
+    (for their field-level before/after) or a plan must re-send kept records. ``pair``: a light
+    view's keys and digests as they were read (Arrow arrays or lists), for the fingerprint.
     """
 
     records: Records | None
-    digests: dict[str, str]
+    digests: Mapping[str, str]
     frame: pd.DataFrame = field(repr=False)
+    pair: tuple[Any, Any] | None = field(default=None, repr=False)
 
     @property
     def light(self) -> bool:
@@ -91,15 +113,33 @@ class StateView:
         return self.records is None
 
 
-def digest_frame(kind: Kind, keys: list[str], digests: list[str]) -> pd.DataFrame:
+def digest_frame(kind: Kind, keys: Sequence[str] | pa.Array,
+                 digests: Sequence[str] | pa.Array) -> pd.DataFrame:
     """Pure: a canonical-shaped frame with the keys and digests only (every field None), from
-    the two as the state database lists them (in any order)."""
-    order = key_order(keys)
-    index = pd.Index(np.array(keys, dtype=object)[order], dtype=object, name="key")
-    empty = np.full(len(keys), None, dtype=object)
+    the two as the state database lists them (in any order): lists, or Arrow string arrays
+    (sorted in Arrow: the byte order of UTF-8 is code point order)."""
+    if isinstance(keys, pa.Array) and isinstance(digests, pa.Array):
+        order = pc.array_sort_indices(keys)
+        key_values = keys.take(order).to_numpy(zero_copy_only=False)
+        digest_values = digests.take(order).to_numpy(zero_copy_only=False)
+    else:
+        at = key_order(list(keys))
+        key_values = np.array(keys, dtype=object)[at]
+        digest_values = np.array(digests, dtype=object)[at]
+    index = pd.Index(key_values, dtype=object, name="key")
+    empty = np.full(len(index), None, dtype=object)
     data: dict[str, Any] = {f: empty for f in kind.field_names}
-    data["_digest"] = np.array(digests, dtype=object)[order]
+    data["_digest"] = digest_values
     return pd.DataFrame(data, index=index, dtype=object, copy=False)
+
+
+def _settle_task(task: asyncio.Task[Any]) -> None:
+    """A read started ahead and not needed after all: stopped if still waiting, and its
+    failure (if any) taken so it is not reported as never retrieved."""
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()
 
 
 def without(frame: pd.DataFrame, keys: Iterable[str]) -> pd.DataFrame:
@@ -148,6 +188,20 @@ class KindSync:
                 drift, override = await self._readback()
             if self.full:
                 drifts.append(drift)
+        # The stored keys and digests are read beside the source (another process, on a
+        # SQLite state file): the fingerprint and the first plan both start from them.
+        ahead = self._state_ahead() if override is None else None
+        try:
+            return await self._from_source(empty, override, ahead)
+        finally:
+            if ahead is not None:
+                _settle_task(ahead)
+
+    async def _from_source(self, empty: bool, override: StateView | None,
+                           ahead: Awaitable[tuple[Any, Any]] | None) -> PlannedKind:
+        """Read; unless the fingerprint shows nothing changed, normalise, plan and (unless a
+        dry run) apply, keeping the fingerprint of a clean run."""
+        run = self.run
         with self._stage("read"):
             read = await self._read_source()
         with self._stage("fingerprint"):
@@ -155,7 +209,7 @@ class KindSync:
                       fingerprint.kind_settings(run))
             count = None
             if override is None and not self.full and read.complete:
-                count = await fingerprint.unchanged(run, *prints)
+                count = await fingerprint.unchanged(run, *prints, remote=ahead)
         if count is not None:
             return self._nothing_to_do(count)
         norm = await self._normalise(read, await self._compared_keys(empty, override))
@@ -165,14 +219,11 @@ class KindSync:
         run.result.blank, run.result.filtered = norm.blank, norm.filtered
         if not self.dry_run:
             await holds.record_rejections(run, norm.rejected)
-        await self._rounds(norm.frame, override)
+        await self._rounds(norm.frame, override, ahead)
         if run.result.rejected or run.result.failed:
             run.result.outcome = "partial" if run.result.outcome == "ok" else run.result.outcome
         elif run.result.outcome == "ok" and not norm.warnings and not self.dry_run:
-            remote = None
-            if self.untouched is not None:
-                remote = (self.untouched.frame.index.tolist(),
-                          self.untouched.frame["_digest"].tolist())
+            remote = self.untouched.pair if self.untouched is not None else None
             await fingerprint.keep(run, *prints, remote=remote)
         return self.planned
 
@@ -210,12 +261,19 @@ class KindSync:
             frame = await asyncio.to_thread(canonical, self.run.kind, list(records.values()))
         return StateView(records, digests, frame)
 
-    async def _state(self, *, light: bool = False) -> StateView:
+    def _state_ahead(self) -> asyncio.Task[tuple[Any, Any]]:
+        """Start reading the stored keys and digests (see :func:`fingerprint.remote_now`)."""
+        return asyncio.ensure_future(fingerprint.remote_now(self.run))
+
+    async def _state(self, *, light: bool = False,
+                     ahead: Awaitable[tuple[Any, Any]] | None = None) -> StateView:
+        """The stored remote copy: LIGHT (keys and digests, from ``ahead`` when given) or
+        whole."""
         store, company, kind = self.run.rt.store, self.run.company.name, self.run.kind.name
         if light:
-            keys, values = await self.run.db(store.remote_key_digests, company, kind)
-            frame = await asyncio.to_thread(digest_frame, self.run.kind, keys, values)
-            return StateView(None, dict(zip(keys, values, strict=True)), frame)
+            pair = await (ahead if ahead is not None else fingerprint.remote_now(self.run))
+            frame = await asyncio.to_thread(digest_frame, self.run.kind, *pair)
+            return StateView(None, FrameDigests(frame), frame, pair)
         digests = await self.run.db(store.remote_digests, company, kind)
         records = await self.run.db(store.remote_records, company, kind)
         return await self._view(records, digests, stored=True)
@@ -288,11 +346,13 @@ class KindSync:
             return None
         return token[0]
 
-    async def _rounds(self, source: pd.DataFrame, override: StateView | None) -> None:
+    async def _rounds(self, source: pd.DataFrame, override: StateView | None,
+                      ahead: Awaitable[tuple[Any, Any]] | None = None) -> None:
         run = self.run
         for round_no in range(MAX_ROUNDS):
             with self._stage("state"):
-                state = override or await self._state(light=not run.kind.field_values)
+                state = override or await self._state(
+                    light=not run.kind.field_values, ahead=ahead if round_no == 0 else None)
                 held = await self._held(source)
                 work = without(source, held)
                 marker, forced = await self._markers()

@@ -3,15 +3,19 @@ last clean run is not normalised or diffed; anything that changed takes the full
 
 from __future__ import annotations
 
+import gc
+import logging
 import sqlite3
 from contextlib import closing
 from pathlib import Path
+
+import pytest
 
 from sync.foundation.config import Config
 from sync.reference.engine import CompanyResult
 from sync.reference.fingerprint import FINGERPRINTS, Fingerprint, remote_hash
 from sync.state.store import StateStore
-from tests.reference.support import COMPANY, sync
+from tests.reference.support import COMPANY, erp_execute, sync
 
 
 def suppliers(result: CompanyResult) -> tuple[bool, int, int]:
@@ -78,3 +82,52 @@ def test_a_changed_cell_or_remote_copy_takes_the_full_path(config: Config, erp: 
     repaired = sync(config)
     assert suppliers(repaired)[0] is False
     assert next(k for k in repaired.kinds if k.kind == "suppliers").edited == 1
+
+
+def test_the_stored_copy_is_read_beside_the_source(
+        config: Config, erp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a SQLite state file the stored keys and digests are read by the reader process
+    while the source is read, and the first plan starts from them: a full compare (no
+    fingerprint) and an edit find what they found before, without the in-process read."""
+    sync(config)
+    forget_fingerprint(config)
+
+    def refused(*_: object) -> None:
+        raise AssertionError("the keys and digests were read in this process")
+
+    monkeypatch.setattr(StateStore, "remote_key_digests", refused)
+    full = sync(config)
+    assert full.outcome == "ok", full.to_dict()
+    assert suppliers(full) == (False, 150, 0)
+    erp_execute(erp, "UPDATE suppliers SET town = 'Elsewhere' WHERE supplier_code = "
+                "(SELECT min(supplier_code) FROM suppliers)")
+    edited = sync(config)
+    assert edited.outcome == "ok", edited.to_dict()
+    assert next(k for k in edited.kinds if k.kind == "suppliers").edited == 1
+
+
+def test_a_failed_source_read_leaves_no_stray_read_behind(
+        config: Config, erp: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The source read fails while the stored copy, read beside it, fails too: the run
+    reports the source's error, and the read started ahead ends quietly (its failure is
+    taken, not reported later as never retrieved)."""
+    sync(config)
+    erp_execute(erp, "DROP TABLE suppliers")
+
+    read = StateStore.remote_key_digests
+
+    def broken(store: StateStore, company: str, kind: str) -> tuple[list[str], list[str]]:
+        if kind == "suppliers":
+            raise OSError("state database unreadable")
+        return read(store, company, kind)
+
+    monkeypatch.setattr(StateStore, "remote_key_digest_query", lambda *_: None)
+    monkeypatch.setattr(StateStore, "remote_key_digests", broken)
+    caplog.set_level(logging.DEBUG, logger="asyncio")
+    failed = sync(config)
+    gc.collect()
+    kind = next(k for k in failed.kinds if k.kind == "suppliers")
+    assert kind.outcome != "ok"
+    assert "no such table: suppliers" in str(kind.error), kind
+    assert not [r for r in caplog.records if r.name == "asyncio" and r.levelno >= logging.ERROR]

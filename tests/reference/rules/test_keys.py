@@ -7,6 +7,7 @@ import decimal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -268,6 +269,48 @@ def test_vector_digests_of_some_rows_equal_record_digest(
     rows = data.draw(st.lists(st.integers(0, max(len(records) - 1, 0)), max_size=len(records)))
     got = digests(SUPPLIERS, columns, rows)
     assert got == [record_digest(SUPPLIERS, records[r]) for r in rows]
+
+
+@given(st.lists(st.fixed_dictionaries({
+    "AddressLine1": st.text(alphabet='a\x01\x1f"\\\u00e9\n \x7f', min_size=1, max_size=4),
+    "Name": st.one_of(st.none(), st.text(alphabet='b"\\\x02', max_size=3)),
+    "Code": st.text(alphabet="AB1", min_size=1, max_size=3),
+}), max_size=6))
+def test_vector_digests_with_a_field_in_every_row(records: list[dict[str, object]]) -> None:
+    """The first field (in name order) present in every row opens each row's text; control
+    characters, quotes and backslashes anywhere still give each row's record_digest()."""
+    columns = {}
+    for name in SUPPLIERS.sent_fields:
+        values = [canonical_value(SUPPLIERS.field(name), r.get(name), strict=False)
+                  for r in records]
+        columns[name] = np.array([*values, None], dtype=object)[:-1]
+    got = digests(SUPPLIERS, columns, range(len(records)))
+    assert got == [record_digest(SUPPLIERS, r) for r in records]
+
+
+@pytest.mark.parametrize("hidden", ['"', "\\", "\x01", '"\x01\\'])
+def test_bytes_under_a_missing_cell_change_nothing(hidden: str) -> None:
+    """Text columns given as Arrow (sliced, so their bytes start mid-buffer) whose missing
+    cells' bytes hold a quote, a backslash or a control character: the digests are each
+    row's record_digest() all the same (those bytes are never part of a value)."""
+    cells = ["skip", "A1", hidden, "B2", "C3"]
+    data = "".join(cells).encode()
+    offsets = np.cumsum([0, *(len(c.encode()) for c in cells)]).astype(np.int32)
+    valid = np.packbits(np.array([1, 1, 0, 1, 1, 0, 0, 0], dtype=bool), bitorder="little")
+    names = pa.Array.from_buffers(pa.string(), len(cells), [
+        pa.py_buffer(valid.tobytes()), pa.py_buffer(offsets.tobytes()), pa.py_buffer(data)],
+        null_count=1).slice(1)
+    records: list[dict[str, object]] = [
+        {"Code": f"S{i}", "AddressLine1": "1 High St", "Name": name}
+        for i, name in enumerate(names.to_pylist())]
+    columns = {name: np.array([*[r.get(name) for r in records], None], dtype=object)[:-1]
+               for name in SUPPLIERS.sent_fields}
+    for first in ("1 High St", None):  # the first field in every row, and in none
+        for r in records:
+            r["AddressLine1"] = first
+        columns["AddressLine1"] = np.array([first] * len(records), dtype=object)
+        got = digests(SUPPLIERS, columns, range(len(records)), arrow={"Name": names})
+        assert got == [record_digest(SUPPLIERS, r) for r in records]
 
 
 def test_a_row_without_any_value_digests_as_the_empty_object() -> None:
