@@ -212,8 +212,13 @@ class KindSync:
                 count = await fingerprint.unchanged(run, *prints, remote=ahead)
         if count is not None:
             return self._nothing_to_do(count)
-        norm = await self._normalise(read, await self._compared_keys(empty, override))
-        del read  # the raw frame as read (a million rows: hundreds of MB) is not needed again
+        compared = await self._compared_keys(empty, override)
+        self.complete = read.complete
+        frames = [read.frame]
+        # The raw frame as read (a million rows: hundreds of MB) is held by ``frames`` alone,
+        # which normalising empties: it is freed as soon as its values are no longer needed.
+        del read
+        norm = await self._normalise(frames, compared)
         self.planned = PlannedKind(None, norm.rejected, norm.warnings)
         run.result.rejected += norm.rejected_rows
         run.result.blank, run.result.filtered = norm.blank, norm.filtered
@@ -297,20 +302,23 @@ class KindSync:
         return {*(str(k) for k in override.frame.index),
                 *(q.key for q in refused if q.origin == "remote")}
 
-    async def _normalise(self, read: SourceRead,
+    async def _normalise(self, frames: list[pd.DataFrame],
                          digest_only: set[str] | None = None) -> Normalised:
+        """Normalise the one raw frame in ``frames``, taking it out (see the caller)."""
         settings = self.run.rt.config.settings
         mapping = kind_mapping(settings, str(self.run.company.source), self.run.kind.name)
-        self.complete = read.complete
         kind = self.run.kind
         unsent = [n for n in mapping.mapping if n in kind.field_names and not kind.field(n).sent]
         if unsent:
             log.info("mapping feeds a field never sent", note=unsent_note(kind, unsent))
         stages: dict[str, float] = {}
+
+        def run() -> Normalised:
+            return normalise(kind, frames.pop(), mapping, settings.validation, stages=stages,
+                             digest_only=digest_only)
+
         try:
-            return await asyncio.to_thread(normalise, kind, read.frame, mapping,
-                                           settings.validation, stages=stages,
-                                           digest_only=digest_only)
+            return await asyncio.to_thread(run)
         finally:
             for stage, seconds in stages.items():
                 self.run.result.timed(stage, seconds)

@@ -231,7 +231,7 @@ def _general_digests(kind: Kind, columns: Mapping[str, np.ndarray],
 
 # Rows digested together: Arrow's intermediate text for a batch stays a few tens of MB, and
 # the memory freed by one batch is reused by the next instead of being faulted in afresh.
-DIGEST_BATCH = 131_072
+DIGEST_BATCH = 65_536
 
 
 def digests(kind: Kind, columns: Mapping[str, np.ndarray], rows: Iterable[int], *,

@@ -229,8 +229,11 @@ def normalise(
     clock = _Clock(stages)
     mapping, validation = mapping or KindMapping(), validation or ValidationConfig()
     shaped = shape(kind, raw, mapping.rules)
+    del raw  # with the caller's last reference given up, the raw frame goes with ``work.raw``
+    blank, filtered = shaped.blank, shaped.filtered
     work = Work(kind, len(shaped.frame), _columns(kind, shaped.frame, KindMapping()),
                 origin=shaped.origin)
+    del shaped
     for spec in kind.fields:
         _canonicalise(work, spec, mapping)
     clock.lap("normalise")
@@ -247,14 +250,14 @@ def normalise(
         rejected = {f.row for f in work.findings if f.severity == "reject"}
     good = np.array([r for r in range(work.n) if r not in rejected and keys[r] is not None],
                     dtype=np.intp) if rejected else np.flatnonzero(~none_mask(keys))
+    bad, warned = rejections(work, keys)  # the last use of the raw values (source digests)
+    work.raw = {}  # a million raw rows are not kept through digesting
     clock.lap("validate")
     rows = sorted_rows(work, keys, good)
     frame = make_frame(kind, take(work.cols, rows, work.n), take({"": keys}, rows, work.n)[""],
                        row_digests(work, keys, rows, known, digest_only))
     clock.lap("digest")
-    bad, warned = rejections(work, keys)
-    clock.lap("validate")
-    return Normalised(frame, tuple(bad), tuple(warned), shaped.blank, shaped.filtered)
+    return Normalised(frame, tuple(bad), tuple(warned), blank, filtered)
 
 
 def canonical_records(kind: Kind, records: Iterable[Mapping[str, Any]], *, trim: bool = True,

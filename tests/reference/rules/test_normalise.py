@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -353,3 +356,32 @@ def test_trim_false_keeps_spaces_and_matches_its_state() -> None:
     state = canonical_records(SUPPLIERS, [{"Code": "S1", "Name": " padded "}], trim=False)
     assert state.at["S1", "_digest"] == frame.at["S1", "_digest"]
     assert np.array_equal(state.index, frame.index)
+
+
+def test_the_raw_frame_is_let_go_before_digesting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given its last reference, normalise frees the raw columns once the rejected rows'
+    source digests are taken, before a million rows are digested; the rejected rows keep
+    theirs."""
+    import sync.reference.rules.normalise as normalise_module
+
+    text = pd.ArrowDtype(pa.string())
+    raw = pd.DataFrame({"Code": pd.array(["A1", "B2", None], dtype=text),
+                        "Name": pd.array([" Abbey ", " Bell ", " Nameless "], dtype=text)})
+    alive = weakref.ref(raw["Name"].array)  # trimmed: the canonical column is a new one
+    seen: list[bool] = []
+    real = normalise_module.row_digests
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        gc.collect()
+        seen.append(alive() is None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(normalise_module, "row_digests", spy)
+    frames = [raw]
+    del raw
+    result = normalise(SUPPLIERS, frames.pop())
+    assert seen == [True]
+    assert list(result.frame.index) == ["A1", "B2"]
+    assert list(result.frame["Name"]) == ["Abbey", "Bell"]
+    assert [r.row for r in result.rejected] == [3]
+    assert result.rejected[0].source_digest
