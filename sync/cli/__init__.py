@@ -46,6 +46,10 @@ class CommandModule(Protocol):
         """Run the command; return its exit code."""
 
 
+# The shell's codes for a process ended by SIGINT and by SIGPIPE (128 + the signal's number).
+INTERRUPTED = 130
+OUTPUT_CLOSED = 141
+
 def _load(module: str) -> CommandModule | None:
     try:
         return cast(CommandModule, importlib.import_module(f"sync.cli.{module}"))
@@ -68,7 +72,8 @@ def build_parser(
         prog="icsync", description="Keeps iCompleat in step with your ERP.",
         epilog="exit codes (every command): 0 done, 1 unexpected failure, 2 bad configuration "
                "or usage, 3 blocked by a safety guard, 4 partial (rows rejected or calls "
-               "failed), 5 iCompleat rejected the credentials")
+               "failed), 5 iCompleat rejected the credentials, 130 interrupted (Ctrl-C), 141 "
+               "the output's reader went away (icsync status | head)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = _chosen(argv)
     loaded: dict[str, CommandModule] = {}
@@ -99,10 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"icsync {args.command}: {REDACTOR(str(exc))}", file=sys.stderr)
         return int(exc.exit_code)
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED
     except BrokenPipeError:  # the reader went away (``icsync status | head``): no traceback
         _discard_stdout()
-        return int(ExitCode.FAILED)
+        return OUTPUT_CLOSED
 
 
 def _discard_stdout() -> None:
