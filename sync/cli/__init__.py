@@ -50,6 +50,7 @@ class CommandModule(Protocol):
 INTERRUPTED = 130
 OUTPUT_CLOSED = 141
 
+
 def _load(module: str) -> CommandModule | None:
     try:
         return cast(CommandModule, importlib.import_module(f"sync.cli.{module}"))

@@ -268,7 +268,7 @@ class KindSync:
 
     def _state_ahead(self) -> asyncio.Task[tuple[Any, Any]]:
         """Start reading the stored keys and digests (see :func:`fingerprint.remote_now`)."""
-        return asyncio.ensure_future(fingerprint.remote_now(self.run))
+        return asyncio.create_task(fingerprint.remote_now(self.run))
 
     async def _state(self, *, light: bool = False,
                      ahead: Awaitable[tuple[Any, Any]] | None = None) -> StateView:

@@ -78,21 +78,20 @@ def _fragment(spec: FieldSpec) -> Any:
     return lambda v: prefix + _value_json(v)
 
 
-_ESCAPED = r"[\x00-\x1f]"  # characters JSON writes as escapes other than \\ and \"
+def _as_text_array(arrow: Any) -> Any:
+    """``arrow`` as one string or large-string array (a chunked or other text type is cast;
+    ArrowException when it is not text, and the general path decides)."""
+    if isinstance(arrow, pa.ChunkedArray):
+        arrow = arrow.combine_chunks()
+    if pa.types.is_string(arrow.type) or pa.types.is_large_string(arrow.type):
+        return arrow
+    return arrow.cast(pa.large_string())
 
 
-def _cell_bytes(arrow: Any) -> np.ndarray | None:
-    """The bytes every cell of a string array spans in its data buffer (a null's span may
-    hold anything, so a byte found here is only possibly in a value); None when ``arrow`` is
-    not a plain string array."""
-    if not isinstance(arrow, pa.Array):
-        return None
-    if pa.types.is_string(arrow.type):
-        width: type[np.signedinteger[Any]] = np.int32
-    elif pa.types.is_large_string(arrow.type):
-        width = np.int64
-    else:
-        return None
+def _cell_bytes(arrow: Any) -> np.ndarray:
+    """The bytes every cell of a string or large-string array spans in its data buffer (a
+    null's span may hold anything, so a byte found here is only possibly in a value)."""
+    width = np.int32 if pa.types.is_string(arrow.type) else np.int64
     _, offsets, data = arrow.buffers()
     if offsets is None or data is None or not len(arrow):
         return np.zeros(0, dtype=np.uint8)
@@ -101,7 +100,7 @@ def _cell_bytes(arrow: Any) -> np.ndarray | None:
 
 
 def _text_fragments(prefix: str, arrow: Any) -> list[Any] | None:
-    """The parts that join to ``,"Name":"value"`` for every cell of an Arrow string column
+    """The parts that join to ``,"Name":"value"`` for every cell of an Arrow text column
     ("" where missing), or None when a cell holds a character JSON would escape other than a
     quote or backslash. A column without a missing cell is left to the row's one join, as
     the quoted column between its two constant texts (a join per column is the costly step).
@@ -111,21 +110,13 @@ def _text_fragments(prefix: str, arrow: Any) -> list[Any] | None:
     Arrow's per-cell substring search cost a tenth of a second per column at a million
     rows. Only a column that holds a quote or backslash (or whose null cells' bytes do) is
     escaped; escaping one that holds none changes nothing."""
-    raw = _cell_bytes(arrow)
-    if raw is None:
-        if pc.all(pc.ascii_is_printable(arrow)).as_py() not in (True, None) and \
-                pc.any(pc.match_substring_regex(arrow, _ESCAPED)).as_py():
-            return None
-        backslash = bool(pc.any(pc.match_substring(arrow, "\\")).as_py())
-        quote = bool(pc.any(pc.match_substring(arrow, '"')).as_py())
-    else:
-        if len(raw) and int(raw.min()) < 0x20:
-            return None
-        backslash, quote = bool((raw == 0x5C).any()), bool((raw == 0x22).any())
-    quoted = arrow
-    if backslash:  # each replace copies the column
+    quoted = _as_text_array(arrow)
+    raw = _cell_bytes(quoted)
+    if len(raw) and int(raw.min()) < 0x20:
+        return None
+    if (raw == 0x5C).any():  # each replace copies the column
         quoted = pc.replace_substring(quoted, "\\", "\\\\")
-    if quote:
+    if (raw == 0x22).any():
         quoted = pc.replace_substring(quoted, '"', '\\"')
     if not quoted.null_count:
         return ["," + prefix + '"', quoted, '"']
@@ -200,16 +191,16 @@ def _arrow_texts(kind: Kind, columns: Mapping[str, np.ndarray],
         else:
             parts.append(_value_fragments(spec, columns[name]))
     large = pa.large_string()
-    if isinstance(parts[0], str) and len(parts) >= 3:
-        # The first field has a value in every row: the row opens with it, no comma before.
+    # When the first field has a value in every row, the row opens with it: no comma before.
+    opens = isinstance(parts[0], str)
+    if opens:
         parts[0] = "{" + parts[0][1:]
-        return pc.binary_join_element_wise(
-            *[pa.scalar(p, large) if isinstance(p, str) else p.cast(large) for p in parts],
-            pa.scalar("}", large), pa.scalar("", large))
     joined = pc.binary_join_element_wise(
         *[pa.scalar(p, large) if isinstance(p, str) else p.cast(large) for p in parts],
         pa.scalar("}", large), pa.scalar("", large))
     del parts
+    if opens:
+        return joined
     opened = pc.binary_replace_slice(joined, 0, 1, "{")
     if pc.any(pc.equal(joined, pa.scalar("}", large))).as_py():  # a row without any value
         opened = pc.if_else(pc.equal(joined, pa.scalar("}", large)),

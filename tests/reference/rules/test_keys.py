@@ -245,14 +245,20 @@ record_values = st.fixed_dictionaries({
 })
 
 
-@given(st.lists(record_values, max_size=8))
-def test_vector_digests_equal_record_digest(records: list[dict[str, object]]) -> None:
-    """digests() over canonical columns equals record_digest() of each record."""
+def canonical_columns(records: list[dict[str, object]]) -> dict[str, np.ndarray]:
+    """The suppliers' sent fields of ``records`` as canonical object columns."""
     columns = {}
     for name in SUPPLIERS.sent_fields:
         values = [canonical_value(SUPPLIERS.field(name), r.get(name), strict=False)
                   for r in records]
         columns[name] = np.array([*values, None], dtype=object)[:-1]
+    return columns
+
+
+@given(st.lists(record_values, max_size=8))
+def test_vector_digests_equal_record_digest(records: list[dict[str, object]]) -> None:
+    """digests() over canonical columns equals record_digest() of each record."""
+    columns = canonical_columns(records)
     got = digests(SUPPLIERS, columns, range(len(records)))
     assert got == [record_digest(SUPPLIERS, r) for r in records]
 
@@ -261,11 +267,7 @@ def test_vector_digests_equal_record_digest(records: list[dict[str, object]]) ->
 def test_vector_digests_of_some_rows_equal_record_digest(
         records: list[dict[str, object]], data: st.DataObject) -> None:
     """digests() of a subset of the rows (in any order) equals record_digest() of each."""
-    columns = {}
-    for name in SUPPLIERS.sent_fields:
-        values = [canonical_value(SUPPLIERS.field(name), r.get(name), strict=False)
-                  for r in records]
-        columns[name] = np.array([*values, None], dtype=object)[:-1]
+    columns = canonical_columns(records)
     rows = data.draw(st.lists(st.integers(0, max(len(records) - 1, 0)), max_size=len(records)))
     got = digests(SUPPLIERS, columns, rows)
     assert got == [record_digest(SUPPLIERS, records[r]) for r in rows]
@@ -279,11 +281,7 @@ def test_vector_digests_of_some_rows_equal_record_digest(
 def test_vector_digests_with_a_field_in_every_row(records: list[dict[str, object]]) -> None:
     """The first field (in name order) present in every row opens each row's text; control
     characters, quotes and backslashes anywhere still give each row's record_digest()."""
-    columns = {}
-    for name in SUPPLIERS.sent_fields:
-        values = [canonical_value(SUPPLIERS.field(name), r.get(name), strict=False)
-                  for r in records]
-        columns[name] = np.array([*values, None], dtype=object)[:-1]
+    columns = canonical_columns(records)
     got = digests(SUPPLIERS, columns, range(len(records)))
     assert got == [record_digest(SUPPLIERS, r) for r in records]
 
@@ -311,6 +309,22 @@ def test_bytes_under_a_missing_cell_change_nothing(hidden: str) -> None:
         columns["AddressLine1"] = np.array([first] * len(records), dtype=object)
         got = digests(SUPPLIERS, columns, range(len(records)), arrow={"Name": names})
         assert got == [record_digest(SUPPLIERS, r) for r in records]
+
+
+@pytest.mark.parametrize("as_given", [
+    pa.large_string(), pa.string_view(), "chunked"], ids=["large", "view", "chunked"])
+def test_text_columns_of_any_arrow_text_type(as_given: object) -> None:
+    """A text column handed over as large strings, string views or in chunks digests as the
+    plain string array does: each row's record_digest()."""
+    records: list[dict[str, object]] = [
+        {"Code": "A1", "AddressLine1": 'say "hi"\\', "Name": None},
+        {"Code": "B2", "AddressLine1": "caf\u00e9", "Name": "Bell"}]
+    columns = canonical_columns(records)
+    names = pa.array(["A1", "B2"])
+    given_names = (pa.chunked_array([names[:1], names[1:]]) if as_given == "chunked"
+                   else names.cast(as_given))
+    got = digests(SUPPLIERS, columns, range(2), arrow={"Code": given_names})
+    assert got == [record_digest(SUPPLIERS, r) for r in records]
 
 
 def test_a_row_without_any_value_digests_as_the_empty_object() -> None:
