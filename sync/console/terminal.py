@@ -20,12 +20,22 @@ from rich.console import Console
 PIPED_WIDTH = 120
 
 
+class _Console(Console):
+    """A rich Console whose reader going away (``icsync status | head``) is the plain
+    BrokenPipeError every command's output gives, so the CLI answers it the one way (exit 141,
+    no traceback) instead of rich's own exit 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def make_console(*, file: TextIO | None = None, **options: Any) -> Console:
     """A rich Console for ``file`` (standard output by default) with a sensible piped width."""
     stream = file if file is not None else sys.stdout
     if "width" not in options and "COLUMNS" not in os.environ and not stream.isatty():
         options["width"] = PIPED_WIDTH
-    return Console(file=file, **options)
+    return _Console(file=file, **options)
 
 
 _JSON_OPTIONS = (orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME

@@ -87,14 +87,15 @@ def test_the_console_entry_exits_with_the_commands_code_and_whole_output(
                          cwd=ROOT, timeout=120, check=False)
     assert ran.returncode == 0, ran.stderr
     assert marker.read_text() == "yes"
-    read_end, write_end = os.pipe()
-    os.close(read_end)  # the reader is gone before the first line is written
-    try:
-        gone = subprocess.run([sys.executable, "-m", "sync.cli", "status", "--json",
-                               "--config", str(config_file)], stdout=write_end,
-                              stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120,
-                              check=False)
-    finally:
-        os.close(write_end)
-    assert gone.returncode == 141  # as a process ended by SIGPIPE, and said in --help
-    assert gone.stderr == ""
+    for table in ([], ["--json"]):  # rich's table and the JSON document alike
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader is gone before the first line is written
+        try:
+            gone = subprocess.run([sys.executable, "-m", "sync.cli", "status", *table,
+                                   "--config", str(config_file)], stdout=write_end,
+                                  stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120,
+                                  check=False)
+        finally:
+            os.close(write_end)
+        assert gone.returncode == 141, table  # as a process ended by SIGPIPE; said in --help
+        assert gone.stderr == ""
