@@ -9,10 +9,12 @@ from the caller, else from ``password_file``; it is registered with the log reda
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sync.foundation.config import (
+    CompanyConfig,
     FilesSinkConfig,
     FilesSourceConfig,
     MemorySinkConfig,
@@ -56,6 +58,21 @@ def preload(settings: Settings) -> list[str]:
 
             warm(config)
     return names
+
+
+def read_ahead(settings: Settings, company: CompanyConfig, kinds: Sequence[str]) -> list[str]:
+    """Start reading ``kinds`` of ``company`` from its source ahead of the run, where the
+    source can (a SQLite query: :mod:`connectors.sql_ahead`); the kinds started. Imports no
+    more than SQLAlchemy, and never raises: what is not read ahead is read when its kind runs.
+    """
+    config = settings.sources.get(str(company.source))
+    if not isinstance(config, SqlSourceConfig):
+        return []
+    from connectors.base import CompanyRef
+    from connectors.sql_ahead import read_ahead as sql_read_ahead
+
+    return sql_read_ahead(config, kinds, CompanyRef(company.name, company.company_id,
+                                                    company.params))
 
 
 def build_source(name: str, cfg: SourceConfig, *, password: Secret | None = None) -> Source:

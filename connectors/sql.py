@@ -50,6 +50,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from connectors.base import CompanyRef, SourceRead
 from connectors.decoding import decode_hint, suggest_encoding
 from connectors.records import kind_config
+from connectors.sql_ahead import arrow_statement, plain_utf8, query_params, sqlite_file
 from connectors.sql_engine import explain, make_engine, reflect
 from connectors.sql_sink import SqlSink
 from connectors.sqlite_child import QueryTimedOut, prewarm, read_query
@@ -57,7 +58,7 @@ from sync.foundation.config import KindSourceConfig, SqlSourceConfig
 from sync.foundation.errors import ConfigError, SourceError
 from sync.foundation.secrets import Secret
 
-__all__ = ["SqlSink", "SqlSource"]
+__all__ = ["SqlSink", "SqlSource", "plain_utf8"]
 
 # A query that cannot work whatever the database's state: SQLite's messages, and the SQLSTATEs
 # of a syntax error, an unknown column, an unknown function and an ambiguous column.
@@ -91,7 +92,7 @@ class SqlSource:
     def read(self, kind: str, company: CompanyRef) -> SourceRead:
         """All rows of the kind's query (company bound) or table; SourceError on any failure."""
         spec = kind_config(self.name, self._config.kinds, kind)
-        params = {**company.params, "company": company.name, "company_id": company.company_id}
+        params = query_params(company)
         try:
             with self._engine.connect() as conn, _decoding(conn, spec):
                 stmt = text(spec.query) if spec.query else select(reflect(conn, spec.table or ""))
@@ -170,15 +171,9 @@ def warm(config: SqlSourceConfig) -> None:
         url = make_url(config.url)
     except (SQLAlchemyError, ValueError):
         return  # reported by the read
-    if config.arrow and _sqlite_file(url) and any(
+    if config.arrow and sqlite_file(url) and any(
             plain_utf8(spec) for spec in config.kinds.values()):
         prewarm()
-
-
-def plain_utf8(spec: KindSourceConfig) -> bool:
-    """True when the kind's text is read as strict UTF-8 (the default)."""
-    return (spec.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
-            and spec.encoding_errors == "strict")
 
 
 @contextmanager
@@ -241,23 +236,6 @@ def _valid(table: pa.Table) -> bool:
     return True
 
 
-def _sqlite_file(url: URL) -> bool:
-    """True for a SQLite database in a file named by path (not in memory, not a URI)."""
-    return (url.get_backend_name() == "sqlite" and bool(url.database)
-            and url.database != ":memory:" and not str(url.database).startswith("file:"))
-
-
-def _dialect(url: URL) -> Any:
-    """The SQLAlchemy dialect that compiles a statement for the ADBC driver's bind style."""
-    if url.get_backend_name() == "sqlite":
-        from sqlalchemy.dialects import sqlite
-
-        return sqlite.dialect(paramstyle="qmark")
-    from sqlalchemy.dialects import postgresql
-
-    return postgresql.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
-
-
 def arrow_columns(table: pa.Table) -> bool:
     """True when every column is text, integer, floating point, boolean or all missing: the
     types whose values the row-by-row read gives exactly the same."""
@@ -277,17 +255,16 @@ def arrow_read(url: URL, stmt: TextClause | Select[Any], params: dict[str, Any],
     """The rows of ``stmt`` as a frame of Arrow-backed columns, read through ADBC; None when
     the database has no ADBC driver here or the result needs the row-by-row read (see the
     module docstring). Never raises for the database: the caller's read reports errors."""
-    try:
-        compiled = stmt.compile(dialect=_dialect(url))
-        positional = [params[name] for name in compiled.positiontup or ()]
-    except (SQLAlchemyError, KeyError):
+    statement = arrow_statement(url, stmt, params)
+    if statement is None:
         return None
-    if _sqlite_file(url):
+    if sqlite_file(url):
         # A killable child reads (a query could run forever and this driver cannot cancel
-        # it), and keeps the driver's own SQLite library out of this process.
-        table = read_query(str(url.database), str(compiled), positional, timeout)
+        # it), and keeps the driver's own SQLite library out of this process. A read started
+        # ahead (connectors.sql_ahead) is taken here.
+        table = read_query(str(url.database), *statement, timeout)
     else:
-        table = _read_here(url, str(compiled), positional, timeout)
+        table = _read_here(url, *statement, timeout)
     if table is None or not arrow_columns(table) or not _valid(table):
         return None
     columns = [c.cast(pa.string()) if pa.types.is_null(c.type) or pa.types.is_large_string(

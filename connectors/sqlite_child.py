@@ -7,6 +7,13 @@ them to standard output as Arrow IPC record batches, and the parent kills it onc
 ``timeout_seconds`` have passed (:class:`QueryTimedOut`). Killing a process stops SQLite for
 certain and frees everything it held; the parent's read stays bounded whatever the query does.
 
+A read can also be started AHEAD (:func:`read_ahead`): a thread sends the request now and
+collects the rows, and the :func:`read_query` of the same request later takes them instead of
+reading again. The one-shot ``icsync sync`` starts its kinds' reads this way as soon as its
+configuration is loaded, so the reader process reads while this one is still importing and
+opening the state database. Rows read ahead are taken once, and only within
+:data:`AHEAD_SECONDS`; :func:`discard_ahead` (also at exit) stops and drops what was not taken.
+
 A child serves one read after another: after a read it waits, idle, for the next request, so a
 run of six kinds starts one interpreter instead of six, and :func:`prewarm` starts one before
 the first read (while the parent is still importing and opening the state database). At most
@@ -30,14 +37,20 @@ import contextlib
 import json
 import os
 import select
+import socket
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# pyarrow is imported where it is used: a read started ahead sends its request before this
+# process has imported it (a few tenths of a second at start-up).
 
 # Rows per record batch: fewer, larger batches stream faster, and the driver infers each
 # column's type from a whole first batch rather than its first 1,024 rows.
@@ -52,7 +65,12 @@ _OK = b"\0"
 _PARENT, _IDLE = "ICSYNC_READER_PARENT", "ICSYNC_READER_IDLE_SECONDS"  # parent to child
 _KEPT = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TMPDIR", "TZ", "SYSTEMROOT"})
 
-_idle: list[subprocess.Popen[bytes]] = []
+# A read started ahead is taken only this many seconds after it started (older rows are read
+# again), and at most this many are kept at once.
+AHEAD_SECONDS = 300.0
+AHEAD_MAX = 16
+
+_idle: list[_Child] = []
 _lock = threading.Lock()
 
 
@@ -71,20 +89,35 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _spawn() -> subprocess.Popen[bytes] | None:
+class _Child(subprocess.Popen[bytes]):
+    """A reader process, and the socket its answers come on (its standard output)."""
+
+    answers: socket.socket
+
+
+def _spawn() -> _Child | None:
     try:
-        return subprocess.Popen([sys.executable, "-m", "connectors.sqlite_child"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, env=_child_env())
+        ours, theirs = socket.socketpair()
     except OSError:
         return None
+    try:
+        proc = _Child([sys.executable, "-m", "connectors.sqlite_child"],
+                      stdin=subprocess.PIPE, stdout=theirs.fileno(), stderr=subprocess.DEVNULL,
+                      env=_child_env())
+    except OSError:
+        ours.close()
+        return None
+    finally:
+        theirs.close()
+    proc.answers = ours
+    return proc
 
 
-def _retire(proc: subprocess.Popen[bytes], *, kill: bool) -> None:
+def _retire(proc: _Child, *, kill: bool) -> None:
     """Stop ``proc`` (closing its standard input is enough for an idle child) and reap it."""
     if kill and proc.poll() is None:
         proc.kill()
-    for stream in (proc.stdin, proc.stdout):
+    for stream in (proc.stdin, proc.answers):
         if stream is not None:
             with contextlib.suppress(OSError):
                 stream.close()
@@ -95,7 +128,7 @@ def _retire(proc: subprocess.Popen[bytes], *, kill: bool) -> None:
         proc.wait()
 
 
-def _take() -> tuple[subprocess.Popen[bytes] | None, bool]:
+def _take() -> tuple[_Child | None, bool]:
     """An idle child (reused: True), or a new one."""
     with _lock:
         while _idle:
@@ -106,7 +139,7 @@ def _take() -> tuple[subprocess.Popen[bytes] | None, bool]:
     return _spawn(), False
 
 
-def _give_back(proc: subprocess.Popen[bytes]) -> None:
+def _give_back(proc: _Child) -> None:
     with _lock:
         if len(_idle) < POOL_SIZE:
             _idle.append(proc)
@@ -136,6 +169,7 @@ def _forget() -> None:
     """In a forked process: the parent's idle children are not this process's to use."""
     global _lock
     _idle.clear()
+    _ahead.clear()
     _lock = threading.Lock()
 
 
@@ -143,7 +177,7 @@ atexit.register(close_idle)
 os.register_at_fork(after_in_child=_forget)
 
 
-def _ask(proc: subprocess.Popen[bytes], request: bytes, timeout: float) -> pa.Table | None:
+def _ask(proc: _Child, request: bytes, timeout: float) -> pa.Table | None:
     """Send ``request`` to ``proc`` and read its answer; None when it failed (``proc`` is then
     stopped); QueryTimedOut (``proc`` killed) past ``timeout`` seconds."""
     timed_out = threading.Event()
@@ -152,17 +186,20 @@ def _ask(proc: subprocess.Popen[bytes], request: bytes, timeout: float) -> pa.Ta
         timed_out.set()
         proc.kill()
 
+    import pyarrow as pa
+
     timer = threading.Timer(timeout, stop)
     timer.daemon = True
     timer.start()
     table: pa.Table | None = None
     try:
-        if proc.stdin is None or proc.stdout is None:
-            raise OSError("the child has no pipes")
+        if proc.stdin is None:
+            raise OSError("the child has no pipe")
         proc.stdin.write(request)
         proc.stdin.flush()
-        table = pa.ipc.open_stream(proc.stdout).read_all()
-        if proc.stdout.read(1) != _OK:  # the child failed after the stream: not the rows
+        answers = _Answers(proc.answers)
+        table = pa.ipc.open_stream(answers).read_all()
+        if answers.read(1) != _OK:  # the child failed after the stream: not the rows
             table = None
     except (OSError, ValueError, pa.ArrowException):
         table = None
@@ -177,26 +214,167 @@ def _ask(proc: subprocess.Popen[bytes], request: bytes, timeout: float) -> pa.Ta
     return table
 
 
-def read_query(database: str, sql: str, params: list[Any], timeout: float) -> pa.Table | None:
-    """The rows of ``sql`` (positional ``?`` parameters) on the SQLite file ``database`` as an
-    Arrow table; None when the child could not read them; QueryTimedOut past ``timeout`` s.
-    A reused child that fails is replaced once by a new one (it may have just idled out)."""
+class _Answers:
+    """The reading end of a child's answer socket as a file for Arrow's stream reader.
+
+    Each read waits in one system call for all the bytes asked for (``MSG_WAITALL``), without
+    the interpreter's lock: a pipe read through a Python file object takes the lock again for
+    every 64 KB, and a busy thread beside it (a start-up's imports) made a million-row read
+    five times slower."""
+
+    closed = False
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def read(self, size: int = -1) -> bytes | bytearray:
+        if size < 0:
+            raise ValueError("read the answer in sized parts")
+        buffer = bytearray(size)
+        view, got = memoryview(buffer), 0
+        while got < size:
+            count = self._sock.recv_into(view[got:], size - got, socket.MSG_WAITALL)
+            if not count:
+                break  # the child is gone: a short read, which Arrow reports
+            got += count
+        return bytes(view[:got]) if got < size else buffer  # Arrow takes it without a copy
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        return None
+
+
+def _encode(database: str, sql: str, params: list[Any]) -> bytes | None:
+    """The request line for the child; None when the parameters are not JSON."""
     try:
-        request = (json.dumps({"database": database, "sql": sql, "params": params})
-                   + "\n").encode("utf-8")
+        return (json.dumps({"database": database, "sql": sql, "params": params})
+                + "\n").encode("utf-8")
     except (TypeError, ValueError, UnicodeError):
         return None
+
+
+def _fetch(request: bytes, timeout: float,
+           ahead: _Ahead | None = None) -> pa.Table | None:
+    """Read ``request`` in an idle or new child (see :func:`read_query`); ``ahead``: the read
+    started ahead this is, which records the child it uses (so it can be stopped)."""
     for _ in range(2):
         proc, reused = _take()
         if proc is None:
             return None
+        if ahead is not None:
+            with _lock:
+                dropped = ahead.dropped
+                ahead.proc = proc
+            if dropped:
+                _give_back(proc)
+                return None
         table = _ask(proc, request, timeout)
         if table is not None:
             _give_back(proc)
             return table
-        if not reused:
+        if not reused or (ahead is not None and ahead.dropped):
             return None
     return None
+
+
+def read_query(database: str, sql: str, params: list[Any], timeout: float) -> pa.Table | None:
+    """The rows of ``sql`` (positional ``?`` parameters) on the SQLite file ``database`` as an
+    Arrow table; None when the child could not read them; QueryTimedOut past ``timeout`` s.
+    A reused child that fails is replaced once by a new one (it may have just idled out).
+    When the same read was started ahead (:func:`read_ahead`), its rows are taken."""
+    request = _encode(database, sql, params)
+    if request is None:
+        return None
+    ahead = _claim(request)
+    if ahead is not None:
+        ahead.thread.join()  # bounded: the read ahead has its own deadline
+        if ahead.timed_out is not None:
+            raise ahead.timed_out
+        if ahead.table is not None:
+            return ahead.table
+    return _fetch(request, timeout)
+
+
+@dataclass(eq=False)
+class _Ahead:
+    """A read started ahead: its thread, the child it uses, and its answer once done."""
+
+    started: float
+    thread: threading.Thread = field(init=False)
+    proc: _Child | None = None
+    table: pa.Table | None = None
+    timed_out: QueryTimedOut | None = None
+    dropped: bool = False
+
+    def run(self, request: bytes, timeout: float) -> None:
+        try:
+            self.table = _fetch(request, timeout, self)
+        except QueryTimedOut as exc:
+            self.timed_out = exc
+        except Exception:  # the read that takes it reads again, and reports what fails
+            self.table = None
+
+
+_ahead: dict[bytes, _Ahead] = {}
+
+
+def read_ahead(database: str, sql: str, params: list[Any], timeout: float) -> bool:
+    """Start reading ``sql`` on ``database`` now, in a thread, for the :func:`read_query` of
+    the same request to take; False when it was not started (not JSON, already started, or
+    :data:`AHEAD_MAX` reads waiting)."""
+    request = _encode(database, sql, params)
+    if request is None:
+        return False
+    ahead = _Ahead(time.monotonic())
+    with _lock:
+        if request in _ahead or len(_ahead) >= AHEAD_MAX:
+            return False
+        _ahead[request] = ahead
+    ahead.thread = threading.Thread(target=ahead.run, args=(request, timeout),
+                                    name="icsync-read-ahead", daemon=True)
+    ahead.thread.start()
+    return True
+
+
+def _claim(request: bytes) -> _Ahead | None:
+    """The read started ahead for ``request``, taken (once); None when there is none or it
+    started more than :data:`AHEAD_SECONDS` ago (it is then dropped)."""
+    with _lock:
+        ahead = _ahead.pop(request, None)
+    if ahead is None:
+        return None
+    if time.monotonic() - ahead.started > AHEAD_SECONDS:
+        _drop(ahead)
+        return None
+    return ahead
+
+
+def _drop(ahead: _Ahead) -> None:
+    """Stop a read started ahead (its child is killed if still reading) and wait for it."""
+    with _lock:
+        ahead.dropped = True
+        proc = ahead.proc if ahead.thread.is_alive() else None
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+    ahead.thread.join(timeout=10)
+    ahead.table = None
+
+
+def discard_ahead() -> None:
+    """Stop and drop every read started ahead that was not taken."""
+    with _lock:
+        pending = list(_ahead.values())
+        _ahead.clear()
+    for ahead in pending:
+        _drop(ahead)
+
+
+atexit.register(discard_ahead)  # runs before close_idle (registered first)
 
 
 def _exit_when_orphaned(parent: int) -> None:
@@ -237,6 +415,7 @@ def _answer(request: dict[str, Any], out: Any) -> None:
     """Stream the rows of ``request`` to ``out`` as Arrow IPC (raises on any failure)."""
     import adbc_driver_manager
     import adbc_driver_sqlite
+    import pyarrow as pa
 
     with adbc_driver_sqlite.connect(request["database"]) as db, \
             adbc_driver_manager.AdbcConnection(db) as conn, \

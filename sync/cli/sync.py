@@ -57,7 +57,14 @@ def run(args: argparse.Namespace) -> int:
     service = config.settings.service
     configure(service.log_format, "warning" if service.log_level == "info" else
               service.log_level, stream=sys.stderr)
-    results = asyncio.run(execute(config, args))
+    ahead = read_ahead(config, args)
+    try:
+        results = asyncio.run(execute(config, args))
+    finally:
+        if ahead:
+            from connectors.sqlite_child import discard_ahead
+
+            discard_ahead()
     console = make_console(soft_wrap=False)
     if args.json:
         print(json_document(document(results)))
@@ -81,6 +88,20 @@ def exit_code(results: Sequence[CompanyResult]) -> ExitCode:
 def document(results: Sequence[CompanyResult]) -> dict[str, Any]:
     """The ``--json`` document."""
     return {"exit_code": int(exit_code(results)), "companies": [r.to_dict() for r in results]}
+
+
+def read_ahead(config: Config, args: argparse.Namespace) -> list[str]:
+    """Start reading the first company's kinds from its source now, while this process is
+    still importing and opening the state database (see :mod:`connectors.sql_ahead`); the
+    kinds started. A selection that cannot run starts nothing (the run reports it)."""
+    from connectors.factory import read_ahead as source_read_ahead
+    from sync.foundation.config import selected_kinds
+
+    try:
+        company = companies_of(config, args.company)[0]
+        return source_read_ahead(config.settings, company, selected_kinds(company, args.kinds))
+    except ConfigError:
+        return []
 
 
 def companies_of(config: Config, name: str | None) -> list[CompanyConfig]:

@@ -11,13 +11,14 @@ import ipaddress
 import re
 import tomllib
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sync.foundation.entities import KIND_NAMES, in_dependency_order
+from sync.foundation.entities import KIND_NAMES, get_kind, in_dependency_order
 from sync.foundation.errors import ConfigError
 from sync.foundation.presets import resolve_source
 from sync.foundation.secrets import REDACTOR, Secret, load_secret
@@ -619,3 +620,19 @@ def load_config(path: Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     return Config(parse_settings(data), path=path)
+
+
+def selected_kinds(company: CompanyConfig, kinds: Sequence[str] | None) -> list[str]:
+    """The company's kinds, or the requested subset, in dependency order."""
+    if not kinds:
+        return list(company.kinds)
+    for name in kinds:
+        try:
+            get_kind(name)
+        except ValueError as exc:
+            raise ConfigError(str(exc), key="--kind") from None
+    missing = [k for k in kinds if k not in company.kinds]
+    if missing:
+        raise ConfigError(f"company {company.name!r} does not sync {missing}; it syncs "
+                          f"{company.kinds}", key="--kind")
+    return in_dependency_order(dict.fromkeys(kinds))

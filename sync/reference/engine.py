@@ -24,8 +24,8 @@ from typing import Any
 
 import structlog
 
-from sync.foundation.config import CompanyConfig
-from sync.foundation.entities import get_kind, in_dependency_order
+from sync.foundation.config import CompanyConfig, selected_kinds
+from sync.foundation.entities import get_kind
 from sync.foundation.errors import (
     ApiError,
     AuthRejected,
@@ -88,22 +88,6 @@ class Options:
     fence: Fence | None = None
     on_plan: Callable[[str, int], None] | None = None
     on_progress: Callable[[int], None] | None = None
-
-
-def selected_kinds(company: CompanyConfig, kinds: Sequence[str] | None) -> list[str]:
-    """The company's kinds, or the requested subset, in dependency order."""
-    if not kinds:
-        return list(company.kinds)
-    for name in kinds:
-        try:
-            get_kind(name)
-        except ValueError as exc:
-            raise ConfigError(str(exc), key="--kind") from None
-    missing = [k for k in kinds if k not in company.kinds]
-    if missing:
-        raise ConfigError(f"company {company.name!r} does not sync {missing}; it syncs "
-                          f"{company.kinds}", key="--kind")
-    return in_dependency_order(dict.fromkeys(kinds))
 
 
 def check_selection(company: CompanyConfig, kinds: Sequence[str] | None) -> list[str]:

@@ -55,9 +55,11 @@ def readers(parent: int) -> list[int]:
 
 @pytest.fixture(autouse=True)
 def no_idle_readers() -> Iterator[None]:
-    """Each test starts and ends without idle readers of this process."""
+    """Each test starts and ends without idle readers (or reads ahead) of this process."""
+    sqlite_child.discard_ahead()
     close_idle()
     yield
+    sqlite_child.discard_ahead()
     close_idle()
 
 
@@ -176,3 +178,122 @@ def test_no_secret_of_the_environment_reaches_the_child(
     assert b"canary" not in environ
     assert b"PATH=" in environ
     assert read_query(str(erp), "SELECT count(*) AS n FROM s", [], 30) is not None
+
+
+def _add_row(erp: Path, code: str) -> None:
+    with closing(sqlite3.connect(erp)) as db, db:
+        db.execute("INSERT INTO s VALUES (?, ?)", (code, "late"))
+
+
+def _wait_done(timeout: float = 20) -> None:
+    """Until every read started ahead has its answer."""
+    deadline = time.monotonic() + timeout
+    while any(a.thread.is_alive() for a in list(sqlite_child._ahead.values())):
+        assert time.monotonic() < deadline, "the read ahead never finished"
+        time.sleep(0.02)
+
+
+def test_a_read_started_ahead_is_taken_once_by_the_same_read(erp: Path) -> None:
+    """The same request takes the rows read ahead (a row added since is not in them); the next
+    read reads again. Another request (other parameters) never takes them."""
+    count = "SELECT count(*) AS n FROM s WHERE Code <> ?"
+    assert sqlite_child.read_ahead(str(erp), count, ["none"], 30)
+    assert not sqlite_child.read_ahead(str(erp), count, ["none"], 30)  # already on its way
+    _wait_done()
+    _add_row(erp, "S50")
+    other = read_query(str(erp), count, ["S0"], 30)
+    assert other is not None
+    assert other.column("n").to_pylist() == [50]
+    taken = read_query(str(erp), count, ["none"], 30)
+    assert taken is not None
+    assert taken.column("n").to_pylist() == [50]
+    again = read_query(str(erp), count, ["none"], 30)
+    assert again is not None
+    assert again.column("n").to_pylist() == [51]
+    assert sqlite_child._ahead == {}
+
+
+def test_rows_read_ahead_too_long_ago_are_read_again(
+        erp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_child, "AHEAD_SECONDS", 0.0)
+    assert sqlite_child.read_ahead(str(erp), "SELECT count(*) AS n FROM s", [], 30)
+    _wait_done()
+    _add_row(erp, "S50")
+    table = read_query(str(erp), "SELECT count(*) AS n FROM s", [], 30)
+    assert table is not None
+    assert table.column("n").to_pylist() == [51]
+
+
+def test_a_read_ahead_past_its_deadline_is_the_read_s_timeout(erp: Path) -> None:
+    """The read that takes a runaway query started ahead gets its QueryTimedOut, bounded by
+    the deadline counted from the start, and no child is left running."""
+    started = time.monotonic()
+    assert sqlite_child.read_ahead(str(erp), FOREVER, [], 0.5)
+    with pytest.raises(QueryTimedOut, match=r"interrupted after 0\.5 s"):
+        read_query(str(erp), FOREVER, [], 0.5)
+    assert time.monotonic() - started < 5
+    assert readers(os.getpid()) == []
+
+
+def test_a_failed_read_ahead_is_read_again_and_reported_as_before(erp: Path) -> None:
+    assert sqlite_child.read_ahead(str(erp), "SELECT * FROM missing", [], 30)
+    _wait_done()
+    assert read_query(str(erp), "SELECT * FROM missing", [], 30) is None
+    with closing(sqlite3.connect(erp)) as db, db:  # the failure is not kept
+        db.execute("CREATE TABLE missing (x TEXT)")
+    table = read_query(str(erp), "SELECT * FROM missing", [], 30)
+    assert table is not None
+    assert table.num_rows == 0
+
+
+def test_discard_stops_a_read_ahead_and_its_child(erp: Path) -> None:
+    """What was read ahead and not taken is dropped: a running read's child is killed at
+    once (not at its deadline), and nothing is kept."""
+    assert sqlite_child.read_ahead(str(erp), FOREVER, [], 600)
+    deadline = time.monotonic() + 20
+    while not readers(os.getpid()):
+        assert time.monotonic() < deadline, "the reader child never started"
+        time.sleep(0.05)
+    started = time.monotonic()
+    sqlite_child.discard_ahead()
+    assert time.monotonic() - started < 5
+    assert sqlite_child._ahead == {}
+    deadline = time.monotonic() + 10
+    while readers(os.getpid()):
+        assert time.monotonic() < deadline, "the child of a dropped read kept running"
+        time.sleep(0.05)
+
+
+def test_reads_ahead_are_bounded(erp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_child, "AHEAD_MAX", 2)
+    started = [sqlite_child.read_ahead(str(erp), "SELECT ? AS n", [i], 30) for i in range(3)]
+    assert started == [True, True, False]
+    sqlite_child.discard_ahead()
+
+
+def test_a_large_answer_comes_whole_beside_a_busy_thread(tmp_path: Path) -> None:
+    """Many record batches (more than any socket buffer) arrive whole and in order while
+    another thread keeps the interpreter busy."""
+    import threading
+
+    path = tmp_path / "big.db"
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("CREATE TABLE t (i INTEGER, s TEXT)")
+        db.executemany("INSERT INTO t VALUES (?, ?)", ((i, "x" * (i % 50)) for i in range(200_000)))
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    busy = threading.Thread(target=spin)
+    busy.start()
+    try:
+        table = read_query(str(path), "SELECT i, s FROM t ORDER BY i", [], 120)
+    finally:
+        stop.set()
+        busy.join()
+    assert table is not None
+    assert table.num_rows == 200_000
+    assert table.column("i").to_pylist() == list(range(200_000))
+    assert table.column("s")[199_999].as_py() == "x" * (199_999 % 50)

@@ -1,0 +1,90 @@
+"""The statement a SQL source's Arrow read sends, and reading a SQLite source's kinds ahead.
+
+A one-shot ``icsync sync`` spends its first second or more importing its libraries and opening
+the state database before the first kind reads its rows. :func:`read_ahead` sends the kinds'
+queries to the SQLite reader process (:mod:`connectors.sqlite_child`) as soon as the
+configuration is loaded, so the rows are read meanwhile, on the other core; the source's own
+read of the same statement then takes them (:func:`connectors.sqlite_child.read_query`).
+
+This module needs only SQLAlchemy (not pandas nor pyarrow), so a command can call it before
+those are imported. The statement is built here for both, so a read started ahead is the very
+read the source would make: same SQL, same bound parameters, same database file. Only a
+``query`` (not a ``table``, which needs reflecting) read as UTF-8 from a SQLite file is started
+ahead; anything else reads as before, when the kind runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Select, TextClause, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from connectors.base import CompanyRef
+from connectors.sqlite_child import read_ahead as child_read_ahead
+from sync.foundation.config import KindSourceConfig, SqlSourceConfig
+
+
+def plain_utf8(spec: KindSourceConfig) -> bool:
+    """True when the kind's text is read as strict UTF-8 (the default)."""
+    return (spec.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+            and spec.encoding_errors == "strict")
+
+
+def sqlite_file(url: URL) -> bool:
+    """True for a SQLite database in a file named by path (not in memory, not a URI)."""
+    return (url.get_backend_name() == "sqlite" and bool(url.database)
+            and url.database != ":memory:" and not str(url.database).startswith("file:"))
+
+
+def arrow_dialect(url: URL) -> Any:
+    """The SQLAlchemy dialect that compiles a statement for the ADBC driver's bind style."""
+    if url.get_backend_name() == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.dialect(paramstyle="qmark")
+    from sqlalchemy.dialects import postgresql
+
+    return postgresql.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
+
+
+def arrow_statement(url: URL, stmt: TextClause | Select[Any],
+                    params: Mapping[str, Any]) -> tuple[str, list[Any]] | None:
+    """``stmt`` as the ADBC driver takes it: its SQL and its parameters in bind order; None
+    when it does not compile or names a parameter that is not given."""
+    try:
+        compiled = stmt.compile(dialect=arrow_dialect(url))
+        return str(compiled), [params[name] for name in compiled.positiontup or ()]
+    except (SQLAlchemyError, KeyError):
+        return None
+
+
+def query_params(company: CompanyRef) -> dict[str, Any]:
+    """The parameters a kind's query is bound with: the company's own, ``company`` and
+    ``company_id``."""
+    return {**company.params, "company": company.name, "company_id": company.company_id}
+
+
+def read_ahead(config: SqlSourceConfig, kinds: Sequence[str], company: CompanyRef) -> list[str]:
+    """Start reading ``kinds`` (in this order) for ``company`` in the SQLite reader process;
+    the kinds started. Never raises: whatever cannot be read ahead is read when its kind runs,
+    which reports any error."""
+    try:
+        url = make_url(config.url)
+    except (SQLAlchemyError, ValueError):
+        return []
+    if not (config.arrow and sqlite_file(url) and Path(str(url.database)).is_file()):
+        return []
+    started = []
+    for kind in kinds:
+        spec = config.kinds.get(kind)
+        if spec is None or spec.query is None or not plain_utf8(spec):
+            continue
+        statement = arrow_statement(url, text(spec.query), query_params(company))
+        if statement is not None and child_read_ahead(str(url.database), *statement,
+                                                      config.timeout_seconds):
+            started.append(kind)
+    return started

@@ -1,0 +1,184 @@
+"""Reading a SQLite source's kinds ahead of the run: the very read the kind makes, taken once.
+
+``icsync sync`` starts its kinds' reads in the SQLite reader process as soon as its
+configuration is loaded (:mod:`connectors.sql_ahead`); the kind's own read then takes the rows.
+These tests prove the rows taken are the ones the read would have read (same statement, same
+bound company), that nothing else is started ahead, and that a run's outcome and plan do not
+change."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors import sqlite_child
+from connectors.base import CompanyRef
+from connectors.factory import read_ahead as factory_read_ahead
+from connectors.icompleat.sandbox import SandboxServer
+from connectors.sql import SqlSource
+from connectors.sql_ahead import read_ahead
+from sync.cli import main
+from sync.demo.data import create_erp, source_settings
+from sync.foundation.config import SqlSourceConfig, parse_settings
+from tests.erp.support import settings, write_config
+
+COMPANY = CompanyRef("uk", "c-1", {"ledger": "L1"})
+QUERY = ("SELECT Code, Name FROM s WHERE ledger = :ledger AND company = :company_id "
+         "ORDER BY Code")
+
+
+@pytest.fixture(autouse=True)
+def nothing_ahead() -> Iterator[None]:
+    sqlite_child.discard_ahead()
+    yield
+    sqlite_child.discard_ahead()
+    sqlite_child.close_idle()
+
+
+@pytest.fixture
+def erp(tmp_path: Path) -> Path:
+    path = tmp_path / "erp.db"
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("CREATE TABLE s (Code TEXT, Name TEXT, ledger TEXT, company TEXT)")
+        db.executemany("INSERT INTO s VALUES (?, ?, ?, ?)",
+                       [(f"S{i}", f"n{i}", "L1" if i % 2 else "L2", "c-1") for i in range(20)])
+    return path
+
+
+def add_supplier(erp: Path, code: str) -> None:
+    with closing(sqlite3.connect(erp)) as db, db:
+        db.execute("INSERT INTO s VALUES (?, 'late', 'L1', 'c-1')", (code,))
+
+
+def wait_ahead() -> None:
+    for ahead in list(sqlite_child._ahead.values()):
+        ahead.thread.join(timeout=30)
+        assert not ahead.thread.is_alive()
+
+
+def source_config(erp: Path, **kinds: dict[str, Any]) -> SqlSourceConfig:
+    return SqlSourceConfig(type="sql", url=f"sqlite:///{erp}", kinds=kinds)
+
+
+def test_the_kind_s_read_takes_the_rows_read_ahead_with_its_company_bound(erp: Path) -> None:
+    """Read ahead with the company's parameters, the source's read of the kind takes the rows
+    (a supplier added since is not in them: they were not read again); the next read reads."""
+    config = source_config(erp, suppliers={"query": QUERY})
+    assert read_ahead(config, ["suppliers"], COMPANY) == ["suppliers"]
+    wait_ahead()
+    add_supplier(erp, "S99")
+    source = SqlSource("erp", config)
+    try:
+        first = source.read("suppliers", COMPANY).frame
+        assert sorted(first["Code"]) == sorted(f"S{i}" for i in range(1, 20, 2))
+        assert sqlite_child._ahead == {}
+        second = source.read("suppliers", COMPANY).frame
+        assert "S99" in list(second["Code"])
+    finally:
+        source.close()
+
+
+def test_another_company_never_takes_them(erp: Path) -> None:
+    config = source_config(erp, suppliers={"query": QUERY})
+    assert read_ahead(config, ["suppliers"], COMPANY) == ["suppliers"]
+    wait_ahead()
+    source = SqlSource("erp", config)
+    try:
+        other = source.read("suppliers", CompanyRef("uk", "c-1", {"ledger": "L2"})).frame
+        assert sorted(other["Code"]) == sorted(f"S{i}" for i in range(0, 20, 2))
+        assert len(sqlite_child._ahead) == 1  # still waiting for its own read
+    finally:
+        source.close()
+
+
+def test_only_utf8_queries_on_a_sqlite_file_are_read_ahead(erp: Path, tmp_path: Path) -> None:
+    """A table (reflected when the kind runs), another encoding, ``arrow = false``, a file that
+    does not exist (the read reports it), a server database and a kind not configured are
+    read when their kind runs, as before."""
+    config = source_config(
+        erp, suppliers={"query": QUERY}, currencies={"table": "s"},
+        tax_codes={"query": "SELECT Code FROM s", "encoding": "cp1252"},
+        account_codes={"query": "SELECT Code FROM s", "encoding_errors": "quarantine"})
+    kinds = ["currencies", "tax_codes", "account_codes", "delivery_sites", "suppliers"]
+    assert read_ahead(config, kinds, COMPANY) == ["suppliers"]
+    no_arrow = config.model_copy(update={"arrow": False})
+    assert read_ahead(no_arrow, ["suppliers"], COMPANY) == []
+    missing = config.model_copy(update={"url": f"sqlite:///{tmp_path / 'none.db'}"})
+    assert read_ahead(missing, ["suppliers"], COMPANY) == []
+    assert not (tmp_path / "none.db").exists()
+    server = config.model_copy(update={"url": "postgresql+psycopg://u@127.0.0.1:1/erp"})
+    assert read_ahead(server, ["suppliers"], COMPANY) == []
+    unbound = source_config(erp, suppliers={"query": "SELECT Code FROM s WHERE x = :nope"})
+    assert read_ahead(unbound, ["suppliers"], COMPANY) == []
+
+
+def test_a_files_source_is_not_read_ahead(tmp_path: Path) -> None:
+    parsed = parse_settings({
+        "sources": {"erp": {"type": "files", "directory": str(tmp_path)}},
+        "companies": [{"name": "uk", "company_id": "c0de0000-0000-4000-8000-000000000001",
+                       "source": "erp", "kinds": ["suppliers"]}]})
+    assert factory_read_ahead(parsed, parsed.companies[0], ["suppliers"]) == []
+
+
+def _plan(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's kinds without their timings."""
+    return [{k: v for k, v in kind.items() if k not in ("seconds", "stages")}
+            for company in document["companies"] for kind in company["kinds"]]
+
+
+def test_sync_reads_its_kinds_ahead_and_plans_the_same(
+        sandbox: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``icsync sync`` starts its SQLite query kinds ahead; each kind takes its own rows (one
+    read per kind, none read twice), nothing is left waiting, and the plan and exit code are
+    those of a run that reads nothing ahead. Then the run that applies does the same."""
+    erp = create_erp(tmp_path / "erp.db", suppliers_count=40)
+    data = settings(sandbox.url, tmp_path / "state.db", source_settings(erp))
+    config = write_config(tmp_path / "icsync.toml", data)
+    queries = {spec["query"]: kind for kind, spec in source_settings(erp)["kinds"].items()
+               if "query" in spec}
+    fetched: list[tuple[str, bool]] = []  # (kind, read ahead) of each query kind's read
+    real_fetch = sqlite_child._fetch
+
+    def fetch(request: bytes, timeout: float, ahead: Any = None) -> Any:
+        sql = json.loads(request)["sql"]
+        if sql in queries:
+            fetched.append((queries[sql], ahead is not None))
+        return real_fetch(request, timeout, ahead)
+
+    monkeypatch.setattr(sqlite_child, "_fetch", fetch)
+    code = main(["sync", "--config", str(config), "--dry-run", "--json"])
+    ahead_plan = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert len(queries) >= 3
+    assert sorted(fetched) == sorted((kind, True) for kind in queries.values())
+    assert sqlite_child._ahead == {}
+
+    fetched.clear()
+    monkeypatch.setattr("connectors.factory.read_ahead", lambda *a: [])
+    assert main(["sync", "--config", str(config), "--dry-run", "--json"]) == 0
+    assert _plan(json.loads(capsys.readouterr().out)) == _plan(ahead_plan)
+    assert sorted(fetched) == sorted((kind, False) for kind in queries.values())
+
+    monkeypatch.undo()
+    assert main(["sync", "--config", str(config), "--json"]) == 0
+    applied = json.loads(capsys.readouterr().out)
+    assert applied["companies"][0]["outcome"] == "ok"
+    assert sqlite_child._ahead == {}
+
+
+def test_a_selection_that_cannot_run_starts_nothing(
+        sandbox: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    erp = create_erp(tmp_path / "erp.db", suppliers_count=5)
+    data = settings(sandbox.url, tmp_path / "state.db", source_settings(erp),
+                    company={"kinds": ["suppliers"]})
+    config = write_config(tmp_path / "icsync.toml", data)
+    assert main(["sync", "--config", str(config), "--dry-run", "--kind", "currencies"]) == 2
+    assert "does not sync" in capsys.readouterr().err
+    assert sqlite_child._ahead == {}
