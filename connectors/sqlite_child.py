@@ -42,6 +42,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -167,9 +168,11 @@ def close_idle() -> None:
 
 def _forget() -> None:
     """In a forked process: the parent's idle children are not this process's to use."""
-    global _lock
+    global _lock, _worker
     _idle.clear()
     _ahead.clear()
+    _queue.clear()
+    _worker = None
     _lock = threading.Lock()
 
 
@@ -292,7 +295,7 @@ def read_query(database: str, sql: str, params: list[Any], timeout: float) -> pa
         return None
     ahead = _claim(request)
     if ahead is not None:
-        ahead.thread.join()  # bounded: the read ahead has its own deadline
+        ahead.done.wait()  # bounded: each read ahead has its own deadline
         if ahead.timed_out is not None:
             raise ahead.timed_out
         if ahead.table is not None:
@@ -302,42 +305,70 @@ def read_query(database: str, sql: str, params: list[Any], timeout: float) -> pa
 
 @dataclass(eq=False)
 class _Ahead:
-    """A read started ahead: its thread, the child it uses, and its answer once done."""
+    """A read started ahead: its request, the child reading it, and its answer once done."""
 
-    started: float
-    thread: threading.Thread = field(init=False)
+    request: bytes
+    timeout: float
+    started: float  # when it was asked for, then when its read began
+    done: threading.Event = field(default_factory=threading.Event)
     proc: _Child | None = None
+    running: bool = False
     table: pa.Table | None = None
     timed_out: QueryTimedOut | None = None
     dropped: bool = False
 
-    def run(self, request: bytes, timeout: float) -> None:
+    def run(self) -> None:
+        with _lock:
+            skip, self.running, self.started = self.dropped, True, time.monotonic()
         try:
-            self.table = _fetch(request, timeout, self)
+            if not skip:
+                self.table = _fetch(self.request, self.timeout, self)
         except QueryTimedOut as exc:
             self.timed_out = exc
         except Exception:  # the read that takes it reads again, and reports what fails
             self.table = None
+        finally:
+            with _lock:
+                self.running = False
+            self.done.set()
 
 
+# Reads started ahead, by request; those not yet begun, in order; the one thread reading them
+# (one after another, in one child: the order the kinds run in).
 _ahead: dict[bytes, _Ahead] = {}
+_queue: deque[_Ahead] = deque()
+_worker: threading.Thread | None = None
+
+
+def _serve() -> None:
+    global _worker
+    while True:
+        with _lock:
+            if not _queue:
+                _worker = None
+                return
+            ahead = _queue.popleft()
+        ahead.run()
 
 
 def read_ahead(database: str, sql: str, params: list[Any], timeout: float) -> bool:
-    """Start reading ``sql`` on ``database`` now, in a thread, for the :func:`read_query` of
-    the same request to take; False when it was not started (not JSON, already started, or
-    :data:`AHEAD_MAX` reads waiting)."""
+    """Start reading ``sql`` on ``database`` ahead, for the :func:`read_query` of the same
+    request to take; False when it was not started (not JSON, already started, or
+    :data:`AHEAD_MAX` reads waiting). Reads started ahead run one after another, in the order
+    they were started, in one child, each within its own ``timeout``."""
+    global _worker
     request = _encode(database, sql, params)
     if request is None:
         return False
-    ahead = _Ahead(time.monotonic())
+    ahead = _Ahead(request, timeout, time.monotonic())
     with _lock:
         if request in _ahead or len(_ahead) >= AHEAD_MAX:
             return False
         _ahead[request] = ahead
-    ahead.thread = threading.Thread(target=ahead.run, args=(request, timeout),
-                                    name="icsync-read-ahead", daemon=True)
-    ahead.thread.start()
+        _queue.append(ahead)
+        if _worker is None:
+            _worker = threading.Thread(target=_serve, name="icsync-read-ahead", daemon=True)
+            _worker.start()
     return True
 
 
@@ -348,20 +379,23 @@ def _claim(request: bytes) -> _Ahead | None:
         ahead = _ahead.pop(request, None)
     if ahead is None:
         return None
-    if time.monotonic() - ahead.started > AHEAD_SECONDS:
+    if ahead.done.is_set() and time.monotonic() - ahead.started > AHEAD_SECONDS:
         _drop(ahead)
         return None
     return ahead
 
 
 def _drop(ahead: _Ahead) -> None:
-    """Stop a read started ahead (its child is killed if still reading) and wait for it."""
+    """Stop a read started ahead: not begun, it never will; reading, its child is killed and
+    its end awaited."""
     with _lock:
         ahead.dropped = True
-        proc = ahead.proc if ahead.thread.is_alive() else None
+        running = ahead.running
+        proc = ahead.proc if running else None
     if proc is not None and proc.poll() is None:
         proc.kill()
-    ahead.thread.join(timeout=10)
+    if running:
+        ahead.done.wait(timeout=10)
     ahead.table = None
 
 
@@ -370,6 +404,7 @@ def discard_ahead() -> None:
     with _lock:
         pending = list(_ahead.values())
         _ahead.clear()
+        _queue.clear()
     for ahead in pending:
         _drop(ahead)
 

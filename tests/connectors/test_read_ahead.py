@@ -58,8 +58,7 @@ def add_supplier(erp: Path, code: str) -> None:
 
 def wait_ahead() -> None:
     for ahead in list(sqlite_child._ahead.values()):
-        ahead.thread.join(timeout=30)
-        assert not ahead.thread.is_alive()
+        assert ahead.done.wait(timeout=30)
 
 
 def source_config(erp: Path, **kinds: dict[str, Any]) -> SqlSourceConfig:

@@ -8,9 +8,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -188,7 +190,7 @@ def _add_row(erp: Path, code: str) -> None:
 def _wait_done(timeout: float = 20) -> None:
     """Until every read started ahead has its answer."""
     deadline = time.monotonic() + timeout
-    while any(a.thread.is_alive() for a in list(sqlite_child._ahead.values())):
+    while not all(a.done.is_set() for a in list(sqlite_child._ahead.values())):
         assert time.monotonic() < deadline, "the read ahead never finished"
         time.sleep(0.02)
 
@@ -297,3 +299,40 @@ def test_a_large_answer_comes_whole_beside_a_busy_thread(tmp_path: Path) -> None
     assert table.num_rows == 200_000
     assert table.column("i").to_pylist() == list(range(200_000))
     assert table.column("s")[199_999].as_py() == "x" * (199_999 % 50)
+
+
+def test_reads_ahead_run_one_after_another_in_one_child(erp: Path) -> None:
+    """Several kinds started ahead are read in order by one child, not one child each."""
+    for i in range(4):
+        assert sqlite_child.read_ahead(str(erp), "SELECT count(*) + ? AS n FROM s", [i], 30)
+    _wait_done()
+    assert len(readers(os.getpid())) == 1
+    for i in range(4):
+        table = read_query(str(erp), "SELECT count(*) + ? AS n FROM s", [i], 30)
+        assert table is not None
+        assert table.column("n").to_pylist() == [50 + i]
+
+
+def test_discard_drops_reads_not_yet_begun(erp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind a runaway read, a queued read never starts once dropped; no child is left
+    reading."""
+    fetched: list[bytes] = []
+    real_fetch = sqlite_child._fetch
+
+    def fetch(request: bytes, timeout: float, ahead: Any = None) -> Any:
+        fetched.append(request)
+        return real_fetch(request, timeout, ahead)
+
+    monkeypatch.setattr(sqlite_child, "_fetch", fetch)
+    assert sqlite_child.read_ahead(str(erp), FOREVER, [], 600)
+    assert sqlite_child.read_ahead(str(erp), "SELECT count(*) AS n FROM s", [], 600)
+    deadline = time.monotonic() + 20
+    while not readers(os.getpid()):
+        assert time.monotonic() < deadline, "the reader child never started"
+        time.sleep(0.05)
+    sqlite_child.discard_ahead()
+    time.sleep(0.3)  # time for a wrongly started second read to show
+    assert [b"count(*) AS n" in r for r in fetched] == [False]
+    assert sqlite_child._queue == deque()
+    close_idle()
+    assert readers(os.getpid()) == []
