@@ -91,9 +91,16 @@ def document(results: Sequence[CompanyResult]) -> dict[str, Any]:
 
 
 def read_ahead(config: Config, args: argparse.Namespace) -> list[str]:
-    """Start reading the first company's kinds from its source now, while this process is
-    still importing and opening the state database (see :mod:`connectors.sql_ahead`); the
-    kinds started. A selection that cannot run starts nothing (the run reports it)."""
+    """A dry run's reads: start reading the first company's kinds from its source now, while
+    this process is still importing and opening the state database (see
+    :mod:`connectors.sql_ahead`); the kinds started. A selection that cannot run starts
+    nothing (the run reports it).
+
+    Never for a run that applies: it reads only once it holds the company's lease, so its rows
+    are never older than what another instance (the daemon) applied before it got the lease;
+    rows read ahead of that wait could undo the other run's creates and edits."""
+    if not args.dry_run:
+        return []
     from connectors.factory import read_ahead as source_read_ahead
     from sync.foundation.config import selected_kinds
 

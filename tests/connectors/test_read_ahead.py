@@ -134,9 +134,10 @@ def _plan(document: dict[str, Any]) -> list[dict[str, Any]]:
 def test_sync_reads_its_kinds_ahead_and_plans_the_same(
         sandbox: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """``icsync sync`` starts its SQLite query kinds ahead; each kind takes its own rows (one
-    read per kind, none read twice), nothing is left waiting, and the plan and exit code are
-    those of a run that reads nothing ahead. Then the run that applies does the same."""
+    """``icsync sync --dry-run`` starts its SQLite query kinds ahead; each kind takes its own
+    rows (one read per kind, none read twice), nothing is left waiting, and the plan and exit
+    code are those of a run that reads nothing ahead. A run that applies reads nothing ahead:
+    it reads once it holds the company's lease."""
     erp = create_erp(tmp_path / "erp.db", suppliers_count=40)
     data = settings(sandbox.url, tmp_path / "state.db", source_settings(erp))
     config = write_config(tmp_path / "icsync.toml", data)
@@ -165,10 +166,12 @@ def test_sync_reads_its_kinds_ahead_and_plans_the_same(
     assert _plan(json.loads(capsys.readouterr().out)) == _plan(ahead_plan)
     assert sorted(fetched) == sorted((kind, False) for kind in queries.values())
 
-    monkeypatch.undo()
+    fetched.clear()
+    monkeypatch.setattr("connectors.factory.read_ahead", factory_read_ahead)
     assert main(["sync", "--config", str(config), "--json"]) == 0
     applied = json.loads(capsys.readouterr().out)
     assert applied["companies"][0]["outcome"] == "ok"
+    assert sorted(fetched) == sorted((kind, False) for kind in queries.values())
     assert sqlite_child._ahead == {}
 
 
