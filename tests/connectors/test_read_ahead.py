@@ -1,6 +1,6 @@
 """Reading a SQLite source's kinds ahead of the run: the very read the kind makes, taken once.
 
-``icsync sync`` starts its kinds' reads in the SQLite reader process as soon as its
+``icsync sync --dry-run`` starts its kinds' reads in the SQLite reader process as soon as its
 configuration is loaded (:mod:`connectors.sql_ahead`); the kind's own read then takes the rows.
 These tests prove the rows taken are the ones the read would have read (same statement, same
 bound company), that nothing else is started ahead, and that a run's outcome and plan do not
