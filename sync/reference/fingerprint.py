@@ -1,16 +1,34 @@
 """The no-op fast path: skip normalising and diffing a kind whose inputs did not change.
 
-After a clean run of a kind (outcome ok, nothing rejected or warned, nothing left open), its
-FINGERPRINT is kept in the state database: a hash of the raw source frame as read, a hash of
-everything that shapes the plan (the kind's source mapping, the validation, delete and guard
-settings, this version of icsync) and a hash of the remote copy's keys and digests. The next run
-that reads the same raw frame, with the same settings, against the same remote copy, and finds
-no open refresh, operation or quarantined row, knows the plan is empty without computing it.
-Any difference (one cell in the ERP, a setting, a hand edit repaired by a read-back) takes the
-normal path. ``--full`` never takes the fast path.
+After a run of a kind that may be repeated (see :func:`keeps`), its FINGERPRINT is kept in the
+state database: a hash of the raw source frame as read, a hash of everything that shapes the
+plan (the kind's source mapping, the validation, delete and guard settings, this version of
+icsync), a hash of the remote copy's keys and digests, and a hash of the kind's quarantined rows
+(key, origin, status, digest and reason of each). The next run that reads the same raw frame,
+with the same settings, against the same remote copy and quarantine, and finds no open refresh
+or operation, knows its plan without computing it. Any difference (one cell in the ERP, a
+setting, a hand edit repaired by a read-back, an operator's retry of a quarantined row) takes
+the normal path. ``--full`` never takes the fast path.
+
+Two kinds of run keep one:
+
+- a CLEAN run (outcome ok, nothing rejected or warned) that may have applied changes: the next
+  run's plan over the same inputs is empty (every record unchanged);
+- an IDLE run (its first plan sent nothing) with findings: rows rejected or warned by the
+  validation, rows iCompleat refused and still held, deletes suppressed by the delete policy.
+  Its fingerprint carries a :class:`Replay`: the plan and findings the run computed from these
+  very inputs, which the rules (pure functions of them) would compute again. The fast path
+  reports them as a full run would, and quarantines the rejected rows again (their
+  ``last_seen`` moves on). A replay is kept only up to :data:`REPLAY_MAX` findings and keys,
+  so a run with many bad rows takes the normal path (its findings are not stored twice).
+
+Real exports carry a few bad rows for months; without the replay, each of their runs would
+normalise, digest and compare every row (and load the whole stored copy, since held keys need
+their records) to learn again what the previous run learned.
 
 Fingerprints live in the remote-copy table under the pseudo kind :data:`FINGERPRINTS` (key: the
-kind's name), so no schema change is needed.
+kind's name), so no schema change is needed. A fingerprint stored before the quarantine hash
+existed matches an empty quarantine only (what its run required).
 """
 
 from __future__ import annotations
@@ -19,7 +37,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from importlib import metadata
 from typing import Any
 
@@ -30,7 +48,11 @@ import pyarrow.compute as pc
 
 from connectors.sqlite_child import QueryTimedOut, read_query
 from sync.reference.apply import KindRun
+from sync.reference.rules.diff import KindDiff
+from sync.reference.rules.findings import Rejection
 from sync.reference.rules.keys import key_order
+from sync.reference.rules.plan import KindPlan
+from sync.state.rows import QuarantineRow
 
 FINGERPRINTS = "_fingerprints"
 _READ_SECONDS = 300.0  # the reader process's bound on reading a kind's keys and digests
@@ -44,27 +66,141 @@ def _version() -> str:
         return "source"
 
 
+REPLAY_MAX = 10_000  # findings and keys a replay may hold (a few MB of JSON at most)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with tuples as lists (JSON's form)."""
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError("not a list of keys")
+    return tuple(value)
+
+
+def _plan_of(record: Mapping[str, Any]) -> KindPlan:
+    """The plan stored by :func:`_plan_record` (TypeError, KeyError or ValueError when it is
+    not one)."""
+    d = dict(record["diff"])
+    if d.get("creates") or d.get("edits"):
+        raise ValueError("a replayed plan sends nothing")
+    diff = KindDiff(kind=str(d["kind"]), deletes=_strings(d["deletes"]),
+                    unchanged=int(d["unchanged"]), held=_strings(d["held"]))
+    known = {f.name for f in fields(KindPlan)} - {"diff", "chunks"}
+    values = {k: v for k, v in record.items() if k in known}
+    for name in ("kept", "deferred", "field_creates", "field_edits", "field_deletes",
+                 "value_sets"):
+        values[name] = _strings(values.get(name, []))
+    plan = KindPlan(diff=diff, chunks=(), **values)
+    if plan.calls or plan.strategy != "none":
+        raise ValueError("a replayed plan sends nothing")
+    return plan
+
+
+def _rejection_of(record: Mapping[str, Any]) -> Rejection:
+    known = {f.name for f in fields(Rejection)}
+    if set(record) - known:
+        raise ValueError("not a rejection")
+    return Rejection(**record)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What an idle run computed from its inputs: its first plan (which sends nothing), the
+    rows it set aside or warned about, and its counts."""
+
+    plan: KindPlan
+    rejected: tuple[Rejection, ...]
+    warnings: tuple[Rejection, ...]
+    rejected_rows: int  # the kind's rejected count (validation and held refusals)
+    blank: int
+    filtered: int
+    outcome: str
+
+    @property
+    def size(self) -> int:
+        """Findings and keys held (bounded by :data:`REPLAY_MAX`)."""
+        p = self.plan
+        return (len(self.rejected) + len(self.warnings) + len(p.diff.deletes)
+                + len(p.diff.held) + len(p.kept) + len(p.deferred))
+
+    def record(self) -> dict[str, Any]:
+        """As stored (plain JSON data)."""
+        plan = {f.name: getattr(self.plan, f.name) for f in fields(KindPlan)
+                if f.name not in ("diff", "chunks")}
+        plan["diff"] = asdict(self.plan.diff)
+        out: dict[str, Any] = _plain({"plan": plan, "rejected": [asdict(r) for r in self.rejected],
+                       "warnings": [asdict(w) for w in self.warnings],
+                       "rejected_rows": self.rejected_rows, "blank": self.blank,
+                       "filtered": self.filtered, "outcome": self.outcome})
+        return out
+
+    @classmethod
+    def from_record(cls, record: Any) -> Replay | None:
+        """From the stored form; None when it is not one (the run then takes the full
+        path)."""
+        try:
+            replay = cls(plan=_plan_of(record["plan"]),
+                         rejected=tuple(map(_rejection_of, record["rejected"])),
+                         warnings=tuple(map(_rejection_of, record["warnings"])),
+                         rejected_rows=int(record["rejected_rows"]), blank=int(record["blank"]),
+                         filtered=int(record["filtered"]), outcome=str(record["outcome"]))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+        return replay if replay.outcome in ("ok", "partial") else None
+
+
+def quarantine_hash(rows: Sequence[QuarantineRow]) -> str:
+    """A stable hash of a kind's quarantined rows: what decides which rows a plan holds and
+    what an operator set (times and ids left out)."""
+    parts = sorted((r.key, r.origin, r.status, r.source_digest or "", r.reason, r.field or "",
+                    r.message) for r in rows)
+    text = json.dumps(parts, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+NO_QUARANTINE = quarantine_hash(())
+
+
 @dataclass(frozen=True)
 class Fingerprint:
-    """What a kind's clean run started from and ended with."""
+    """What a kind's repeatable run started from and ended with."""
 
     source: str
     settings: str
     remote: str
     count: int
+    quarantine: str = NO_QUARANTINE
+    replay: Replay | None = None
 
     def record(self) -> dict[str, Any]:
         """As stored in the remote-copy table."""
-        return asdict(self)
+        out: dict[str, Any] = {"source": self.source, "settings": self.settings,
+                               "remote": self.remote, "count": self.count,
+                               "quarantine": self.quarantine}
+        if self.replay is not None:
+            out["replay"] = self.replay.record()
+        return out
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Fingerprint | None:
-        """From the stored form; None when it is not one."""
+        """From the stored form; None when it is not one. A stored replay that cannot be read
+        gives None as well: the run must not take the fast path without it."""
         try:
-            return cls(str(record["source"]), str(record["settings"]), str(record["remote"]),
-                       int(record["count"]))
-        except (KeyError, TypeError, ValueError):
+            kept = cls(str(record["source"]), str(record["settings"]), str(record["remote"]),
+                       int(record["count"]), str(record.get("quarantine", NO_QUARANTINE)))
+        except (KeyError, TypeError, ValueError, AttributeError):
             return None
+        if "replay" not in record:
+            return kept
+        replay = Replay.from_record(record["replay"])
+        return None if replay is None else replace(kept, replay=replay)
 
 
 class _Sink:
@@ -191,9 +327,9 @@ async def stored(run: KindRun) -> Fingerprint | None:
 
 
 async def unchanged(run: KindRun, source: str, settings: str,
-                    remote: Awaitable[tuple[Any, Any]] | None = None) -> int | None:
-    """How many records the kind has remotely when nothing can have changed since its last
-    clean run (same source, settings and remote copy; nothing open or quarantined); else None.
+                    remote: Awaitable[tuple[Any, Any]] | None = None) -> Fingerprint | None:
+    """The fingerprint kept by the kind's last repeatable run when nothing can have changed
+    since (same source, settings, remote copy and quarantine; no open refresh); else None.
     ``remote``: the :func:`remote_now` of the run when it is already on its way."""
     kept = await stored(run)
     if kept is None or (kept.source, kept.settings) != (source, settings):
@@ -205,21 +341,23 @@ async def unchanged(run: KindRun, source: str, settings: str,
     markers = await run.db(store.open_refreshes, company)
     if any(m.kind == kind or m.kind.startswith(f"{kind}/") for m in markers):
         return None
-    if await run.db(store.quarantined, company, kind, None):
+    if quarantine_hash(await run.db(store.quarantined, company, kind, None)) != kept.quarantine:
         return None
-    return len(keys)
+    return replace(kept, count=len(keys))
 
 
 async def keep(run: KindRun, source: str, settings: str, *,
-               remote: tuple[Any, Any] | None = None) -> None:
-    """Remember a clean run's fingerprint (the remote copy as it is now). ``remote``: the
-    keys and digests of that copy when the run already holds them (it read them, then wrote
-    nothing); otherwise they are read."""
+               remote: tuple[Any, Any] | None = None, replay: Replay | None = None) -> None:
+    """Remember a repeatable run's fingerprint (the remote copy and quarantine as they are
+    now), with the ``replay`` of an idle run that had findings. ``remote``: the keys and
+    digests of that copy when the run already holds them (it read them, then wrote nothing);
+    otherwise they are read."""
     store, company, kind = run.rt.store, run.company.name, run.kind.name
     if remote is None:
         remote = await remote_now(run)
     keys, digests = remote
+    quarantine = quarantine_hash(await run.db(store.quarantined, company, kind, None))
     mark = Fingerprint(source, settings, await asyncio.to_thread(remote_hash, keys, digests),
-                       len(keys))
+                       len(keys), quarantine, replay)
     await run.db(store.upsert_remote, company, FINGERPRINTS,
                  [(kind, mark.record(), mark.remote)], fence=run.fence)

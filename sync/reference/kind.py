@@ -166,6 +166,8 @@ class KindSync:
         # The stored remote copy a plan found nothing to do against (so nothing was written):
         # the fingerprint kept at the end hashes it instead of reading a million rows again.
         self.untouched: StateView | None = None
+        # The first plan sent nothing (and this is not a dry run): the run can be replayed.
+        self.idle = False
         self.policy = run.company.delete_policy.get(run.kind.name, "delete")
 
     @staticmethod
@@ -207,11 +209,11 @@ class KindSync:
         with self._stage("fingerprint"):
             prints = (await asyncio.to_thread(fingerprint.source_hash, read.frame),
                       fingerprint.kind_settings(run))
-            count = None
+            kept = None
             if override is None and not self.full and read.complete:
-                count = await fingerprint.unchanged(run, *prints, remote=ahead)
-        if count is not None:
-            return self._nothing_to_do(count)
+                kept = await fingerprint.unchanged(run, *prints, remote=ahead)
+        if kept is not None:
+            return await self._nothing_to_do(kept)
         compared = await self._compared_keys(empty, override)
         self.complete = read.complete
         frames = [read.frame]
@@ -227,18 +229,56 @@ class KindSync:
         await self._rounds(norm.frame, override, ahead)
         if run.result.rejected or run.result.failed:
             run.result.outcome = "partial" if run.result.outcome == "ok" else run.result.outcome
-        elif run.result.outcome == "ok" and not norm.warnings and not self.dry_run:
+        repeatable, replay = self._repeatable(norm)
+        if repeatable:
             remote = self.untouched.pair if self.untouched is not None else None
-            await fingerprint.keep(run, *prints, remote=remote)
+            await fingerprint.keep(run, *prints, remote=remote, replay=replay)
         return self.planned
 
-    def _nothing_to_do(self, count: int) -> PlannedKind:
-        """The fast path's plan: every record unchanged, no call."""
-        name = self.run.kind.name
-        plan = KindPlan(
-            kind=name, strategy="none", diff=KindDiff(name, unchanged=count), source_count=count,
-            remote_count=count, calls=0, targeted_calls=0,
-            refresh_calls=max(1, math.ceil(count / WRITE_CHUNK_SIZE)))
+    def _repeatable(self, norm: Normalised) -> tuple[bool, fingerprint.Replay | None]:
+        """Whether the run keeps a fingerprint, and the replay it keeps with it (see
+        :mod:`sync.reference.fingerprint`): an idle run is replayed with its findings; a clean
+        run that applied leaves an empty plan behind. A dry run, an incomplete read and a run
+        with failed, unknown or blocked calls keep nothing."""
+        result = self.run.result
+        if (self.dry_run or not self.complete or result.failed or result.unknown
+                or result.error is not None or result.outcome not in ("ok", "partial")):
+            return False, None
+        plan = self.planned.plan
+        if self.idle and plan is not None:
+            replay = fingerprint.Replay(plan, norm.rejected, norm.warnings, result.rejected,
+                                        norm.blank, norm.filtered, result.outcome)
+            if replay.size <= fingerprint.REPLAY_MAX:
+                return True, replay
+        clean = result.outcome == "ok" and not result.rejected and not norm.warnings
+        return clean, None
+
+    async def _nothing_to_do(self, kept: fingerprint.Fingerprint) -> PlannedKind:
+        """The fast path's plan: the kept run's replay (its plan, findings and counts, with
+        its rejected rows quarantined again), or every record unchanged; no call. The guard
+        judges it as it judges a full path's plan (an allowed verdict: it sends nothing)."""
+        run = self.run
+        replay = kept.replay
+        if replay is not None:
+            self.planned = PlannedKind(None, replay.rejected, replay.warnings)
+            plan = replay.plan
+            run.result.rejected += replay.rejected_rows
+            run.result.blank, run.result.filtered = replay.blank, replay.filtered
+            if run.result.outcome == "ok":
+                run.result.outcome = replay.outcome
+            if not self.dry_run and replay.rejected:
+                await holds.record_rejections(run, replay.rejected)
+        else:
+            count, name = kept.count, run.kind.name
+            plan = KindPlan(
+                kind=name, strategy="none", diff=KindDiff(name, unchanged=count),
+                source_count=count, remote_count=count, calls=0, targeted_calls=0,
+                refresh_calls=max(1, math.ceil(count / WRITE_CHUNK_SIZE)))
+        self.planned.verdict = check_guard(
+            run.kind.name, run.company.name, source_count=plan.source_count,
+            remote_count=plan.remote_count, complete=True, plan=plan,
+            config=run.rt.config.settings.guard_for(run.company, run.kind.name),
+            allow=self.allow)
         self._first_plan(plan)
         return self.planned
 
@@ -382,6 +422,7 @@ class KindSync:
             if self.dry_run or (plan.strategy == "none" and marker is None and not forced):
                 if round_no == 0 and override is None and state.light:
                     self.untouched = state
+                self.idle = round_no == 0 and not self.dry_run
                 return
             unknown = run.result.unknown
             out = await self._apply(plan, work, state, token, marker, forced)

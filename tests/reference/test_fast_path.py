@@ -4,6 +4,7 @@ last clean run is not normalised or diffed; anything that changed takes the full
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import sqlite3
 from contextlib import closing
@@ -11,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from connectors.icompleat.sandbox import SandboxServer
 from sync.foundation.config import Config
 from sync.reference.engine import CompanyResult
 from sync.reference.fingerprint import FINGERPRINTS, Fingerprint, remote_hash
 from sync.state.store import StateStore
-from tests.reference.support import COMPANY, erp_execute, sync
+from tests.reference.support import COMPANY, erp_execute, last_seq, sync, writes
 
 
 def suppliers(result: CompanyResult) -> tuple[bool, int, int]:
@@ -48,6 +50,10 @@ def test_unchanged_inputs_take_the_fast_path(config: Config) -> None:
     again = sync(config)
     assert again.outcome == "ok", again.to_dict()
     assert suppliers(again) == (True, 150, 0)
+    forget_fingerprint(config)
+    full = sync(config)
+    assert suppliers(full) == (False, 150, 0)
+    assert same_result(again) == same_result(full)  # the plan, its hash and verdict
 
 
 def test_a_full_compare_that_writes_nothing_keeps_the_copy_it_compared(config: Config) -> None:
@@ -61,7 +67,9 @@ def test_a_full_compare_that_writes_nothing_keeps_the_copy_it_compared(config: C
     fingerprint, fresh = kept(config)
     assert fingerprint is not None
     assert fingerprint.remote == fresh
-    assert suppliers(sync(config)) == (True, 150, 0)
+    fast = sync(config)
+    assert suppliers(fast) == (True, 150, 0)
+    assert same_result(fast) == same_result(full)  # the guard's verdict and plan hash too
 
 
 def test_a_changed_cell_or_remote_copy_takes_the_full_path(config: Config, erp: Path) -> None:
@@ -131,3 +139,143 @@ def test_a_failed_source_read_leaves_no_stray_read_behind(
     assert kind.outcome != "ok"
     assert "no such table: suppliers" in str(kind.error), kind
     assert not [r for r in caplog.records if r.name == "asyncio" and r.levelno >= logging.ERROR]
+
+
+def same_result(result: CompanyResult) -> dict[str, object]:
+    """What a run reports, less its timings: the plan (with its hash, rejected rows and
+    warnings), the kinds' counts and outcomes, the exit code."""
+    kinds = [{k: v for k, v in kind.to_dict().items() if k not in ("stages", "seconds")}
+             for kind in result.kinds]
+    plan = result.plan.to_dict() if result.plan is not None else None
+    return {"outcome": result.outcome, "exit": int(result.exit_code), "kinds": kinds,
+            "plan": plan}
+
+
+def quarantined(config: Config) -> list[tuple[str, str, str]]:
+    with StateStore.open(config.settings.state.url) as store:
+        return sorted((q.key, q.reason, q.status)
+                      for q in store.quarantined(COMPANY, "suppliers", None))
+
+
+def test_a_run_with_rejected_and_warned_rows_is_replayed(
+        sandbox: SandboxServer, config: Config, erp: Path) -> None:
+    """Real exports keep a few bad rows for months. Once a run over them finds nothing to
+    send, the next run with the same inputs takes the fast path and reports exactly what the
+    full path reported: the same plan (hash included), the same rejected and warned rows,
+    the same counts and exit code. The rejected row stays quarantined, its last sighting
+    moved on; nothing is sent."""
+    sync(config)
+    erp_execute(erp, "UPDATE suppliers SET iso = 'ZZ' WHERE supplier_code = 'S00003'")
+    erp_execute(erp, "UPDATE suppliers SET email = 'accounts at example' "
+                     "WHERE supplier_code = 'S00004'")
+    applied = sync(config)  # sends the warned row's edit: a run that applied keeps nothing
+    assert suppliers(applied) == (False, 148, 0)
+    full = sync(config)
+    assert suppliers(full)[0] is False
+    assert full.plan is not None
+    assert [r.reason for r in full.plan.rejected] == ["bad_iso_country"]
+    assert [w.reason for w in full.plan.warnings] == ["bad_email"]
+    fingerprint, _ = kept(config)
+    assert fingerprint is not None
+    assert fingerprint.replay is not None
+    with StateStore.open(config.settings.state.url) as store:
+        seen = store.quarantined(COMPANY, "suppliers")[0].last_seen
+    seq = last_seq(sandbox)
+    replayed = sync(config)
+    assert suppliers(replayed)[0] is True
+    assert same_result(replayed) == same_result(full)
+    assert replayed.outcome == "partial"
+    assert writes(sandbox, seq) == []
+    assert quarantined(config) == [("S00003", "bad_iso_country", "open")]
+    with StateStore.open(config.settings.state.url) as store:
+        assert store.quarantined(COMPANY, "suppliers")[0].last_seen > seen
+    dry = sync(config, dry_run=True)
+    assert suppliers(dry)[0] is True
+    assert same_result(dry)["plan"] == same_result(full)["plan"]
+
+
+def test_an_operator_status_or_a_mended_row_ends_the_replay(config: Config, erp: Path) -> None:
+    """The replay holds only while the quarantine is as the run left it: an operator's
+    status on a quarantined row takes the full path (which reopens a row still bad), and
+    the row mended in the ERP is sent and released."""
+    sync(config)
+    erp_execute(erp, "UPDATE suppliers SET iso = 'ZZ' WHERE supplier_code = 'S00003'")
+    sync(config)
+    assert suppliers(sync(config))[0] is True
+    with StateStore.open(config.settings.state.url) as store:
+        row = store.quarantined(COMPANY, "suppliers")[0]
+        store.set_quarantine_status([row.id], "resolved")
+    reopened = sync(config)
+    assert suppliers(reopened)[0] is False
+    assert quarantined(config) == [("S00003", "bad_iso_country", "open")]
+    assert suppliers(sync(config))[0] is True
+    erp_execute(erp, "UPDATE suppliers SET iso = 'GB' WHERE supplier_code = 'S00003'")
+    mended = sync(config)
+    assert mended.outcome == "ok", mended.to_dict()
+    assert suppliers(mended)[0] is False
+    assert quarantined(config) == []
+    assert suppliers(sync(config)) == (True, 150, 0)
+
+
+def test_a_replay_is_bounded(config: Config, erp: Path,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """More findings than a replay may hold: no fingerprint is kept, and every run takes the
+    full path (finding the same rows again)."""
+    sync(config)
+    forget_fingerprint(config)
+    monkeypatch.setattr("sync.reference.fingerprint.REPLAY_MAX", 0)
+    erp_execute(erp, "UPDATE suppliers SET iso = 'ZZ' WHERE supplier_code = 'S00003'")
+    sync(config)
+    again = sync(config)
+    assert suppliers(again)[0] is False
+    assert again.plan is not None
+    assert len(again.plan.rejected) == 1
+    assert kept(config)[0] is None
+
+
+def test_a_dry_run_or_a_failed_call_keeps_no_replay(
+        sandbox: SandboxServer, config: Config, erp: Path) -> None:
+    """Only a run that applied nothing and wrote its quarantine keeps a replay: not a dry
+    run over the same rows."""
+    sync(config)
+    forget_fingerprint(config)
+    erp_execute(erp, "UPDATE suppliers SET iso = 'ZZ' WHERE supplier_code = 'S00003'")
+    dry = sync(config, dry_run=True)
+    assert dry.plan is not None
+    assert len(dry.plan.rejected) == 1
+    assert kept(config)[0] is None
+    assert quarantined(config) == []
+
+
+def test_stored_replays_read_back_or_are_refused() -> None:
+    """A replay comes back from its stored form as it was kept; a damaged one (or one whose
+    plan would send something) refuses the whole fingerprint, so the run takes the full
+    path. A fingerprint stored before quarantines were hashed matches an empty one."""
+    from sync.reference.fingerprint import NO_QUARANTINE, Replay, quarantine_hash
+    from sync.reference.rules.diff import KindDiff
+    from sync.reference.rules.findings import Rejection
+    from sync.reference.rules.plan import KindPlan
+
+    plan = KindPlan(kind="suppliers", strategy="none",
+                    diff=KindDiff("suppliers", deletes=("S9",), unchanged=4, held=("S3",)),
+                    source_count=4, remote_count=6, calls=0, targeted_calls=0, refresh_calls=1,
+                    rejected=1, deletes_suppressed=1, kept=("S3",))
+    bad = Rejection("suppliers", "S3", 3, "IsoCode", "bad_iso_country", "IsoCode 'ZZ' ...",
+                    "d" * 64)
+    warn = Rejection("suppliers", "S4", 4, "Email", "bad_email", "...", "e" * 64, "warn")
+    replay = Replay(plan, (bad,), (warn,), 1, 2, 3, "partial")
+    print_ = Fingerprint("s", "t", "r", 5, quarantine_hash(()), replay)
+    assert Fingerprint.from_record(json.loads(json.dumps(print_.record()))) == print_
+    damaged = print_.record()
+    damaged["replay"]["rejected"][0]["colour"] = "red"
+    assert Fingerprint.from_record(damaged) is None
+    sends = print_.record()
+    sends["replay"]["plan"]["calls"] = 1
+    assert Fingerprint.from_record(sends) is None
+    creates = print_.record()
+    creates["replay"]["plan"]["diff"]["creates"] = ["S5"]
+    assert Fingerprint.from_record(creates) is None
+    old = Fingerprint.from_record({"source": "s", "settings": "t", "remote": "r", "count": 5})
+    assert old is not None
+    assert old.quarantine == NO_QUARANTINE
+    assert old.replay is None
