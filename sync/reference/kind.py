@@ -97,9 +97,10 @@ class StateView:
     """The remote copy a plan is made against (or, in a dry run, a read of iCompleat).
 
     A LIGHT view (``records`` None) has only keys and digests, which is all a diff needs to
-    find creates, deletes and unchanged rows; the records are loaded when the diff finds edits
-    (for their field-level before/after) or a plan must re-send kept records. ``pair``: a light
-    view's keys and digests as they were read (Arrow arrays or lists), for the fingerprint.
+    find creates, deletes and unchanged rows. When the diff finds edits (for their field-level
+    before and after) or the plan must re-send kept records, the records of those keys alone
+    are read and set in the frame (``records`` then holds them only). ``pair``: the keys and
+    digests as they were read (Arrow arrays or lists), for the fingerprint.
     """
 
     records: Records | None
@@ -131,6 +132,23 @@ def digest_frame(kind: Kind, keys: Sequence[str] | pa.Array,
     data: dict[str, Any] = {f: empty for f in kind.field_names}
     data["_digest"] = digest_values
     return pd.DataFrame(data, index=index, dtype=object, copy=False)
+
+
+def fill_frame(kind: Kind, light: pd.DataFrame, records: Sequence[Mapping[str, Any]],
+               digests: Mapping[str, str]) -> pd.DataFrame:
+    """Pure: the light frame ``light`` with the canonical values of ``records`` (stored
+    records, with their stored ``digests``) in their keys' rows; the other rows stay empty."""
+    part = canonical_records(kind, records, stored_digests=digests)
+    at = light.index.get_indexer(part.index)
+    part = part[at >= 0]
+    at = at[at >= 0]
+    data: dict[str, Any] = {}
+    for name in kind.field_names:
+        column = np.full(len(light), None, dtype=object)
+        column[at] = part[name].to_numpy(dtype=object)
+        data[name] = column
+    data["_digest"] = light["_digest"].to_numpy(dtype=object)
+    return pd.DataFrame(data, index=light.index, dtype=object, copy=False)
 
 
 def _settle_task(task: asyncio.Task[Any]) -> None:
@@ -323,6 +341,24 @@ class KindSync:
         records = await self.run.db(store.remote_records, company, kind)
         return await self._view(records, digests, stored=True)
 
+    def _needed(self, kind_diff: KindDiff) -> list[str]:
+        """The stored records a light view's plan needs: the edited ones (their field-level
+        before and after), the held ones and, under delete policy "ignore", those beyond the
+        source (a refresh re-sends them as they are)."""
+        kept = kind_diff.deletes if self.policy == "ignore" else ()
+        return [*kind_diff.edited_keys, *kind_diff.held, *kept]
+
+    async def _filled(self, state: StateView, keys: Sequence[str]) -> StateView:
+        """``state`` with the stored records of ``keys`` read and set in its frame (their
+        digests as stored): a few records of a million, not the whole copy."""
+        run = self.run
+        records = await run.db(run.rt.store.remote_records_of, run.company.name,
+                               run.kind.name, keys)
+        digests = {k: state.digests[k] for k in records}
+        frame = await asyncio.to_thread(fill_frame, run.kind, state.frame, list(records.values()),
+                                        digests)
+        return StateView(records, state.digests, frame, state.pair)
+
     async def _read_source(self) -> SourceRead:
         run = self.run
         source = run.rt.source(str(run.company.source))
@@ -407,9 +443,10 @@ class KindSync:
                 token = await self._can_append()
             with self._stage("plan"):
                 kind_diff = await asyncio.to_thread(diff, run.kind, work, state.frame, hold=held)
-            if state.light and (kind_diff.edits or kind_diff.held or self.policy == "ignore"):
+            needed = self._needed(kind_diff) if state.light else []
+            if needed:
                 with self._stage("state"):
-                    state = await self._state()
+                    state = await self._filled(state, needed)
                 with self._stage("plan"):
                     kind_diff = await asyncio.to_thread(diff, run.kind, work, state.frame,
                                                         hold=held)
@@ -420,7 +457,7 @@ class KindSync:
             if round_no == 0:
                 self._first_plan(plan)
             if self.dry_run or (plan.strategy == "none" and marker is None and not forced):
-                if round_no == 0 and override is None and state.light:
+                if round_no == 0 and override is None and state.pair is not None:
                     self.untouched = state
                 self.idle = round_no == 0 and not self.dry_run
                 return
@@ -498,7 +535,7 @@ class KindSync:
             needed = [*plan.diff.edited_keys, *plan.diff.creates]
             work = work.loc[[k for k in needed if k in work.index]]
         records, digests = frame_records(self.run.kind, work)
-        kept = state.records or {}  # a light view is only used when nothing is kept
+        kept = state.records or {}  # a view filled for its plan holds the kept records
         records.update({k: kept[k] for k in plan.kept if k in kept})
         digests.update({k: state.digests[k] for k in plan.kept if k in state.digests})
         return records, digests
@@ -506,7 +543,7 @@ class KindSync:
     async def _apply(self, plan: KindPlan, work: pd.DataFrame, state: StateView,
                      token: str | None, marker: RefreshRow | None,
                      forced: set[str]) -> ApplyOutcome:
-        records, digests = self._records(plan, work, state)
+        records, digests = await asyncio.to_thread(self._records, plan, work, state)
         if self.run.kind.field_values:
             touched = {*plan.field_creates, *plan.field_edits, *plan.field_deletes,
                        *plan.value_sets}

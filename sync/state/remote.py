@@ -54,6 +54,18 @@ class RemoteStore:
                                 .where(*_where(RemoteRecord, company, kind)))
             return {key: record for key, record in rows}
 
+    def remote_records_of(self, company: str, kind: str,
+                          keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The known remote records of ``keys`` (those stored), by key, exactly as stored: a
+        few records of a million without reading the rest."""
+        out: dict[str, dict[str, Any]] = {}
+        with self._db.read("reading remote records") as conn:
+            for batch in batched(dict.fromkeys(keys)):
+                rows = conn.execute(select(RemoteRecord.c.key, RemoteRecord.c.record).where(
+                    *_where(RemoteRecord, company, kind), RemoteRecord.c.key.in_(batch)))
+                out.update({key: record for key, record in rows})
+        return out
+
     def remote_digests(self, company: str, kind: str) -> dict[str, str]:
         """The digest of every known remote record of ``kind``, by key."""
         with self._db.read("reading remote digests") as conn:
