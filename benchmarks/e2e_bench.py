@@ -11,7 +11,10 @@ CPU and peak resident set size of that process, from ``wait4``), in this order:
   validate, digest, state, plan, readback);
 - ``noop``: the real command without ``--dry-run`` over the same rows with all of them already
   in state (seeded, not timed), so nothing is to be done: first the full comparison (it stores
-  the kind's fingerprint), then ``noop_again``, the fingerprint fast path.
+  the kind's fingerprint), then ``noop_again``, the fingerprint fast path;
+- ``bad``: three rows of the ERP (first, middle, last) then get an unknown ISO country, as real
+  exports keep a few bad rows: the first run compares every row and holds the three (their
+  stored records are read for the plan), then ``bad_again`` replays that run's findings.
 
 The ERP is the demo's SQLite schema: 10,000 suppliers from the demo's generator (GB and EU
 suppliers, IBANs, sort codes or BICs, VAT numbers) repeated under new codes, e-mail addresses
@@ -273,7 +276,17 @@ def one_size(n: int, sandbox_url: str) -> dict[str, Any]:
         out["noop"] = sync_run(config_file)
         out["noop_again"] = sync_run(config_file)
         print(f"{n}: noop {out['noop']['seconds']} s", file=sys.stderr)
+        spoil(erp, n)
+        out["bad"] = sync_run(config_file)
+        out["bad_again"] = sync_run(config_file)
+        print(f"{n}: bad rows {out['bad']['seconds']} s", file=sys.stderr)
     return out
+
+
+def spoil(erp: Path, n: int) -> None:
+    """Three rows (first, middle, last) with an ISO country code that does not exist."""
+    with closing(sqlite3.connect(erp)) as db, db:
+        db.execute("UPDATE suppliers SET iso = 'ZZ' WHERE rowid IN (?, ?, ?)", (1, n // 2, n))
 
 
 def startup(sandbox_url: str) -> dict[str, Any]:
@@ -325,7 +338,8 @@ def markdown(res: dict[str, Any]) -> str:
              + (" (the project's modules byte-compiled first, as installed)."
                 if res.get("byte_compiled") else "."), "",
              "| rows | ADBC read | plain baseline | dry run | dry / ADBC | no-op (compare) | "
-             "no-op (fingerprint) |", "|---:|---|---|---|---:|---|---|"]
+             "no-op (fingerprint) | 3 bad rows (compare) | 3 bad rows (replay) |",
+             "|---:|---|---|---|---:|---|---|---|---|"]
 
     def cell(r: dict[str, Any]) -> str:
         return f"{r['seconds']:.2f} / {r['cpu_seconds']:.2f} / {r['peak_mb']:.0f}"
@@ -334,14 +348,15 @@ def markdown(res: dict[str, Any]) -> str:
         ratio = size["dry"]["seconds"] / size["adbc"]["seconds"]
         lines.append(f"| {size['rows']:,} | {cell(size['adbc'])} | {cell(size['baseline'])} | "
                      f"{cell(size['dry'])} | {ratio:.1f}x"
-                     f" | {cell(size['noop'])} | {cell(size['noop_again'])} |")
+                     f" | {cell(size['noop'])} | {cell(size['noop_again'])}"
+                     f" | {cell(size['bad'])} | {cell(size['bad_again'])} |")
     lines += ["", "Stages of the dry run and of the no-op run (seconds, from the engine's "
               "--json result; the rest of the wall time is start-up, configuration, the state "
               "database and the output):", "",
               "| rows | run | " + " | ".join(STAGES) + " |",
               "|---:|---|" + "---:|" * len(STAGES)]
     for size in res["sizes"]:
-        for run in ("dry", "noop", "noop_again"):
+        for run in ("dry", "noop", "noop_again", "bad", "bad_again"):
             stages = size[run]["stages"]
             lines.append(f"| {size['rows']:,} | {run} | " + " | ".join(
                 f"{stages.get(s, 0):.2f}" for s in STAGES) + " |")

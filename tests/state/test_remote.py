@@ -33,6 +33,23 @@ def test_upsert_and_read_back(store: StateStore) -> None:
     assert store.remote_records("ie", "suppliers") == {"A": {"Code": "A", "Name": "other"}}
 
 
+def test_records_read_by_key(store: StateStore) -> None:
+    """The records of some keys (more than one IN list holds), exactly as stored; keys not
+    stored, other kinds and other companies are left out."""
+    rows = [(f"S{i:05d}", {"Code": f"S{i:05d}", "Name": f"n{i}"}, f"d{i}") for i in range(2500)]
+    store.upsert_remote("uk", "suppliers", rows)
+    store.upsert_remote("ie", "suppliers", [("S00001", {"Code": "S00001"}, "x")])
+    store.upsert_remote("uk", "suppliers", [("ZOË-1", EXOTIC, "e")])
+    wanted = ["S00001", "S02499", "missing", "S01200", "S00001", "ZOË-1",
+              *(f"S{i:05d}" for i in range(1000, 2100))]
+    got = store.remote_records_of("uk", "suppliers", wanted)
+    assert set(got) == set(wanted) - {"missing"}
+    assert got["S02499"] == {"Code": "S02499", "Name": "n2499"}
+    assert got["ZOË-1"] == EXOTIC
+    assert store.remote_records_of("uk", "currencies", ["S00001"]) == {}
+    assert store.remote_records_of("uk", "suppliers", []) == {}
+
+
 def test_unicode_and_emoji_round_trip_exactly(store: StateStore) -> None:
     """Non-ASCII text, emoji, RTL marks, nesting and escapes come back unchanged."""
     digest = "sha256:" + "0f" * 32

@@ -1,0 +1,120 @@
+"""A plan over the light view (stored keys and digests) reads only the stored records it needs:
+the edited ones, the held ones and, under delete policy "ignore", the ones beyond the source.
+The whole remote copy is never read for a few of them; the plan and the calls are those the
+whole copy gave."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.icompleat.sandbox import SandboxServer
+from sync.foundation.config import Config
+from sync.foundation.entities import get_kind
+from sync.reference.kind import digest_frame, fill_frame
+from sync.state.store import StateStore
+from tests.reference.support import (
+    COMPANY,
+    erp_execute,
+    last_seq,
+    make_config,
+    remote,
+    remote_codes,
+    sync,
+    writes,
+)
+
+
+def refuse_whole_copy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, fail the test if the whole stored copy of suppliers is read (as the first
+    run's read-back does); count the supplier records read by key."""
+    read: list[int] = []
+    whole, by_key = StateStore.remote_records, StateStore.remote_records_of
+
+    def every(store: StateStore, company: str, kind: str) -> Any:
+        if kind == "suppliers":
+            raise AssertionError("the whole stored copy of suppliers was read")
+        return whole(store, company, kind)
+
+    def some(store: StateStore, company: str, kind: str, keys: Any) -> Any:
+        out = by_key(store, company, kind, keys)
+        if kind == "suppliers":
+            read.append(len(out))
+        return out
+
+    monkeypatch.setattr(StateStore, "remote_records", every)
+    monkeypatch.setattr(StateStore, "remote_records_of", some)
+    return read
+
+
+def test_fill_frame_sets_only_the_records_read() -> None:
+    """The light frame's rows of the records read carry their canonical values; the others
+    stay empty; every digest is the one stored."""
+    kind = get_kind("suppliers")
+    light = digest_frame(kind, ["S3", "S1", "S2"], ["d3", "d1", "d2"])
+    records = [{"Code": "S2", "Name": " Two Ltd ", "PaymentDueDays": "30"}]
+    filled = fill_frame(kind, light, records, {"S2": "d2"})
+    assert list(filled.index) == ["S1", "S2", "S3"]
+    assert list(filled["_digest"]) == ["d1", "d2", "d3"]
+    assert filled.loc["S2", "Name"] == "Two Ltd"
+    assert filled.loc["S2", "PaymentDueDays"] == 30
+    assert filled.loc["S1"].drop("_digest").isna().all()
+    assert filled.loc["S3"].drop("_digest").isna().all()
+    stray = fill_frame(kind, light, [{"Code": "S9", "Name": "Nine"}], {"S9": "d9"})
+    assert stray.drop(columns="_digest").isna().all().all()
+
+
+def test_an_edit_beside_a_held_row_reads_two_records(
+        sandbox: SandboxServer, config: Config, erp: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One edited and one rejected supplier among 150: the plan reads those two stored
+    records, shows the edit's stored value as its before, sends that edit alone, and holds
+    the rejected one."""
+    sync(config)
+    read = refuse_whole_copy(monkeypatch)
+    before = next(r for r in remote(sandbox, "suppliers") if r["Code"] == "S00002")
+    erp_execute(erp, "UPDATE suppliers SET phone = '+44 20 7946 0001' "
+                     "WHERE supplier_code = 'S00002'")
+    erp_execute(erp, "UPDATE suppliers SET iso = 'ZZ' WHERE supplier_code = 'S00003'")
+    dry = sync(config, dry_run=True)
+    assert dry.plan is not None
+    kind = next(k for k in dry.plan.kinds if k.kind == "suppliers")
+    assert kind.diff.held == ("S00003",)
+    [edit] = kind.diff.edits
+    assert edit.key == "S00002"
+    assert [(c.field, c.before, c.after) for c in edit.changes] == [
+        ("Telephone", before["Telephone"], "+44 20 7946 0001")]
+    assert read == [2]
+    seq = last_seq(sandbox)
+    applied = sync(config)
+    suppliers = next(k for k in applied.kinds if k.kind == "suppliers")
+    assert (suppliers.edited, suppliers.rejected) == (1, 1)
+    assert [e.route for e in writes(sandbox, seq)] == ["suppliers.edit"]
+    assert next(r for r in remote(sandbox, "suppliers")
+                if r["Code"] == "S00003")["IsoCode"] != "ZZ"
+
+
+def test_a_refresh_resends_the_kept_records_read_by_key(
+        sandbox: SandboxServer, erp: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under "ignore", a refresh re-sends what is beyond the source and what is held, as
+    stored: read by key, they reach iCompleat unchanged."""
+    config = make_config(sandbox.url, erp, tmp_path / "s.db",
+                         delete_policy={"suppliers": "ignore"})
+    sync(config)
+    read = refuse_whole_copy(monkeypatch)
+    with StateStore.open(config.settings.state.url) as store:
+        stored = store.remote_records_of(COMPANY, "suppliers", ["S00010", "S00011"])
+    erp_execute(erp, "DELETE FROM suppliers WHERE supplier_code = 'S00010'")
+    erp_execute(erp, "UPDATE suppliers SET iso = 'ZZ' WHERE supplier_code = 'S00011'")
+    erp_execute(erp, "UPDATE suppliers SET phone = '1'")  # every row edited: a refresh
+    result = sync(config)
+    suppliers = next(k for k in result.kinds if k.kind == "suppliers")
+    assert suppliers.strategy == "refresh", suppliers
+    assert {"S00010", "S00011"} <= set(remote_codes(sandbox, "suppliers"))
+    now = {r["Code"]: r for r in remote(sandbox, "suppliers")}
+    for key in ("S00010", "S00011"):
+        assert {k: v for k, v in now[key].items() if k in stored[key]} == stored[key]
+    assert read[-1] == 150  # 148 edited (their before), one held, one beyond the source
