@@ -354,7 +354,8 @@ class KindSync:
         run = self.run
         records = await run.db(run.rt.store.remote_records_of, run.company.name,
                                run.kind.name, keys)
-        digests = {k: state.digests[k] for k in records}
+        stored = state.frame["_digest"].reindex(list(records))
+        digests = {str(k): str(v) for k, v in stored.items()}
         frame = await asyncio.to_thread(fill_frame, run.kind, state.frame, list(records.values()),
                                         digests)
         return StateView(records, state.digests, frame, state.pair)
@@ -446,7 +447,10 @@ class KindSync:
             needed = self._needed(kind_diff) if state.light else []
             if needed:
                 with self._stage("state"):
-                    state = await self._filled(state, needed)
+                    # Most of the copy needed (a changed mapping edits every row): read it
+                    # whole, one pass, rather than by key.
+                    state = (await self._filled(state, needed)
+                             if len(needed) <= len(state.frame) // 2 else await self._state())
                 with self._stage("plan"):
                     kind_diff = await asyncio.to_thread(diff, run.kind, work, state.frame,
                                                         hold=held)
