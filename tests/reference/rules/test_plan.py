@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sync.reference.rules.diff import diff
 from sync.reference.rules.findings import Rejection
@@ -204,3 +205,19 @@ def test_plans_are_deterministic(old: list[dict[str, Any]], new: list[dict[str, 
         hashes.add(plan_of(kind_plan).plan_hash)
         assert kind_plan.refresh_calls == max(1, -(-len(source) // 100))
     assert len(hashes) == 1
+
+
+@given(st.lists(st.sampled_from(codes("S", 30)), max_size=40),
+       st.lists(st.sampled_from(codes("S", 40)), max_size=20))
+@settings(max_examples=examples(200))
+def test_the_refresh_cost_counts_the_set_without_building_it(
+        source_keys: list[str], kept: list[str]) -> None:
+    """The size a refresh's cost is computed from is the size of the set it would send (the
+    source's keys, repeated or not, plus the kept keys beyond them)."""
+    import pandas as pd
+
+    from sync.reference.rules.plan import _set_keys, _set_size
+
+    source = pd.DataFrame({"x": range(len(source_keys))},
+                          index=pd.Index(source_keys, dtype=object))
+    assert _set_size(source, kept) == len(_set_keys(source, kept))
