@@ -85,8 +85,8 @@ def _strings(value: Any) -> tuple[str, ...]:
 
 
 def _plan_of(record: Mapping[str, Any]) -> KindPlan:
-    """The plan stored by :func:`_plan_record` (TypeError, KeyError or ValueError when it is
-    not one)."""
+    """The plan stored by :meth:`Replay.record` (TypeError, KeyError or ValueError when it
+    is not one, or when it would send anything)."""
     d = dict(record["diff"])
     if d.get("creates") or d.get("edits"):
         raise ValueError("a replayed plan sends nothing")
@@ -135,10 +135,10 @@ class Replay:
         plan = {f.name: getattr(self.plan, f.name) for f in fields(KindPlan)
                 if f.name not in ("diff", "chunks")}
         plan["diff"] = asdict(self.plan.diff)
-        out: dict[str, Any] = _plain({"plan": plan, "rejected": [asdict(r) for r in self.rejected],
-                       "warnings": [asdict(w) for w in self.warnings],
-                       "rejected_rows": self.rejected_rows, "blank": self.blank,
-                       "filtered": self.filtered, "outcome": self.outcome})
+        out: dict[str, Any] = _plain({
+            "plan": plan, "rejected": [asdict(r) for r in self.rejected],
+            "warnings": [asdict(w) for w in self.warnings], "rejected_rows": self.rejected_rows,
+            "blank": self.blank, "filtered": self.filtered, "outcome": self.outcome})
         return out
 
     @classmethod
