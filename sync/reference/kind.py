@@ -456,7 +456,10 @@ class KindSync:
                                                         hold=held)
             with self._stage("plan"):
                 refresh = marker is not None or await self._targeted_unsupported(kind_diff)
-                plan = self._plan(kind_diff, work, state, token is not None, refresh)
+                # Off the event loop: at a million rows the plan takes about a second, which
+                # the lease's renewal must not wait for.
+                plan = await asyncio.to_thread(self._plan, kind_diff, work, state,
+                                               token is not None, refresh)
                 plan = self._guarded(plan, work, len(state.digests), token is not None, marker)
             if round_no == 0:
                 self._first_plan(plan)
