@@ -18,6 +18,17 @@ if TYPE_CHECKING:  # pandas is imported by the sources that make frames, not by 
     from connectors.icompleat.models import Transaction
 
 
+class ConfiguredCompany(Protocol):
+    """What :meth:`CompanyRef.of` takes from a ``[[companies]]`` entry."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def company_id(self) -> str: ...
+    @property
+    def params(self) -> Mapping[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class CompanyRef:
     """Which company a read or a posting is for: the configured name and iCompleat's id, plus
@@ -26,6 +37,12 @@ class CompanyRef:
     name: str
     company_id: str
     params: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    @classmethod
+    def of(cls, company: ConfiguredCompany) -> CompanyRef:
+        """The reference of a configured company (``[[companies]]``: its name, company_id
+        and params)."""
+        return cls(company.name, company.company_id, company.params)
 
 
 @dataclass(frozen=True)

@@ -71,8 +71,7 @@ def read_ahead(settings: Settings, company: CompanyConfig, kinds: Sequence[str])
     from connectors.base import CompanyRef
     from connectors.sql_ahead import read_ahead as sql_read_ahead
 
-    return sql_read_ahead(config, kinds, CompanyRef(company.name, company.company_id,
-                                                    company.params))
+    return sql_read_ahead(config, kinds, CompanyRef.of(company))
 
 
 def build_source(name: str, cfg: SourceConfig, *, password: Secret | None = None) -> Source:

@@ -127,7 +127,7 @@ async def check_connectors(rt: Runtime, report: Report) -> None:
     """Read each source's kinds for each company using it; look each sink up."""
     try:
         for company in rt.config.settings.companies:
-            ref = CompanyRef(company.name, company.company_id, company.params)
+            ref = CompanyRef.of(company)
             if company.source is not None:
                 for kind in company.kinds:
                     await report.step(f"source {company.source}: {kind} for {company.name}",

@@ -363,7 +363,7 @@ class KindSync:
     async def _read_source(self) -> SourceRead:
         run = self.run
         source = run.rt.source(str(run.company.source))
-        ref = CompanyRef(run.company.name, run.company.company_id, run.company.params)
+        ref = CompanyRef.of(run.company)
         return await asyncio.to_thread(source.read, run.kind.name, ref)
 
     async def _compared_keys(self, empty: bool,

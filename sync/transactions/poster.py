@@ -116,7 +116,7 @@ class Poster:
                  retry_now: bool = False, wait_seconds: float = WAIT_SECONDS) -> None:
         self.rt, self.company, self.fence = rt, company, fence
         self.sink = company_sink(rt, company)
-        self.ref = CompanyRef(company.name, company.company_id, company.params)
+        self.ref = CompanyRef.of(company)
         self.policy = policy or RetryPolicy()
         self.write_back, self.wait_seconds = write_back, wait_seconds
         self.retry_now = retry_now
