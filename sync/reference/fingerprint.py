@@ -326,6 +326,13 @@ async def stored(run: KindRun) -> Fingerprint | None:
     return Fingerprint.from_record(found) if found is not None else None
 
 
+async def _quarantine_now(run: KindRun) -> str:
+    """The hash of the kind's quarantined rows as stored now (hashed off the event loop: an
+    ERP can leave thousands)."""
+    rows = await run.db(run.rt.store.quarantined, run.company.name, run.kind.name, None)
+    return await asyncio.to_thread(quarantine_hash, rows)
+
+
 async def unchanged(run: KindRun, source: str, settings: str,
                     remote: Awaitable[tuple[Any, Any]] | None = None) -> Fingerprint | None:
     """The fingerprint kept by the kind's last repeatable run when nothing can have changed
@@ -341,7 +348,7 @@ async def unchanged(run: KindRun, source: str, settings: str,
     markers = await run.db(store.open_refreshes, company)
     if any(m.kind == kind or m.kind.startswith(f"{kind}/") for m in markers):
         return None
-    if quarantine_hash(await run.db(store.quarantined, company, kind, None)) != kept.quarantine:
+    if await _quarantine_now(run) != kept.quarantine:
         return None
     return replace(kept, count=len(keys))
 
@@ -356,7 +363,7 @@ async def keep(run: KindRun, source: str, settings: str, *,
     if remote is None:
         remote = await remote_now(run)
     keys, digests = remote
-    quarantine = quarantine_hash(await run.db(store.quarantined, company, kind, None))
+    quarantine = await _quarantine_now(run)
     mark = Fingerprint(source, settings, await asyncio.to_thread(remote_hash, keys, digests),
                        len(keys), quarantine, replay)
     await run.db(store.upsert_remote, company, FINGERPRINTS,

@@ -235,8 +235,8 @@ def test_a_replay_is_bounded(config: Config, erp: Path,
 
 def test_a_dry_run_or_a_failed_call_keeps_no_replay(
         sandbox: SandboxServer, config: Config, erp: Path) -> None:
-    """Only a run that applied nothing and wrote its quarantine keeps a replay: not a dry
-    run over the same rows."""
+    """Only a run that applied nothing, and wrote its quarantine, keeps a replay: not a dry
+    run over the same rows, not a run whose edit failed, not the run that then sent it."""
     sync(config)
     forget_fingerprint(config)
     erp_execute(erp, "UPDATE suppliers SET iso = 'ZZ' WHERE supplier_code = 'S00003'")
@@ -245,6 +245,23 @@ def test_a_dry_run_or_a_failed_call_keeps_no_replay(
     assert len(dry.plan.rejected) == 1
     assert kept(config)[0] is None
     assert quarantined(config) == []
+    erp_execute(erp, "UPDATE suppliers SET phone = '+44 1 1' WHERE supplier_code = 'S00002'")
+    sandbox.state.faults.set("suppliers.edit", error_rate=1.0, error_status=500)
+    failed = sync(config)
+    kind = next(k for k in failed.kinds if k.kind == "suppliers")
+    assert kind.edited == 0
+    assert kind.failed + kind.unknown >= 1, kind
+    assert kept(config)[0] is None
+    sandbox.state.faults.clear()
+    sent = sync(config)
+    assert next(k for k in sent.kinds if k.kind == "suppliers").edited == 1
+    assert kept(config)[0] is None  # it sent an edit and has a rejected row
+    idle = sync(config)
+    assert suppliers(idle)[0] is False
+    fingerprint = kept(config)[0]
+    assert fingerprint is not None
+    assert fingerprint.replay is not None
+    assert suppliers(sync(config))[0] is True
 
 
 def test_stored_replays_read_back_or_are_refused() -> None:
