@@ -89,11 +89,24 @@ def build_parser(
     return parser, loaded
 
 
+def _parse(parser: argparse.ArgumentParser, commands: dict[str, CommandModule],
+           words: list[str]) -> argparse.Namespace:
+    """``words`` parsed. A command whose module names a TRAILING list (``errors``' ids) also
+    takes the words after its options there (``errors retry --config F 3 4``), which argparse
+    alone leaves unrecognised; anything else unrecognised is the usual usage error."""
+    args, extra = parser.parse_known_args(words)
+    trailing = getattr(commands.get(args.command or ""), "TRAILING", None)
+    if extra and trailing is not None and not any(w.startswith("-") for w in extra):
+        getattr(args, trailing).extend(extra)
+        return args
+    return parser.parse_args(words) if extra else args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``icsync`` console script."""
     words = list(sys.argv[1:] if argv is None else argv)
     parser, commands = build_parser(words)
-    args = parser.parse_args(words)
+    args = _parse(parser, commands, words)
     if args.command is None or args.command not in commands:
         parser.print_help()
         return int(ExitCode.CONFIG)

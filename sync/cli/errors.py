@@ -35,6 +35,8 @@ from sync.runtime.context import open_store
 from sync.state.store import LedgerRow, QuarantineRow, StateStore
 from sync.transactions.rules import RESOLVED_PREFIX
 
+# The ids may also follow the options (``errors retry --config F 3 4``): see sync.cli's parsing.
+TRAILING = "ids"
 TRANSACTIONS = "transactions"
 RESOLVED = RESOLVED_PREFIX  # the ledger's rules never retry a row whose error starts so
 

@@ -127,6 +127,24 @@ def test_check_bad_configuration_exits_2(tmp_path: Path,
     assert "FAIL configuration" in capsys.readouterr().out
 
 
+def test_errors_ids_after_options_and_unknown_words(
+        tmp_path: Path, sandbox: SandboxServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """The ids may follow the options, as the usage line writes them; an unknown option
+    there is still a usage error (exit 2), and so is a stray word after another command."""
+    config = str(write_config(tmp_path, sandbox.url))
+    _seed(tmp_path)
+    assert main(["errors", "resolve", "--config", config, "--kind", "transactions",
+                 "tx-bad"]) == 0
+    assert capsys.readouterr().out == "1 item(s) resolved.\n"
+    with pytest.raises(SystemExit) as exited:
+        main(["errors", "retry", "--config", config, "1", "--colour"])
+    assert exited.value.code == 2
+    with pytest.raises(SystemExit) as exited:
+        main(["status", "--config", config, "extra"])
+    assert exited.value.code == 2
+    assert "unrecognized arguments: extra" in capsys.readouterr().err
+
+
 def test_errors_list_retry_resolve(tmp_path: Path, sandbox: SandboxServer,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     """List both kinds of quarantine; retry a record; resolve a transaction; refuse unknown ids."""
@@ -139,7 +157,7 @@ def test_errors_list_retry_resolve(tmp_path: Path, sandbox: SandboxServer,
     assert [t["id"] for t in listed["transactions"]] == ["tx-bad"]
     first = str(listed["records"][0]["id"])
     assert main(["errors", "retry", first, "--config", config]) == 0
-    assert main(["errors", "retry", "tx-bad", "--config", config]) == 0
+    assert main(["errors", "retry", "--config", config, "tx-bad"]) == 0  # ids after options
     with StateStore.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
         assert [r.key for r in store.quarantined("acme", status="retry")] == ["S1"]
         row = store.ledger_get(COMPANY_ID, "tx-bad")
