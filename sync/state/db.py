@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,23 @@ def _sqlite_engine(url: URL, timeout: float) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE, False) else "BEGIN")
 
     return engine
+
+
+def _wal(conn: Connection) -> None:
+    """Put the SQLite file in WAL mode. While another connection holds a write lock on a file
+    still in rollback mode (an instance creating the tables of a new state database), SQLite
+    answers this switch "database is locked" at once, without waiting its busy timeout; it
+    is tried again until that timeout has passed."""
+    wait = conn.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0
+    deadline = time.monotonic() + int(wait) / 1000
+    while True:
+        try:
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+            return
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
 
 
 def is_sqlite_corruption(exc: BaseException) -> bool:
@@ -217,7 +235,7 @@ class Database:
         with self.errors("integrity check"), self.engine.connect() as conn:
             conn.execution_options(**{_NO_BEGIN: True})
             if sqlite_path(self.url) is not None:
-                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+                _wal(conn)
             if not quick_check:
                 return
             problems = [r[0] for r in conn.exec_driver_sql("PRAGMA quick_check(5)") if r[0] != "ok"]

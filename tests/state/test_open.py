@@ -8,6 +8,8 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -183,6 +185,27 @@ def test_concurrent_first_opens_migrate_once(state_url: str) -> None:
     for thread in threads:
         thread.join(timeout=60)
     assert errors == []
+
+
+def test_a_first_open_waits_for_another_opener_s_write_lock(tmp_path: Path) -> None:
+    """Another instance holds a write lock on a new file still in rollback mode (it is creating
+    the tables): switching to WAL is refused at once by SQLite, so the open tries again within
+    its busy timeout instead of failing ("database is locked")."""
+    path = tmp_path / "state.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE other_instance (x)")
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.5, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        started = time.monotonic()
+        StateStore.open(f"sqlite:///{path}", timeout=10).close()
+        assert time.monotonic() - started >= 0.4
+    finally:
+        release.join()
+        other.close()
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def sqlite_store(tmp_path: Path) -> tuple[Path, str]:
