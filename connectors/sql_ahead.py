@@ -1,11 +1,12 @@
 """The statement a SQL source's Arrow read sends, and reading a SQLite source's kinds ahead.
 
-A one-shot ``icsync sync --dry-run`` spends its first second or more importing its libraries
-and opening the state database before the first kind reads its rows. :func:`read_ahead` sends
-the kinds' queries to the SQLite reader process (:mod:`connectors.sqlite_child`) as soon as the
+A one-shot ``icsync sync`` spends its first second or more importing its libraries and
+opening the state database before the first kind reads its rows. :func:`read_ahead` sends the
+kinds' queries to the SQLite reader process (:mod:`connectors.sqlite_child`) as soon as the
 configuration is loaded, so the rows are read meanwhile, on the other core; the source's own
 read of the same statement then takes them (:func:`connectors.sqlite_child.read_query`). A run
-that applies reads under its lease instead (see ``sync.cli.sync.read_ahead``).
+that applies keeps them only if nobody held the company's lease between its look before the
+reads and its own taking of it (see ``sync.cli.sync.read_ahead`` and ``sync.reference.run``).
 
 This module needs only SQLAlchemy (not pandas nor pyarrow), so a command can call it before
 those are imported. The statement is built here for both, so a read started ahead is the very

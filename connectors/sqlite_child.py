@@ -9,8 +9,8 @@ certain and frees everything it held; the parent's read stays bounded whatever t
 
 A read can also be started AHEAD (:func:`read_ahead`): a thread sends the request now and
 collects the rows, and the :func:`read_query` of the same request later takes them instead of
-reading again. A one-shot ``icsync sync --dry-run`` starts its kinds' reads this way as soon
-as its configuration is loaded, so the reader process reads while this one is still importing and
+reading again. A one-shot ``icsync sync`` starts its kinds' reads this way as soon as its
+configuration is loaded, so the reader process reads while this one is still importing and
 opening the state database. Rows read ahead are taken once, and only within
 :data:`AHEAD_SECONDS`; :func:`discard_ahead` (also at exit) stops and drops what was not taken.
 

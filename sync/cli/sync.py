@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the engine's imports (pandas, SQLAlchemy) load only when a 
 
     from sync.foundation.config import CompanyConfig, Config
     from sync.reference.engine import CompanyResult
+    from sync.state.rows import LeaseLook
 
 DEFAULT_CONFIG = "icsync.toml"
 
@@ -57,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
     service = config.settings.service
     configure(service.log_format, "warning" if service.log_level == "info" else
               service.log_level, stream=sys.stderr)
-    ahead = read_ahead(config, args)
+    ahead, look = read_ahead(config, args)
     try:
-        results = asyncio.run(execute(config, args))
+        results = asyncio.run(execute(config, args, ahead=look))
     finally:
         if ahead:
             from connectors.sqlite_child import discard_ahead
@@ -90,25 +91,32 @@ def document(results: Sequence[CompanyResult]) -> dict[str, Any]:
     return {"exit_code": int(exit_code(results)), "companies": [r.to_dict() for r in results]}
 
 
-def read_ahead(config: Config, args: argparse.Namespace) -> list[str]:
-    """A dry run's reads: start reading the first company's kinds from its source now, while
-    this process is still importing and opening the state database (see
-    :mod:`connectors.sql_ahead`); the kinds started. A selection that cannot run starts
-    nothing (the run reports it).
+def read_ahead(config: Config, args: argparse.Namespace) -> tuple[list[str], LeaseLook | None]:
+    """Start reading the first company's kinds from its source now, while this process is
+    still importing and opening the state database (see :mod:`connectors.sql_ahead`): the
+    kinds started, and for a run that applies, the company's lease as seen before they
+    started. A selection that cannot run starts nothing (the run reports it).
 
-    Never for a run that applies: it reads only once it holds the company's lease, so its rows
-    are never older than what another instance (the daemon) applied before it got the lease;
-    rows read ahead of that wait could undo the other run's creates and edits."""
-    if not args.dry_run:
-        return []
+    A run that applies uses the rows only if nobody takes the company's lease between this
+    look and its own taking of it (see :mod:`sync.reference.run`); it starts nothing while
+    another instance holds the lease (it would wait for it, and then read again anyway)."""
     from connectors.factory import read_ahead as source_read_ahead
     from sync.foundation.config import selected_kinds
 
     try:
         company = companies_of(config, args.company)[0]
-        return source_read_ahead(config.settings, company, selected_kinds(company, args.kinds))
+        kinds = selected_kinds(company, args.kinds)
     except ConfigError:
-        return []
+        return [], None
+    look = None
+    if not args.dry_run:
+        from sync.runtime.context import look_lease
+        from sync.state.leases import REFERENCE_JOB, lease_name
+
+        look = look_lease(config, lease_name(company.name, REFERENCE_JOB))
+        if look is None:
+            return [], None
+    return source_read_ahead(config.settings, company, kinds), look
 
 
 def companies_of(config: Config, name: str | None) -> list[CompanyConfig]:
@@ -121,9 +129,10 @@ def companies_of(config: Config, name: str | None) -> list[CompanyConfig]:
 
 
 async def execute(config: Config, args: argparse.Namespace, *,
-                  transport: httpx.AsyncBaseTransport | None = None) -> list[CompanyResult]:
+                  transport: httpx.AsyncBaseTransport | None = None,
+                  ahead: LeaseLook | None = None) -> list[CompanyResult]:
     """Run every selected company in turn (a progress bar on a terminal); stop after a
-    rejected credential."""
+    rejected credential. ``ahead``: see :func:`read_ahead`."""
     from sync.console.progress import LiveProgress
     from sync.reference.run import sync_companies
 
@@ -135,4 +144,5 @@ async def execute(config: Config, args: argparse.Namespace, *,
     return await sync_companies(config, companies_of(config, args.company), kinds=args.kinds,
                                 dry_run=args.dry_run, full=args.full,
                                 allow_deletes=args.allow_deletes,
-                                progress=bar if live else None, transport=transport)
+                                progress=bar if live else None, transport=transport,
+                                ahead=ahead)

@@ -28,9 +28,9 @@ from sync.runtime.jobrun import (
     Action,
     JobReport,
     LeasedJob,
-    lease_name,
 )
 from sync.runtime.leases import LeaseKeeper
+from sync.state.leases import lease_name
 from sync.state.store import RunRow, StateStore
 
 log = get_logger("icsync.jobs")

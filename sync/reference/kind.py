@@ -202,7 +202,7 @@ class KindSync:
         override = None
         if not self.dry_run:
             await settle_open(run)
-        empty = await run.db(run.rt.store.remote_count, run.company.name, run.kind.name) == 0
+        empty = not await run.db(run.rt.store.has_remote, run.company.name, run.kind.name)
         if self.full or empty:
             with self._stage("readback"):
                 drift, override = await self._readback()

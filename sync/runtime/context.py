@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, TypeVar
 
 from connectors.factory import build_sink, build_source, preload
 from sync.foundation.config import Config
-from sync.foundation.errors import ConfigError
+from sync.foundation.errors import ConfigError, IcsyncError
 from sync.foundation.secrets import REDACTOR, Secret, read_secret_file
 from sync.runtime.capabilities import Capabilities
-from sync.state.store import StateStore
+from sync.state.store import LeaseLook, StateStore
 
 if TYPE_CHECKING:  # the client (httpx) is imported when a runtime opens, not by status or errors
     import httpx
@@ -93,13 +93,25 @@ class Runtime:
         self._sinks.clear()
 
 
-def open_store(config: Config, *, check: bool = True) -> StateStore:
+def open_store(config: Config, *, check: bool = True, migrate: bool = True) -> StateStore:
     """Open (and migrate) the configured state database; blocking. ``check=False``: no
-    integrity check (see :meth:`StateStore.open`), for commands that only read."""
+    integrity check (see :meth:`StateStore.open`), for commands that only read;
+    ``migrate=False``: StateError unless the schema is already this version's."""
     state = config.settings.state
     return StateStore.open(state.url,
                            password=file_secret(state.password_file, key="state.password_file"),
-                           timeout=state.timeout_seconds, check=check)
+                           timeout=state.timeout_seconds, check=check, migrate=migrate)
+
+
+def look_lease(config: Config, name: str) -> LeaseLook | None:
+    """Lease ``name`` as it is now if no one holds it (:class:`LeaseLook`); None while it is
+    held, and when the state database cannot tell (not created or migrated yet, unreachable,
+    damaged: the run's own opening reports that). Blocking."""
+    try:
+        with open_store(config, check=False, migrate=False) as store:
+            return store.look_lease(name)
+    except (IcsyncError, OSError):
+        return None
 
 
 @asynccontextmanager

@@ -32,6 +32,7 @@ from sync.foundation.errors import ExitCode, IcsyncError, LeaseLost, exit_code_f
 from sync.foundation.logs import get_logger
 from sync.foundation.outcomes import FAILING, Outcome
 from sync.runtime.leases import LeaseKeeper, take_lease
+from sync.state.leases import lease_name
 from sync.state.store import Fence, StateStore
 
 log = get_logger("icsync.jobs")
@@ -65,11 +66,6 @@ def count_call() -> None:
     calls = _RUN_CALLS.get()
     if calls is not None:
         calls[0] += 1
-
-
-def lease_name(company: str, job: str) -> str:
-    """The lease (and lock) name of one company's job."""
-    return f"{company}:{job}"
 
 
 @dataclass

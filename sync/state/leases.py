@@ -23,7 +23,14 @@ from sqlalchemy.sql.elements import ColumnElement
 from sync.foundation.errors import LeaseLost
 from sync.state.dialect import db_epoch, upsert_insert
 from sync.state.models import Lease
-from sync.state.rows import Fence, LeaseRow
+from sync.state.rows import Fence, LeaseLook, LeaseRow
+
+REFERENCE_JOB = "reference"  # the reference sync's job (its lease: "<company>:reference")
+
+
+def lease_name(company: str, job: str) -> str:
+    """The lease (and lock) name of one company's job."""
+    return f"{company}:{job}"
 
 
 def _fenced(fence: Fence) -> list[ColumnElement[bool]]:
@@ -82,6 +89,16 @@ def release(conn: Connection, fence: Fence) -> None:
     now = db_epoch(conn.dialect.name)
     conn.execute(update(Lease).where(*_fenced(fence), Lease.c.expires_at > now)
                  .values(expires_at=now))
+
+
+def look(conn: Connection, name: str) -> LeaseLook | None:
+    """Lease ``name`` with its token when no one holds it now (a lease never taken: token 0);
+    None while a holder's lease is live."""
+    row = conn.execute(select(Lease.c.token, Lease.c.expires_at > db_epoch(conn.dialect.name))
+                       .where(Lease.c.name == name)).first()
+    if row is None:
+        return LeaseLook(name, 0)
+    return None if row[1] else LeaseLook(name, int(row[0]))
 
 
 def all_leases(conn: Connection) -> list[LeaseRow]:

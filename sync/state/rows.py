@@ -30,6 +30,22 @@ class Fence:
 
 
 @dataclass(frozen=True)
+class LeaseLook:
+    """A lease seen FREE (no live holder) at some moment, with its token then (0: never taken).
+
+    Work done after the look and before taking the lease (rows read ahead of it) overlapped
+    no other holder's exactly when the fence then taken is the very next token: every holding
+    bumps the token, and a holder's writes need a live lease."""
+
+    name: str
+    token: int
+
+    def unbroken(self, fence: Fence) -> bool:
+        """Whether nobody held the lease between this look and ``fence``'s taking."""
+        return fence.name == self.name and fence.token == self.token + 1
+
+
+@dataclass(frozen=True)
 class RunRow:
     """One run of a job for a company (``outcome`` is None while it runs)."""
 

@@ -38,6 +38,7 @@ from sync.state.rows import (
     CapabilityRow,
     CursorRow,
     Fence,
+    LeaseLook,
     LeaseRow,
     LedgerRow,
     OperationRow,
@@ -48,7 +49,7 @@ from sync.state.rows import (
 )
 
 __all__ = [
-    "CapabilityRow", "CursorRow", "Fence", "LeaseRow", "LedgerRow", "OperationRow",
+    "CapabilityRow", "CursorRow", "Fence", "LeaseLook", "LeaseRow", "LedgerRow", "OperationRow",
     "QuarantineEntry", "QuarantineRow", "RefreshRow", "RunRow", "StateStore",
 ]
 
@@ -149,6 +150,12 @@ class StateStore(RemoteStore, JournalStore, LedgerStore, LiveStore, AlertStore):
         """Give lease ``fence`` up now, if it still holds it (otherwise nothing happens)."""
         with self._db.write(f"releasing lease {fence.name!r}") as conn:
             _leases.release(conn, fence)
+
+    def look_lease(self, name: str) -> LeaseLook | None:
+        """Lease ``name`` as it is now if no one holds it (see :class:`LeaseLook`); None
+        while another holder's lease is live."""
+        with self._db.read(f"looking at lease {name!r}") as conn:
+            return _leases.look(conn, name)
 
     def leases(self) -> list[LeaseRow]:
         """Every lease with its holder, token, expiry and whether it is live now."""

@@ -8,8 +8,11 @@ change."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -27,6 +30,7 @@ from sync.cli import main
 from sync.demo.data import create_erp, source_settings
 from sync.foundation.config import SqlSourceConfig, parse_settings
 from tests.erp.support import settings, write_config
+from tests.fixtures.sandbox import COMPANY_ID, TENANT_ID
 
 COMPANY = CompanyRef("uk", "c-1", {"ledger": "L1"})
 QUERY = ("SELECT Code, Name FROM s WHERE ledger = :ledger AND company = :company_id "
@@ -136,8 +140,8 @@ def test_sync_reads_its_kinds_ahead_and_plans_the_same(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """``icsync sync --dry-run`` starts its SQLite query kinds ahead; each kind takes its own
     rows (one read per kind, none read twice), nothing is left waiting, and the plan and exit
-    code are those of a run that reads nothing ahead. A run that applies reads nothing ahead:
-    it reads once it holds the company's lease."""
+    code are those of a run that reads nothing ahead. A run that applies reads ahead too when
+    nobody takes the company's lease meanwhile (the next test shows the other case)."""
     erp = create_erp(tmp_path / "erp.db", suppliers_count=40)
     data = settings(sandbox.url, tmp_path / "state.db", source_settings(erp))
     config = write_config(tmp_path / "icsync.toml", data)
@@ -171,8 +175,107 @@ def test_sync_reads_its_kinds_ahead_and_plans_the_same(
     assert main(["sync", "--config", str(config), "--json"]) == 0
     applied = json.loads(capsys.readouterr().out)
     assert applied["companies"][0]["outcome"] == "ok"
-    assert sorted(fetched) == sorted((kind, False) for kind in queries.values())
+    assert sorted(fetched) == sorted((kind, True) for kind in queries.values())
     assert sqlite_child._ahead == {}
+
+
+def _track_reads(monkeypatch: pytest.MonkeyPatch, sql: str) -> list[bool]:
+    """Each read of ``sql`` the reader makes from now on: True for one made ahead."""
+    taken: list[bool] = []
+    real_fetch = sqlite_child._fetch
+
+    def fetch(request: bytes, timeout: float, ahead: Any = None) -> Any:
+        if json.loads(request)["sql"] == sql:
+            taken.append(ahead is not None)
+        return real_fetch(request, timeout, ahead)
+
+    monkeypatch.setattr(sqlite_child, "_fetch", fetch)
+    return taken
+
+
+@pytest.mark.parametrize("other_run", [False, True], ids=["lease-untouched", "other-run"])
+def test_a_run_that_applies_takes_rows_read_ahead_only_if_nobody_held_the_lease_since(
+        sandbox: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, other_run: bool) -> None:
+    """``icsync sync`` (applying) reads its kinds ahead once it has seen the company's lease
+    free. An account is added to the ERP after the read ahead. When another instance (a real
+    process) then runs the company, creating that account, this run's rows, read before,
+    would undo it: they are dropped, the kind reads again under the lease, and the account
+    stays. When nobody held the lease, the rows read ahead are the run's rows (the account
+    is the next run's), as for any read made at the start of a run."""
+    import sync.cli.sync as sync_command
+
+    erp = create_erp(tmp_path / "erp.db", suppliers_count=5)
+    config = write_config(tmp_path / "icsync.toml", settings(
+        sandbox.url, tmp_path / "state.db", source_settings(erp)))
+    command = ["sync", "--config", str(config), "--kind", "account_codes", "--json"]
+    assert main(command) == 0
+    before = json.loads(capsys.readouterr().out)["companies"][0]["kinds"][0]
+    sql = source_settings(erp)["kinds"]["account_codes"]["query"]
+    taken = _track_reads(monkeypatch, sql)
+    real_read_ahead = sync_command.read_ahead
+
+    def read_ahead_then_change(*args: Any) -> Any:
+        started = real_read_ahead(*args)
+        assert started[0] == ["account_codes"]
+        wait_ahead()
+        with closing(sqlite3.connect(erp)) as db, db:
+            db.execute("INSERT INTO gl_accounts VALUES ('9999', 'Added after the read')")
+        if other_run:
+            other = subprocess.run([sys.executable, "-m", "sync.cli", *command],
+                                   capture_output=True, text=True, timeout=120, check=False)
+            assert other.returncode == 0, other.stderr
+            assert json.loads(other.stdout)["companies"][0]["kinds"][0]["created"] == 1
+        return started
+
+    monkeypatch.setattr(sync_command, "read_ahead", read_ahead_then_change)
+    assert main(command) == 0
+    kind = json.loads(capsys.readouterr().out)["companies"][0]["kinds"][0]
+    codes = {r["Code"] for r in sandbox.state.records(TENANT_ID, COMPANY_ID, "account_codes")}
+    assert "9999" in codes if other_run else "9999" not in codes
+    assert kind["deleted"] == 0
+    assert kind["unchanged"] == before["created"] + (1 if other_run else 0)
+    # The read made ahead; then, only where it was dropped, the kind's own read.
+    assert taken == ([True, False] if other_run else [True])
+    assert sqlite_child._ahead == {}
+    monkeypatch.setattr(sync_command, "read_ahead", real_read_ahead)
+    assert main(command) == 0  # the next run sees the account either way
+    after = json.loads(capsys.readouterr().out)["companies"][0]["kinds"][0]
+    assert after["created"] == (0 if other_run else 1)
+    assert "9999" in {r["Code"] for r in
+                      sandbox.state.records(TENANT_ID, COMPANY_ID, "account_codes")}
+
+
+def test_nothing_is_read_ahead_while_another_instance_holds_the_lease(
+        sandbox: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run that will wait for the lease reads nothing ahead, nor does one whose state
+    database does not exist yet (nothing can be known of its lease)."""
+    from sync.cli.sync import add_arguments
+    from sync.cli.sync import read_ahead as command_read_ahead
+    from sync.foundation.config import load_config
+    from sync.state.store import StateStore
+
+    erp = create_erp(tmp_path / "erp.db", suppliers_count=5)
+    config_file = write_config(tmp_path / "icsync.toml", settings(
+        sandbox.url, tmp_path / "state.db", source_settings(erp)))
+    config = load_config(config_file)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--config", str(config_file)])
+    assert command_read_ahead(config, args) == ([], None)  # no state database yet
+    assert sqlite_child._ahead == {}
+    assert main(["sync", "--config", str(config_file), "--kind", "currencies"]) == 0
+    capsys.readouterr()
+    with StateStore.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        fence = store.acquire_lease("uk:reference", "another-instance", 60)
+        assert fence is not None
+        assert command_read_ahead(config, args) == ([], None)
+        assert sqlite_child._ahead == {}
+        store.release_lease(fence)
+    started, look = command_read_ahead(config, args)
+    assert len(started) >= 3
+    assert look is not None
+    assert look.token == fence.token
 
 
 def test_a_selection_that_cannot_run_starts_nothing(

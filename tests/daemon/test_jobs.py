@@ -16,8 +16,9 @@ from sync.daemon.jobs import ScheduledJob
 from sync.daemon.metrics import Metrics
 from sync.daemon.schedules import build_trigger
 from sync.foundation.errors import ExitCode, LeaseLost
-from sync.runtime.jobrun import counts_by_kind, lease_name
+from sync.runtime.jobrun import counts_by_kind
 from sync.runtime.leases import LeaseGuardTransport, LeaseKeeper, check_lease
+from sync.state.leases import lease_name
 from sync.state.store import Fence, StateStore
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from sync.foundation.errors import LeaseLost
 from sync.state import Fence, QuarantineEntry, StateStore
+from sync.state.rows import LeaseLook
 from tests.state.conftest import OpenStore
 from tests.state.test_ledger import race
 
@@ -193,3 +194,28 @@ def test_take_over_waits_for_a_fenced_write_in_flight(open_store: OpenStore) -> 
             assert not taking.done()
         assert taking.result(timeout=20) == Fence("job", "b", fence.token + 1)
     assert "marker" in [lease.name for lease in b.leases()]
+
+
+def test_a_look_sees_the_lease_free_with_its_token_and_tells_an_unbroken_taking(
+        open_store: OpenStore) -> None:
+    """A lease never taken looks free with token 0; a live one looks held (None); a released
+    or expired one free with its token. The next taking after a look is unbroken; one that
+    follows another holder's is not, even when that holder is gone again."""
+    a, b = open_store(), open_store()
+    look = a.look_lease("uk:reference")
+    assert look == LeaseLook("uk:reference", 0)
+    fence = b.acquire_lease("uk:reference", "host-b:2", LONG)
+    assert fence is not None
+    assert look.unbroken(fence)
+    assert a.look_lease("uk:reference") is None  # held
+    b.release_lease(fence)
+    look = a.look_lease("uk:reference")
+    assert look == LeaseLook("uk:reference", fence.token)
+    other = b.acquire_lease("uk:reference", "host-b:3", SHORT)  # another holding...
+    assert other is not None
+    wait_expired(a, "uk:reference")  # ...that ended by expiry
+    mine = a.acquire_lease("uk:reference", "host-a:1", LONG)
+    assert mine is not None
+    assert not look.unbroken(mine)
+    assert not LeaseLook("uk:transactions", other.token).unbroken(mine)  # another lease
+    assert LeaseLook("uk:reference", other.token).unbroken(mine)

@@ -27,6 +27,9 @@ def test_upsert_and_read_back(store: StateStore) -> None:
     assert store.remote_digests("uk", "suppliers") == {"A": "d-a", "B": "d-b2"}
     assert store.remote_count("uk", "suppliers") == 2
     assert store.remote_count("uk", "currencies") == 0
+    assert store.has_remote("uk", "suppliers")
+    assert not store.has_remote("uk", "currencies")
+    assert not store.has_remote("fr", "suppliers")
     keys, digests = store.remote_key_digests("uk", "suppliers")  # on the driver's cursor
     assert sorted(zip(keys, digests, strict=True)) == [("A", "d-a"), ("B", "d-b2")]
     assert store.remote_key_digests("uk", "currencies") == ([], [])
