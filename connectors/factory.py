@@ -9,7 +9,7 @@ from the caller, else from ``password_file``; it is registered with the log reda
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,10 +60,13 @@ def preload(settings: Settings) -> list[str]:
     return names
 
 
-def read_ahead(settings: Settings, company: CompanyConfig, kinds: Sequence[str]) -> list[str]:
+def read_ahead(settings: Settings, company: CompanyConfig, kinds: Sequence[str], *,
+               gate: Callable[[], bool] | None = None) -> list[str]:
     """Start reading ``kinds`` of ``company`` from its source ahead of the run, where the
-    source can (a SQLite query: :mod:`connectors.sql_ahead`); the kinds started. Imports no
-    more than SQLAlchemy, and never raises: what is not read ahead is read when its kind runs.
+    source can (a SQLite query: :mod:`connectors.sql_ahead`); the kinds started. ``gate``
+    (optional) is asked once something can be read ahead, before it starts: nothing starts
+    when it says no. Imports no more than SQLAlchemy, and never raises: what is not read
+    ahead is read when its kind runs.
     """
     config = settings.sources.get(str(company.source))
     if not isinstance(config, SqlSourceConfig):
@@ -71,7 +74,7 @@ def read_ahead(settings: Settings, company: CompanyConfig, kinds: Sequence[str])
     from connectors.base import CompanyRef
     from connectors.sql_ahead import read_ahead as sql_read_ahead
 
-    return sql_read_ahead(config, kinds, CompanyRef.of(company))
+    return sql_read_ahead(config, kinds, CompanyRef.of(company), gate=gate)
 
 
 def build_source(name: str, cfg: SourceConfig, *, password: Secret | None = None) -> Source:

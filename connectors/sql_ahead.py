@@ -17,7 +17,7 @@ ahead; anything else reads as before, when the kind runs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,23 +70,27 @@ def query_params(company: CompanyRef) -> dict[str, Any]:
     return {**company.params, "company": company.name, "company_id": company.company_id}
 
 
-def read_ahead(config: SqlSourceConfig, kinds: Sequence[str], company: CompanyRef) -> list[str]:
+def read_ahead(config: SqlSourceConfig, kinds: Sequence[str], company: CompanyRef, *,
+               gate: Callable[[], bool] | None = None) -> list[str]:
     """Start reading ``kinds`` (in this order) for ``company`` in the SQLite reader process;
-    the kinds started. Never raises: whatever cannot be read ahead is read when its kind runs,
-    which reports any error."""
+    the kinds started. ``gate`` (optional) is asked once some kind can be read ahead, before
+    any starts: nothing starts when it says no. Never raises: whatever cannot be read ahead
+    is read when its kind runs, which reports any error."""
     try:
         url = make_url(config.url)
     except (SQLAlchemyError, ValueError):
         return []
     if not (config.arrow and sqlite_file(url) and Path(str(url.database)).is_file()):
         return []
-    started = []
+    statements = []
     for kind in kinds:
         spec = config.kinds.get(kind)
         if spec is None or spec.query is None or not plain_utf8(spec):
             continue
         statement = arrow_statement(url, text(spec.query), query_params(company))
-        if statement is not None and child_read_ahead(str(url.database), *statement,
-                                                      config.timeout_seconds):
-            started.append(kind)
-    return started
+        if statement is not None:
+            statements.append((kind, statement))
+    if not statements or (gate is not None and not gate()):
+        return []
+    return [kind for kind, statement in statements
+            if child_read_ahead(str(url.database), *statement, config.timeout_seconds)]

@@ -108,15 +108,22 @@ def read_ahead(config: Config, args: argparse.Namespace) -> tuple[list[str], Lea
         kinds = selected_kinds(company, args.kinds)
     except ConfigError:
         return [], None
-    look = None
-    if not args.dry_run:
+    if args.dry_run:
+        return source_read_ahead(config.settings, company, kinds), None
+    seen: list[LeaseLook] = []
+
+    def lease_free() -> bool:
+        """Look at the lease (only once something can be read ahead: a state database that
+        does not answer is then waited for twice, not on every run)."""
         from sync.runtime.context import look_lease
         from sync.state.leases import REFERENCE_JOB, lease_name
 
         look = look_lease(config, lease_name(company.name, REFERENCE_JOB))
-        if look is None:
-            return [], None
-    return source_read_ahead(config.settings, company, kinds), look
+        seen.extend([look] if look is not None else [])
+        return look is not None
+
+    started = source_read_ahead(config.settings, company, kinds, gate=lease_free)
+    return started, seen[0] if started else None
 
 
 def companies_of(config: Config, name: str | None) -> list[CompanyConfig]:

@@ -13,7 +13,7 @@ import json
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -287,3 +287,26 @@ def test_a_selection_that_cannot_run_starts_nothing(
     assert main(["sync", "--config", str(config), "--dry-run", "--kind", "currencies"]) == 2
     assert "does not sync" in capsys.readouterr().err
     assert sqlite_child._ahead == {}
+
+
+def test_the_gate_is_asked_only_when_something_can_be_read_ahead(erp: Path) -> None:
+    """A run that applies looks at its lease (the gate) only when a kind can be read ahead,
+    so a state database that does not answer is not waited for on every run; a gate that says
+    no starts nothing."""
+    asked: list[bool] = []
+
+    def gate(answer: bool) -> Callable[[], bool]:
+        def ask() -> bool:
+            asked.append(answer)
+            return answer
+        return ask
+
+    table_only = source_config(erp, currencies={"table": "s"})
+    assert read_ahead(table_only, ["currencies"], COMPANY, gate=gate(True)) == []
+    assert asked == []
+    config = source_config(erp, suppliers={"query": QUERY})
+    assert read_ahead(config, ["suppliers"], COMPANY, gate=gate(False)) == []
+    assert asked == [False]
+    assert sqlite_child._ahead == {}
+    assert read_ahead(config, ["suppliers"], COMPANY, gate=gate(True)) == ["suppliers"]
+    assert asked == [False, True]
