@@ -110,7 +110,7 @@ def read_ahead(config: Config, args: argparse.Namespace) -> tuple[list[str], Lea
         return [], None
     if args.dry_run:
         return source_read_ahead(config.settings, company, kinds), None
-    seen: list[LeaseLook] = []
+    look: LeaseLook | None = None
 
     def lease_free() -> bool:
         """Look at the lease (only once something can be read ahead: a state database that
@@ -118,12 +118,12 @@ def read_ahead(config: Config, args: argparse.Namespace) -> tuple[list[str], Lea
         from sync.runtime.context import look_lease
         from sync.state.leases import REFERENCE_JOB, lease_name
 
+        nonlocal look
         look = look_lease(config, lease_name(company.name, REFERENCE_JOB))
-        seen.extend([look] if look is not None else [])
         return look is not None
 
     started = source_read_ahead(config.settings, company, kinds, gate=lease_free)
-    return started, seen[0] if started else None
+    return started, look if started else None
 
 
 def companies_of(config: Config, name: str | None) -> list[CompanyConfig]:
