@@ -79,7 +79,7 @@ class QueryTimedOut(Exception):
     """The child was killed at the deadline."""
 
 
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     """The child's environment: what an interpreter needs and nothing else, so no secret
     given in the environment (``ICSYNC_API_KEY``, a database password) reaches it."""
     env = {name: value for name, value in os.environ.items()
@@ -104,7 +104,7 @@ def _spawn() -> _Child | None:
     try:
         proc = _Child([sys.executable, "-m", "connectors.sqlite_child"],
                       stdin=subprocess.PIPE, stdout=theirs.fileno(), stderr=subprocess.DEVNULL,
-                      env=_child_env())
+                      env=child_env())
     except OSError:
         ours.close()
         return None

@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from importlib import metadata
 from typing import Any
@@ -293,6 +293,26 @@ def _string_pair(table: pa.Table | None) -> tuple[Any, Any] | None:
     return keys, digests
 
 
+@dataclass(frozen=True)
+class StoredCopy:
+    """The keys and digests of a kind's remote copy as stored, and their :func:`remote_hash`."""
+
+    keys: Any
+    digests: Any
+    hash: str
+
+
+def stored_copy(keys: Any, digests: Any) -> StoredCopy:
+    """The copy of ``keys`` and ``digests`` (hashed here: call it off the event loop)."""
+    return StoredCopy(keys, digests, remote_hash(keys, digests))
+
+
+async def copy_now(run: KindRun) -> StoredCopy:
+    """The kind's remote copy as stored now (read as :func:`remote_now` does)."""
+    keys, digests = await remote_now(run)
+    return await asyncio.to_thread(stored_copy, keys, digests)
+
+
 async def remote_now(run: KindRun) -> tuple[Any, Any]:
     """The keys and digests of the kind's remote copy as stored. On a SQLite state file they
     are read as Arrow by the SQLite reader process (never a second SQLite library in this
@@ -334,37 +354,36 @@ async def _quarantine_now(run: KindRun) -> str:
 
 
 async def unchanged(run: KindRun, source: str, settings: str,
-                    remote: Awaitable[tuple[Any, Any]] | None = None) -> Fingerprint | None:
+                    remote: Callable[[], Awaitable[StoredCopy]] | None = None,
+                    ) -> Fingerprint | None:
     """The fingerprint kept by the kind's last repeatable run when nothing can have changed
     since (same source, settings, remote copy and quarantine; no open refresh); else None.
-    ``remote``: the :func:`remote_now` of the run when it is already on its way."""
+    ``remote``: gives the :func:`copy_now` of the run when it is already on its way (asked
+    only when the copy is compared)."""
     kept = await stored(run)
     if kept is None or (kept.source, kept.settings) != (source, settings):
         return None
     store, company, kind = run.rt.store, run.company.name, run.kind.name
-    keys, digests = await (remote if remote is not None else remote_now(run))
-    if await asyncio.to_thread(remote_hash, keys, digests) != kept.remote:
+    copy = await (remote() if remote is not None else copy_now(run))
+    if copy.hash != kept.remote:
         return None
     markers = await run.db(store.open_refreshes, company)
     if any(m.kind == kind or m.kind.startswith(f"{kind}/") for m in markers):
         return None
     if await _quarantine_now(run) != kept.quarantine:
         return None
-    return replace(kept, count=len(keys))
+    return replace(kept, count=len(copy.keys))
 
 
 async def keep(run: KindRun, source: str, settings: str, *,
-               remote: tuple[Any, Any] | None = None, replay: Replay | None = None) -> None:
+               remote: StoredCopy | None = None, replay: Replay | None = None) -> None:
     """Remember a repeatable run's fingerprint (the remote copy and quarantine as they are
-    now), with the ``replay`` of an idle run that had findings. ``remote``: the keys and
-    digests of that copy when the run already holds them (it read them, then wrote nothing);
-    otherwise they are read."""
+    now), with the ``replay`` of an idle run that had findings. ``remote``: that copy when
+    the run already holds it (it read it, then wrote nothing); otherwise it is read."""
     store, company, kind = run.rt.store, run.company.name, run.kind.name
     if remote is None:
-        remote = await remote_now(run)
-    keys, digests = remote
+        remote = await copy_now(run)
     quarantine = await _quarantine_now(run)
-    mark = Fingerprint(source, settings, await asyncio.to_thread(remote_hash, keys, digests),
-                       len(keys), quarantine, replay)
+    mark = Fingerprint(source, settings, remote.hash, len(remote.keys), quarantine, replay)
     await run.db(store.upsert_remote, company, FINGERPRINTS,
                  [(kind, mark.record(), mark.remote)], fence=run.fence)

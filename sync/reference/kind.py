@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.base import CompanyRef, SourceRead
+from connectors.sha_child import sha256_batches
 from sync.foundation import clock
 from sync.foundation.config import Settings
 from sync.foundation.entities import WRITE_CHUNK_SIZE, Kind
@@ -99,14 +100,14 @@ class StateView:
     A LIGHT view (``records`` None) has only keys and digests, which is all a diff needs to
     find creates, deletes and unchanged rows. When the diff finds edits (for their field-level
     before and after) or the plan must re-send kept records, the records of those keys alone
-    are read and set in the frame (``records`` then holds them only). ``pair``: the keys and
-    digests as they were read (Arrow arrays or lists), for the fingerprint.
+    are read and set in the frame (``records`` then holds them only). ``copy``: the keys and
+    digests as they were read (Arrow arrays or lists) and their hash, for the fingerprint.
     """
 
     records: Records | None
     digests: Mapping[str, str]
     frame: pd.DataFrame = field(repr=False)
-    pair: tuple[Any, Any] | None = field(default=None, repr=False)
+    copy: fingerprint.StoredCopy | None = field(default=None, repr=False)
 
     @property
     def light(self) -> bool:
@@ -149,6 +150,14 @@ def fill_frame(kind: Kind, light: pd.DataFrame, records: Sequence[Mapping[str, A
         data[name] = column
     data["_digest"] = light["_digest"].to_numpy(dtype=object)
     return pd.DataFrame(data, index=light.index, dtype=object, copy=False)
+
+
+# The stored remote copy (keys, digests and their hash) and its light frame.
+StoredState = tuple[fingerprint.StoredCopy, pd.DataFrame]
+
+
+async def _copy_of(state: Awaitable[StoredState]) -> fingerprint.StoredCopy:
+    return (await state)[0]
 
 
 def _settle_task(task: asyncio.Task[Any]) -> None:
@@ -218,7 +227,7 @@ class KindSync:
                 _settle_task(ahead)
 
     async def _from_source(self, empty: bool, override: StateView | None,
-                           ahead: Awaitable[tuple[Any, Any]] | None) -> PlannedKind:
+                           ahead: Awaitable[StoredState] | None) -> PlannedKind:
         """Read; unless the fingerprint shows nothing changed, normalise, plan and (unless a
         dry run) apply, keeping the fingerprint of a clean run."""
         run = self.run
@@ -229,7 +238,8 @@ class KindSync:
                       fingerprint.kind_settings(run))
             kept = None
             if override is None and not self.full and read.complete:
-                kept = await fingerprint.unchanged(run, *prints, remote=ahead)
+                copy = (lambda: _copy_of(ahead)) if ahead is not None else None
+                kept = await fingerprint.unchanged(run, *prints, remote=copy)
         if kept is not None:
             return await self._nothing_to_do(kept)
         compared = await self._compared_keys(empty, override)
@@ -249,7 +259,7 @@ class KindSync:
             run.result.outcome = "partial" if run.result.outcome == "ok" else run.result.outcome
         repeatable, replay = self._repeatable(norm)
         if repeatable:
-            remote = self.untouched.pair if self.untouched is not None else None
+            remote = self.untouched.copy if self.untouched is not None else None
             await fingerprint.keep(run, *prints, remote=remote, replay=replay)
         return self.planned
 
@@ -324,19 +334,30 @@ class KindSync:
             frame = await asyncio.to_thread(canonical, self.run.kind, list(records.values()))
         return StateView(records, digests, frame)
 
-    def _state_ahead(self) -> asyncio.Task[tuple[Any, Any]]:
-        """Start reading the stored keys and digests (see :func:`fingerprint.remote_now`)."""
-        return asyncio.create_task(fingerprint.remote_now(self.run))
+    def _state_ahead(self) -> asyncio.Task[StoredState]:
+        """Start reading the stored keys and digests (see :meth:`_stored_state`)."""
+        return asyncio.create_task(self._stored_state())
+
+    async def _stored_state(self) -> StoredState:
+        """The stored keys and digests (see :func:`fingerprint.remote_now`), hashed for the
+        fingerprint and made a light frame, both off the event loop: when they are read
+        ahead, this happens while the source is still being read."""
+        keys, digests = await fingerprint.remote_now(self.run)
+
+        def prepare() -> StoredState:
+            return (fingerprint.stored_copy(keys, digests),
+                    digest_frame(self.run.kind, keys, digests))
+
+        return await asyncio.to_thread(prepare)
 
     async def _state(self, *, light: bool = False,
-                     ahead: Awaitable[tuple[Any, Any]] | None = None) -> StateView:
+                     ahead: Awaitable[StoredState] | None = None) -> StateView:
         """The stored remote copy: LIGHT (keys and digests, from ``ahead`` when given) or
         whole."""
         store, company, kind = self.run.rt.store, self.run.company.name, self.run.kind.name
         if light:
-            pair = await (ahead if ahead is not None else fingerprint.remote_now(self.run))
-            frame = await asyncio.to_thread(digest_frame, self.run.kind, *pair)
-            return StateView(None, FrameDigests(frame), frame, pair)
+            copy, frame = await (ahead if ahead is not None else self._stored_state())
+            return StateView(None, FrameDigests(frame), frame, copy)
         digests = await self.run.db(store.remote_digests, company, kind)
         records = await self.run.db(store.remote_records, company, kind)
         return await self._view(records, digests, stored=True)
@@ -358,7 +379,7 @@ class KindSync:
         digests = {str(k): str(v) for k, v in stored.items()}
         frame = await asyncio.to_thread(fill_frame, run.kind, state.frame, list(records.values()),
                                         digests)
-        return StateView(records, state.digests, frame, state.pair)
+        return StateView(records, state.digests, frame, state.copy)
 
     async def _read_source(self) -> SourceRead:
         run = self.run
@@ -392,7 +413,7 @@ class KindSync:
 
         def run() -> Normalised:
             return normalise(kind, frames.pop(), mapping, settings.validation, stages=stages,
-                             digest_only=digest_only)
+                             digest_only=digest_only, hasher=sha256_batches)
 
         try:
             return await asyncio.to_thread(run)
@@ -432,7 +453,7 @@ class KindSync:
         return token[0]
 
     async def _rounds(self, source: pd.DataFrame, override: StateView | None,
-                      ahead: Awaitable[tuple[Any, Any]] | None = None) -> None:
+                      ahead: Awaitable[StoredState] | None = None) -> None:
         run = self.run
         for round_no in range(MAX_ROUNDS):
             with self._stage("state"):
@@ -464,7 +485,7 @@ class KindSync:
             if round_no == 0:
                 self._first_plan(plan)
             if self.dry_run or (plan.strategy == "none" and marker is None and not forced):
-                if round_no == 0 and override is None and state.pair is not None:
+                if round_no == 0 and override is None and state.copy is not None:
                     self.untouched = state
                 self.idle = round_no == 0 and not self.dry_run
                 return

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from sync.foundation.entities import Kind
 from sync.reference.rules.columns import as_arrow, mask, none_mask
 from sync.reference.rules.findings import Work
-from sync.reference.rules.keys import digests, positions, strictly_increasing
+from sync.reference.rules.keys import Hasher, digests, positions, strictly_increasing
 from sync.reference.rules.values import canonical_json
 
 
@@ -67,15 +67,17 @@ def sorted_rows(work: Work, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def row_digests(work: Work, keys: np.ndarray, rows: np.ndarray,
-                known: pd.DataFrame | None, only: Collection[str] | None = None) -> np.ndarray:
+                known: pd.DataFrame | None, only: Collection[str] | None = None,
+                hasher: Hasher | None = None) -> np.ndarray:
     """Digests of ``rows``; rows equal to their ``known`` state row reuse its digest. With
-    ``only``, rows whose key is not in it get None instead of a digest."""
+    ``only``, rows whose key is not in it get None instead of a digest. ``hasher``: see
+    :func:`sync.reference.rules.keys.digests`."""
     out = np.empty(len(rows), dtype=object)
     todo = np.arange(len(rows))
     if only is not None:
         wanted = np.flatnonzero(pd.Index(keys[rows], dtype=object).isin(list(only)))
         if len(wanted):
-            out[wanted] = row_digests(work, keys, rows[wanted], known)
+            out[wanted] = row_digests(work, keys, rows[wanted], known, hasher=hasher)
         return out
     if known is not None and len(known) and len(rows):
         where = positions(keys[rows], np.asarray(known.index, dtype=object),
@@ -83,7 +85,7 @@ def row_digests(work: Work, keys: np.ndarray, rows: np.ndarray,
         same = (where >= 0) & _equal_rows(work, rows, known, where)
         out[same] = known["_digest"].to_numpy(dtype=object)[where[same]]
         todo = np.flatnonzero(~same)
-    out[todo] = digests(work.kind, work.cols, rows[todo], arrow=work.arrow)
+    out[todo] = digests(work.kind, work.cols, rows[todo], arrow=work.arrow, hasher=hasher)
     return out
 
 

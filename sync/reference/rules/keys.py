@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from json.encoder import encode_basestring
 from typing import Any
@@ -225,14 +225,21 @@ def _general_digests(kind: Kind, columns: Mapping[str, np.ndarray],
 DIGEST_BATCH = 65_536
 
 
+# Hex SHA-256 of every cell of each batch of Arrow texts, a list per batch (None for None), in
+# order: what :func:`_sha256_rows` gives, possibly computed elsewhere (another process).
+Hasher = Callable[[Iterator[Any]], Iterable[list[str] | None]]
+
+
 def digests(kind: Kind, columns: Mapping[str, np.ndarray], rows: Iterable[int], *,
-            arrow: Mapping[str, Any] | None = None) -> list[str]:
+            arrow: Mapping[str, Any] | None = None, hasher: Hasher | None = None) -> list[str]:
     """Digests of ``rows`` of canonical ``columns`` (field name -> object array).
 
     Equal to :func:`record_digest` of each row when the values are already canonical; it skips
     re-canonicalisation, which is what makes it fast. ``arrow`` (optional) holds text columns
     already as Arrow string arrays (every row, in ``columns``' order), used as they are.
-    Rows are digested in batches of :data:`DIGEST_BATCH`.
+    Rows are digested in batches of :data:`DIGEST_BATCH`. ``hasher`` (optional) hashes the
+    batches' texts when there are several (the caller's helper process, say): the digests are
+    the same.
     """
     rows = np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows, dtype=np.intp)
     n = len(next(iter(columns.values()))) if columns else 0
@@ -265,6 +272,11 @@ def digests(kind: Kind, columns: Mapping[str, np.ndarray], rows: Iterable[int], 
     if len(starts) < 2:
         return [d for start in starts for d in digest(start, batch_texts(start))]
     out: list[str] = []
+    if hasher is not None:
+        hashed = hasher(batch_texts(start) for start in starts)
+        for start, found in zip(starts, hashed, strict=True):
+            out += found if found is not None else digest(start, None)
+        return out
     # Arrow builds the next batch's texts (releasing the GIL) while this thread hashes one.
     with ThreadPoolExecutor(1, thread_name_prefix="icsync-digest") as pool:
         ahead = pool.submit(batch_texts, starts[0])

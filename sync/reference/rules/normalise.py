@@ -59,7 +59,7 @@ from sync.reference.rules.checks import CHECKS, base_currency, collisions
 from sync.reference.rules.columns import canonical_column, column_of, mask, none_mask
 from sync.reference.rules.findings import Rejection, Work, rejections
 from sync.reference.rules.frame import make_frame, row_digests, sorted_rows, take
-from sync.reference.rules.keys import KEY_SEP, digests
+from sync.reference.rules.keys import KEY_SEP, Hasher, digests
 from sync.reference.rules.mapping import MappingEntry, Rules, shape
 from sync.reference.rules.values import InvalidValue, canonical_value
 
@@ -215,6 +215,7 @@ def normalise(
     kind: Kind, raw: pd.DataFrame, mapping: KindMapping | None = None,
     validation: ValidationConfig | None = None, *, known: pd.DataFrame | None = None,
     stages: dict[str, float] | None = None, digest_only: Collection[str] | None = None,
+    hasher: Hasher | None = None,
 ) -> Normalised:
     """The canonical frame of ``raw`` plus the rejected and warned rows (see module docstring).
 
@@ -225,6 +226,8 @@ def normalise(
     ``digest_only`` (optional) limits digesting to the rows with those keys; the others carry
     None in ``_digest``. Only for a frame that is planned and never applied (a dry run), where
     digests are compared for keys the state holds and for nothing else.
+    ``hasher`` (optional) hashes the rows' canonical texts (see
+    :func:`sync.reference.rules.keys.digests`); the digests are the same.
     """
     clock = _Clock(stages)
     mapping, validation = mapping or KindMapping(), validation or ValidationConfig()
@@ -255,7 +258,7 @@ def normalise(
     clock.lap("validate")
     rows = sorted_rows(work, keys, good)
     frame = make_frame(kind, take(work.cols, rows, work.n), take({"": keys}, rows, work.n)[""],
-                       row_digests(work, keys, rows, known, digest_only))
+                       row_digests(work, keys, rows, known, digest_only, hasher))
     clock.lap("digest")
     return Normalised(frame, tuple(bad), tuple(warned), blank, filtered)
 

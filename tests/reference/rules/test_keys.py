@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -361,3 +362,32 @@ def test_key_order_is_sorted_order() -> None:
     odd = [*keys, "x\udcff"]
     assert [odd[i] for i in key_order(odd)] == sorted(odd)
     assert key_order([]).tolist() == []
+
+
+def test_digests_through_a_helper_process_equal_record_digest(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows in several batches, hashed by the helper process (sha256_batches): every row's
+    record_digest(), with a batch that needs the general path (a lone surrogate) among them,
+    and the same digests as hashing in this process."""
+    from connectors import sha_child
+    from sync.reference.rules import keys
+
+    monkeypatch.setattr(keys, "DIGEST_BATCH", 3)
+    records: list[dict[str, object]] = [
+        {"Code": f"S{i}", "Name": ["caf\u00e9", 'a "q" \\', None, "\U0001F600", ""][i % 5],
+         "PaymentDueDays": i} for i in range(11)]
+    records[4]["Name"] = "bad \udc80"
+    columns = canonical_columns(records)
+    columns["Name"][4] = "bad \udc80"
+    rows = [10, *range(10)]  # out of order: batches are taken, not sliced
+    asked: list[int] = []
+
+    def hasher(batches: Any) -> Any:
+        for found in sha_child.sha256_batches(batches):
+            asked.append(0 if found is None else len(found))
+            yield found
+
+    with_helper = digests(SUPPLIERS, columns, rows, hasher=hasher)
+    assert with_helper == digests(SUPPLIERS, columns, rows)
+    assert with_helper == [record_digest(SUPPLIERS, records[r]) for r in rows]
+    assert asked == [3, 0, 3, 2]  # the batch with the surrogate took the general path
