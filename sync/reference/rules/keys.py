@@ -39,6 +39,7 @@ from sync.reference.rules.columns import (
     as_arrow,
     as_objects,
     mask,
+    none_mask,
     object_values,
 )
 from sync.reference.rules.values import (
@@ -111,6 +112,8 @@ def _text_fragments(prefix: str, arrow: Any) -> list[Any] | None:
     rows. Only a column that holds a quote or backslash (or whose null cells' bytes do) is
     escaped; escaping one that holds none changes nothing."""
     quoted = _as_text_array(arrow)
+    if quoted.null_count == len(quoted):
+        return []  # missing in every row (an ERP's unused column): nothing to write
     raw = _cell_bytes(quoted)
     if len(raw) and int(raw.min()) < 0x20:
         return None
@@ -124,10 +127,12 @@ def _text_fragments(prefix: str, arrow: Any) -> list[Any] | None:
 
 
 def _value_fragments(spec: FieldSpec, values: np.ndarray) -> Any:
-    """``,"Name":json`` for every cell of an object column ("" where missing); whole numbers
-    are written by Arrow, other values' JSON once per distinct value (by identity for lists
-    and objects)."""
+    """``,"Name":json`` for every cell of an object column ("" where missing), or None when
+    every cell is missing; whole numbers are written by Arrow, other values' JSON once per
+    distinct value (by identity for lists and objects)."""
     prefix = "," + encode_basestring(spec.name) + ":"
+    if not len(values) or none_mask(values).all():
+        return None
     if spec.type == "int" and pd.api.types.infer_dtype(values, skipna=True) in (
             "integer", "empty"):
         try:
@@ -138,12 +143,12 @@ def _value_fragments(spec: FieldSpec, values: np.ndarray) -> Any:
             return pc.fill_null(pc.binary_join_element_wise(prefix, ints.cast(pa.string()), ""),
                                 "")
     cells = values.tolist()
-    if not cells:
-        return pa.array([], type=pa.string())
     # One JSON text per distinct object (rows that share a value share the object: see
-    # columns._json_column), found by identity in numpy rather than a dict per row.
+    # columns._json_column), found by identity (hashed, in one pass) rather than a dict per row.
     ids = np.fromiter(map(id, cells), dtype=np.uint64, count=len(cells))
-    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    inverse, uniques = pd.factorize(ids)
+    first = np.empty(len(uniques), dtype=np.intp)
+    first[inverse[::-1]] = np.arange(len(cells) - 1, -1, -1)  # the first row of each
     texts = ["" if cells[i] is None else prefix + _value_json(cells[i]) for i in first.tolist()]
     return pa.array(texts, type=pa.string()).take(pa.array(inverse.astype(np.int64)))
 
@@ -189,16 +194,30 @@ def _arrow_texts(kind: Kind, columns: Mapping[str, np.ndarray],
                 return None
             parts += fragments
         else:
-            parts.append(_value_fragments(spec, columns[name]))
+            fragments = _value_fragments(spec, columns[name])
+            if fragments is not None:
+                parts.append(fragments)
     large = pa.large_string()
+    if not parts:  # no row has any value
+        n = len(next(iter(columns.values()))) if columns else 0
+        return pa.array(["{}"] * n, type=large)
     # When the first field has a value in every row, the row opens with it: no comma before.
     opens = isinstance(parts[0], str)
     if opens:
         parts[0] = "{" + parts[0][1:]
+    parts.append("}")
+    # Constant texts side by side (a quote closing one field, the name opening the next) are
+    # one argument: the join's cost grows with its arguments.
+    merged: list[Any] = []
+    for p in parts:
+        if isinstance(p, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += p
+        else:
+            merged.append(p)
     joined = pc.binary_join_element_wise(
-        *[pa.scalar(p, large) if isinstance(p, str) else p.cast(large) for p in parts],
-        pa.scalar("}", large), pa.scalar("", large))
-    del parts
+        *[pa.scalar(p, large) if isinstance(p, str) else p.cast(large) for p in merged],
+        pa.scalar("", large))
+    del parts, merged
     if opens:
         return joined
     opened = pc.binary_replace_slice(joined, 0, 1, "{")

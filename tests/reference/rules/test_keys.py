@@ -337,6 +337,26 @@ def test_a_row_without_any_value_digests_as_the_empty_object() -> None:
     assert got[0] == sha256_hex("{}")
 
 
+@pytest.mark.parametrize("empty", ["AddressLine1", "Telephone", "AnalysisDefaults",
+                                   "PaymentDueDays", "every"])
+def test_a_field_missing_in_every_row_is_left_out(empty: str) -> None:
+    """A field missing in every row (an ERP's unused column), given as Arrow or not, first
+    in name order or not, and every field missing: each row's record_digest()."""
+    records: list[dict[str, object]] = [
+        {"Code": f"S{i}", "AddressLine1": f"{i} High St", "Telephone": "0113",
+         "AnalysisDefaults": [{"FieldCode": "A", "Value": str(i % 2)}], "PaymentDueDays": i}
+        for i in range(4)]
+    for r in records:
+        for name in (list(r) if empty == "every" else [empty]):
+            r.pop(name)
+    columns = canonical_columns(records)
+    arrow = {n: pa.array(columns[n].tolist(), type=pa.string())
+             for n in ("AddressLine1", "Telephone", "Code")}
+    want = [record_digest(SUPPLIERS, r) for r in records]
+    assert digests(SUPPLIERS, columns, range(4), arrow=arrow) == want
+    assert digests(SUPPLIERS, columns, range(4)) == want
+
+
 def test_digests_in_batches_equal_record_digest(monkeypatch: pytest.MonkeyPatch) -> None:
     """Batched: every row and a shuffled subset, with one batch needing the general path (a
     lone surrogate Arrow cannot hold), give each row's record_digest()."""
