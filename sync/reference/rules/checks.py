@@ -91,9 +91,15 @@ def _rows_matching(work: Work, name: str, pattern: str, match: bool = True) -> n
 
 def _rows_failing(values: np.ndarray, rows: np.ndarray,
                   problem: Callable[[str], str | None]) -> dict[int, str]:
-    """Row -> problem text, calling ``problem`` once per distinct value among ``rows``."""
-    found = {str(v): problem(str(v)) for v in pd.unique(values[rows].astype(str))}
-    return {int(r): p for r in rows.tolist() if (p := found[str(values[r])]) is not None}
+    """Row -> problem text, calling ``problem`` once per distinct value among ``rows`` (text
+    values); only the rows of failing values are visited one by one."""
+    codes, distinct = pd.factorize(values[rows].astype(str).astype(object))
+    found = [problem(str(v)) for v in distinct.tolist()]
+    failing = [i for i, p in enumerate(found) if p is not None]
+    if not failing:
+        return {}
+    hit = np.flatnonzero(np.isin(codes, failing))
+    return {int(rows[j]): str(found[codes[j]]) for j in hit.tolist()}
 
 
 def _severity(setting: str) -> Severity:

@@ -224,7 +224,13 @@ def _ascii_column(spec: FieldSpec, arr: Any, trim: bool, strict: bool) -> Column
     values, found = _each_distinct(spec, arr.take(pa.array(rows)), trim, strict)
     out[rows] = values
     problems = {int(rows[j]): exc for j, exc in found.items()}
-    return Column(out, problems, None if problems else as_arrow(out))
+    if problems:
+        return Column(out, problems, None)
+    try:  # the clean cells as they are in Arrow, the others' canonical values put in
+        patched = pc.replace_with_mask(fixed, dirty, pa.array(values, type=pa.string()))
+    except (pa.ArrowException, TypeError, ValueError, UnicodeError):
+        patched = as_arrow(out)
+    return Column(out, problems, patched)
 
 
 def _json_column(spec: FieldSpec, arr: Any, trim: bool, strict: bool) -> Column:

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sync.foundation.entities import FieldSpec
-from sync.reference.rules.columns import canonical_column
+from sync.reference.rules.columns import canonical_column, column_of
 from sync.reference.rules.keys import (
     KEY_SEP,
     collision_key,
@@ -191,6 +191,17 @@ def test_positions_and_order_helpers() -> None:
     assert strictly_increasing(within)
     assert not strictly_increasing(within[::-1])
     assert not strictly_increasing(np.array(["A", "A"], dtype=object))
+
+
+@given(st.lists(st.one_of(st.none(), st.text(alphabet=" a\u00e9\u00a0\ufb01\u0301\x01B",
+                                           max_size=6)), max_size=20))
+def test_arrow_column_equals_its_values(values: list[str | None]) -> None:
+    """A text column read as Arrow (plain, non-ASCII, NBSP, decomposed, control and padded
+    cells): when it carries an Arrow form, that form is its canonical values cell by cell."""
+    column = column_of(TEXT, pd.Series(values, dtype=pd.ArrowDtype(pa.string())))
+    if column.arrow is not None:
+        assert column.arrow.to_pylist() == column.values.tolist()
+        assert not column.problems
 
 
 @given(st.lists(st.one_of(st.none(), st.text(max_size=8), st.integers(-5, 5)), max_size=20))

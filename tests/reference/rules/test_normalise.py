@@ -220,6 +220,23 @@ def test_vat_and_bank_checks_follow_configuration(values: dict[str, Any], why: s
     assert not off.rejected
 
 
+def test_bank_findings_name_each_row_of_a_repeated_value() -> None:
+    """Bad and good bank details repeated over rows: each row holding a bad one, and only
+    those, gets its finding, with the value in the message."""
+    bad_iban, good_iban = "GB33BUKB20201555555556", "GB33BUKB20201555555555"
+    ibans = [bad_iban, good_iban, bad_iban, None, good_iban, "GB82WEST12345698765431"]
+    sorts = ["12345", "20-20-15", None, "BUKBXX22", "12345", "BUKBGB22"]
+    frame = source_frame({"Code": [f"S{i}" for i in range(6)], "Name": ["n"] * 6,
+                          "BankAccountNumber": ibans, "BankSortCode": sorts})
+    result = normalise(SUPPLIERS, frame, validation=ValidationConfig(bank="reject"))
+    found = sorted((r.row, r.reason) for r in result.rejected)
+    assert found == [(1, "bad_bank"), (1, "bad_iban"), (3, "bad_iban"), (4, "bad_bank"),
+                     (5, "bad_bank"), (6, "bad_iban")]
+    for r in result.rejected:
+        value = (ibans if r.reason == "bad_iban" else sorts)[r.row - 1]
+        assert f"{value!r}" in r.message
+
+
 @pytest.mark.parametrize("values", [
     {"VatNumber": "GB980780684"}, {"VatNumber": "980 7806 84", "IsoCode": "GB"},
     {"VatNumber": "US-12345"}, {"VatNumber": "12345"}, {"BankAccountNumber": "12345678"},
