@@ -16,7 +16,8 @@ hashing of the one before (it builds at most :data:`_AHEAD` batches ahead).
 
 Protocol: for each batch, 16 bytes (row count, data length: little-endian unsigned 64-bit),
 then the row count + 1 offsets (little-endian signed 64-bit, the first 0), then the data, on
-standard input; the child answers with 32 raw digest bytes per row on standard output. A batch
+standard input; the child answers with each row's digest in 64 hex characters (ASCII) on
+standard output. A batch
 past :data:`MAX_ROWS` rows or :data:`MAX_BYTES` bytes, or offsets that do not rise within the
 data, end the child (the parent then hashes). Its standard input closing (the parent is done,
 or gone) ends it too.
@@ -38,7 +39,7 @@ from typing import IO, Any
 from connectors.sqlite_child import child_env
 
 _HEADER = 16
-_DIGEST = 32
+_HEX = 64  # a digest's hex characters, the answer's bytes per row
 MAX_ROWS = 1 << 22
 MAX_BYTES = 1 << 31
 _PIPE_BYTES = 1 << 20
@@ -159,15 +160,14 @@ def sha256_batches(batches: Iterable[Any]) -> Iterator[list[str] | None]:
             if item is None:
                 yield None
                 continue
-            raw = _read_exact(stdout, len(item) * _DIGEST) if helped else None
+            raw = _read_exact(stdout, len(item) * _HEX) if helped else None
             if raw is None:
                 if helped:  # the child is gone: every batch from this one is hashed here
                     helped = False
                     _end(proc)
                 yield hash_locally(item)
                 continue
-            text = raw.hex()
-            yield [text[i:i + 64] for i in range(0, len(text), 64)]
+            yield _hex_texts(raw)
     finally:
         stop.set()
         _end(proc)
@@ -176,6 +176,20 @@ def sha256_batches(batches: Iterable[Any]) -> Iterator[list[str] | None]:
                 sent.get_nowait()
             sender.join(0.01)
         stdout.close()
+
+
+def _hex_texts(raw: bytearray) -> list[str]:
+    """The 64-character hex digests end to end in ``raw`` as a list of str (built by Arrow,
+    not by slicing a million times here)."""
+    import numpy as np
+    import pyarrow as pa
+
+    n = len(raw) // _HEX
+    offsets = np.arange(0, _HEX * (n + 1), _HEX, dtype=np.int64)
+    cells = pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets),
+                                                         pa.py_buffer(raw)])
+    texts: list[str] = cells.to_numpy(zero_copy_only=False).tolist()
+    return texts
 
 
 def _end(proc: subprocess.Popen[bytes]) -> None:
@@ -207,7 +221,8 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
                 b < a for a, b in itertools.pairwise(offsets)):
             return 2
         view = memoryview(data)
-        stdout.write(b"".join([sha(view[a:b]).digest() for a, b in itertools.pairwise(offsets)]))
+        digests = b"".join([sha(view[a:b]).digest() for a, b in itertools.pairwise(offsets)])
+        stdout.write(digests.hex().encode("ascii"))
         stdout.flush()
 
 
