@@ -140,6 +140,12 @@ def entry() -> None:
     garbage collections, most of a second after a million-row run. With a thread still running
     (none should be) the interpreter shuts down as usual, which waits for it.
     """
+    # Arrow's allocator (mimalloc) gives freed memory back to the system at once instead of
+    # keeping it a while for its own reuse: a million-row run frees hundreds of MB of Arrow
+    # buffers between stages, which Python's objects can then use (peak RSS of a 1M-row
+    # compare 1.38-1.49 -> 1.30-1.35 GB, same speed). Read when Arrow is first loaded; an
+    # operator's own setting wins.
+    os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
     code = main()
     if threading.active_count() > 1:
         sys.exit(code)

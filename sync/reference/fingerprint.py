@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from importlib import metadata
 from typing import Any
@@ -354,17 +354,15 @@ async def _quarantine_now(run: KindRun) -> str:
 
 
 async def unchanged(run: KindRun, source: str, settings: str,
-                    remote: Callable[[], Awaitable[StoredCopy]] | None = None,
-                    ) -> Fingerprint | None:
+                    remote: Awaitable[StoredCopy] | None = None) -> Fingerprint | None:
     """The fingerprint kept by the kind's last repeatable run when nothing can have changed
     since (same source, settings, remote copy and quarantine; no open refresh); else None.
-    ``remote``: gives the :func:`copy_now` of the run when it is already on its way (asked
-    only when the copy is compared)."""
+    ``remote``: the :func:`copy_now` of the run when it is already on its way."""
     kept = await stored(run)
     if kept is None or (kept.source, kept.settings) != (source, settings):
         return None
     store, company, kind = run.rt.store, run.company.name, run.kind.name
-    copy = await (remote() if remote is not None else copy_now(run))
+    copy = await (remote if remote is not None else copy_now(run))
     if copy.hash != kept.remote:
         return None
     markers = await run.db(store.open_refreshes, company)

@@ -152,14 +152,6 @@ def fill_frame(kind: Kind, light: pd.DataFrame, records: Sequence[Mapping[str, A
     return pd.DataFrame(data, index=light.index, dtype=object, copy=False)
 
 
-# The stored remote copy (keys, digests and their hash) and its light frame.
-StoredState = tuple[fingerprint.StoredCopy, pd.DataFrame]
-
-
-async def _copy_of(state: Awaitable[StoredState]) -> fingerprint.StoredCopy:
-    return (await state)[0]
-
-
 def _settle_task(task: asyncio.Task[Any]) -> None:
     """A read started ahead and not needed after all: stopped if still waiting, and its
     failure (if any) taken so it is not reported as never retrieved."""
@@ -227,7 +219,7 @@ class KindSync:
                 _settle_task(ahead)
 
     async def _from_source(self, empty: bool, override: StateView | None,
-                           ahead: Awaitable[StoredState] | None) -> PlannedKind:
+                           ahead: Awaitable[fingerprint.StoredCopy] | None) -> PlannedKind:
         """Read; unless the fingerprint shows nothing changed, normalise, plan and (unless a
         dry run) apply, keeping the fingerprint of a clean run."""
         run = self.run
@@ -238,8 +230,7 @@ class KindSync:
                       fingerprint.kind_settings(run))
             kept = None
             if override is None and not self.full and read.complete:
-                copy = (lambda: _copy_of(ahead)) if ahead is not None else None
-                kept = await fingerprint.unchanged(run, *prints, remote=copy)
+                kept = await fingerprint.unchanged(run, *prints, remote=ahead)
         if kept is not None:
             return await self._nothing_to_do(kept)
         compared = await self._compared_keys(empty, override)
@@ -334,29 +325,21 @@ class KindSync:
             frame = await asyncio.to_thread(canonical, self.run.kind, list(records.values()))
         return StateView(records, digests, frame)
 
-    def _state_ahead(self) -> asyncio.Task[StoredState]:
-        """Start reading the stored keys and digests (see :meth:`_stored_state`)."""
-        return asyncio.create_task(self._stored_state())
-
-    async def _stored_state(self) -> StoredState:
-        """The stored keys and digests (see :func:`fingerprint.remote_now`), hashed for the
-        fingerprint and made a light frame, both off the event loop: when they are read
-        ahead, this happens while the source is still being read."""
-        keys, digests = await fingerprint.remote_now(self.run)
-
-        def prepare() -> StoredState:
-            return (fingerprint.stored_copy(keys, digests),
-                    digest_frame(self.run.kind, keys, digests))
-
-        return await asyncio.to_thread(prepare)
+    def _state_ahead(self) -> asyncio.Task[fingerprint.StoredCopy]:
+        """Start reading the stored keys and digests and hashing them for the fingerprint (see
+        :func:`fingerprint.copy_now`): when read ahead, this happens while the source is
+        still being read. (The light frame is made from them later, once normalising has
+        freed the source's rows: at a million rows both at once would add 200 MB.)"""
+        return asyncio.create_task(fingerprint.copy_now(self.run))
 
     async def _state(self, *, light: bool = False,
-                     ahead: Awaitable[StoredState] | None = None) -> StateView:
+                     ahead: Awaitable[fingerprint.StoredCopy] | None = None) -> StateView:
         """The stored remote copy: LIGHT (keys and digests, from ``ahead`` when given) or
         whole."""
         store, company, kind = self.run.rt.store, self.run.company.name, self.run.kind.name
         if light:
-            copy, frame = await (ahead if ahead is not None else self._stored_state())
+            copy = await (ahead if ahead is not None else fingerprint.copy_now(self.run))
+            frame = await asyncio.to_thread(digest_frame, self.run.kind, copy.keys, copy.digests)
             return StateView(None, FrameDigests(frame), frame, copy)
         digests = await self.run.db(store.remote_digests, company, kind)
         records = await self.run.db(store.remote_records, company, kind)
@@ -453,7 +436,7 @@ class KindSync:
         return token[0]
 
     async def _rounds(self, source: pd.DataFrame, override: StateView | None,
-                      ahead: Awaitable[StoredState] | None = None) -> None:
+                      ahead: Awaitable[fingerprint.StoredCopy] | None = None) -> None:
         run = self.run
         for round_no in range(MAX_ROUNDS):
             with self._stage("state"):
