@@ -45,7 +45,7 @@ from sync.reference.refresh import apply_refresh
 from sync.reference.rules.diff import KindDiff, diff
 from sync.reference.rules.findings import Rejection
 from sync.reference.rules.guard import check_guard
-from sync.reference.rules.keys import key_order
+from sync.reference.rules.keys import key_order, strictly_increasing
 from sync.reference.rules.mapping import unsent_note
 from sync.reference.rules.normalise import KindMapping, Normalised, canonical_records, normalise
 from sync.reference.rules.plan import (
@@ -121,9 +121,12 @@ def digest_frame(kind: Kind, keys: Sequence[str] | pa.Array,
     the two as the state database lists them (in any order): lists, or Arrow string arrays
     (sorted in Arrow: the byte order of UTF-8 is code point order)."""
     if isinstance(keys, pa.Array) and isinstance(digests, pa.Array):
-        order = pc.array_sort_indices(keys)
-        key_values = keys.take(order).to_numpy(zero_copy_only=False)
-        digest_values = digests.take(order).to_numpy(zero_copy_only=False)
+        # Read as stored, the keys are mostly in order already: then they are not sorted.
+        if keys.null_count or not strictly_increasing(np.empty(0, dtype=object), keys):
+            order = pc.array_sort_indices(keys)
+            keys, digests = keys.take(order), digests.take(order)
+        key_values = keys.to_numpy(zero_copy_only=False)
+        digest_values = digests.to_numpy(zero_copy_only=False)
     else:
         at = key_order(list(keys))
         key_values = np.array(keys, dtype=object)[at]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from connectors.icompleat.sandbox import SandboxServer
@@ -54,6 +55,18 @@ def count_reads(monkeypatch: pytest.MonkeyPatch) -> Reads:
     monkeypatch.setattr(StateStore, "remote_records", every)
     monkeypatch.setattr(StateStore, "remote_records_of", some)
     return reads
+
+
+@pytest.mark.parametrize("keys", [["S1", "S2", "S3"], ["S3", "S1", "S2"], ["S1", "S1b", "S10"]])
+def test_digest_frame_from_arrow_equals_from_lists(keys: list[str]) -> None:
+    """Keys and digests read as Arrow (in order as stored, or not) give the frame the lists
+    give: rows in key order, each with its own digest."""
+    kind = get_kind("suppliers")
+    digests = [f"d-{k}" for k in keys]
+    light = digest_frame(kind, pa.array(keys), pa.array(digests))
+    assert light.equals(digest_frame(kind, keys, digests))
+    assert list(light.index) == sorted(keys)
+    assert list(light["_digest"]) == [f"d-{k}" for k in sorted(keys)]
 
 
 def test_fill_frame_sets_only_the_records_read() -> None:

@@ -95,6 +95,9 @@ def test_hashes_are_stable_and_sensitive() -> None:
     assert remote_hash(keys, digests) == hashlib.sha256(text.encode()).hexdigest()
     # As Arrow arrays (how the SQLite reader hands them over): the same hash.
     assert remote_hash(pa.array(keys), pa.array(digests)) == remote_hash(keys, digests)
+    ordered = sorted(zip(keys, digests, strict=True))  # as stored: already in key order
+    assert remote_hash(pa.array([k for k, _ in ordered]), pa.array([d for _, d in ordered])) \
+        == remote_hash(keys, digests)
     assert remote_hash([], []) == hashlib.sha256(b"").hexdigest()
     lone = ["x\udcff", "a"]  # a key Arrow cannot hold takes the same text through Python
     text = "a\td1\nx\udcff\td0".encode("utf-8", "surrogatepass")
