@@ -17,10 +17,12 @@ hashing of the one before (it builds at most :data:`_AHEAD` batches ahead).
 Protocol: for each batch, 16 bytes (row count, data length: little-endian unsigned 64-bit),
 then the row count + 1 offsets (little-endian signed 64-bit, the first 0), then the data, on
 standard input; the child answers with each row's digest in 64 hex characters (ASCII) on
-standard output. A batch
-past :data:`MAX_ROWS` rows or :data:`MAX_BYTES` bytes, or offsets that do not rise within the
-data, end the child (the parent then hashes). Its standard input closing (the parent is done,
-or gone) ends it too.
+standard output. A batch past :data:`MAX_ROWS` rows or :data:`MAX_BYTES` bytes, or offsets that
+do not rise within the data, end the child (the parent then hashes). Its standard input closing
+(the parent is done, or gone) ends it too.
+
+:func:`hash_locally` is the rules' own per-row hashing (``sync.reference.rules.keys``) for
+string and large-string arrays alike: this layer cannot import the rules.
 """
 
 from __future__ import annotations

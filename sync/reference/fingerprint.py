@@ -50,7 +50,7 @@ from connectors.sqlite_child import QueryTimedOut, read_query
 from sync.reference.apply import KindRun
 from sync.reference.rules.diff import KindDiff
 from sync.reference.rules.findings import Rejection
-from sync.reference.rules.keys import key_order, strictly_increasing
+from sync.reference.rules.keys import in_key_order, key_order
 from sync.reference.rules.plan import KindPlan
 from sync.state.rows import QuarantineRow
 
@@ -268,10 +268,7 @@ def remote_hash(keys: Sequence[str] | pa.Array, digests: Sequence[str] | pa.Arra
         except (pa.ArrowException, UnicodeError):
             text = "\n".join(f"{keys[i]}\t{digests[i]}" for i in key_order(list(keys)).tolist())
             return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    # Read as stored, the keys are mostly in order already: then they are not sorted again.
-    if k.null_count or not strictly_increasing(np.empty(0, dtype=object), k):
-        take = pc.array_sort_indices(k)  # the byte order of UTF-8 is code point order
-        k, d = k.take(take), d.take(take)
+    k, d = in_key_order(k, d)
     large = pa.large_string()
     lines = pc.binary_join_element_wise(
         k.cast(large), pa.scalar("\t", large), d.cast(large),
@@ -305,15 +302,11 @@ class StoredCopy:
     hash: str
 
 
-def stored_copy(keys: Any, digests: Any) -> StoredCopy:
-    """The copy of ``keys`` and ``digests`` (hashed here: call it off the event loop)."""
-    return StoredCopy(keys, digests, remote_hash(keys, digests))
-
-
 async def copy_now(run: KindRun) -> StoredCopy:
-    """The kind's remote copy as stored now (read as :func:`remote_now` does)."""
+    """The kind's remote copy as stored now (read as :func:`remote_now` does; hashed off the
+    event loop)."""
     keys, digests = await remote_now(run)
-    return await asyncio.to_thread(stored_copy, keys, digests)
+    return StoredCopy(keys, digests, await asyncio.to_thread(remote_hash, keys, digests))
 
 
 async def remote_now(run: KindRun) -> tuple[Any, Any]:

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from connectors.base import CompanyRef, SourceRead
 from connectors.sha_child import sha256_batches
@@ -45,7 +44,7 @@ from sync.reference.refresh import apply_refresh
 from sync.reference.rules.diff import KindDiff, diff
 from sync.reference.rules.findings import Rejection
 from sync.reference.rules.guard import check_guard
-from sync.reference.rules.keys import key_order, strictly_increasing
+from sync.reference.rules.keys import in_key_order, key_order
 from sync.reference.rules.mapping import unsent_note
 from sync.reference.rules.normalise import KindMapping, Normalised, canonical_records, normalise
 from sync.reference.rules.plan import (
@@ -119,12 +118,9 @@ def digest_frame(kind: Kind, keys: Sequence[str] | pa.Array,
                  digests: Sequence[str] | pa.Array) -> pd.DataFrame:
     """Pure: a canonical-shaped frame with the keys and digests only (every field None), from
     the two as the state database lists them (in any order): lists, or Arrow string arrays
-    (sorted in Arrow: the byte order of UTF-8 is code point order)."""
+    (ordered in Arrow: see :func:`in_key_order`)."""
     if isinstance(keys, pa.Array) and isinstance(digests, pa.Array):
-        # Read as stored, the keys are mostly in order already: then they are not sorted.
-        if keys.null_count or not strictly_increasing(np.empty(0, dtype=object), keys):
-            order = pc.array_sort_indices(keys)
-            keys, digests = keys.take(order), digests.take(order)
+        keys, digests = in_key_order(keys, digests)
         key_values = keys.to_numpy(zero_copy_only=False)
         digest_values = digests.to_numpy(zero_copy_only=False)
     else:

@@ -448,6 +448,16 @@ def strictly_increasing(values: np.ndarray, arrow: Any = None) -> bool:
     return bool(pc.all(pc.greater(arr[1:], arr[:-1])).as_py())
 
 
+def in_key_order(keys: Any, *others: Any) -> tuple[Any, ...]:
+    """Arrow text arrays ``keys`` and ``others`` (alike in length) taken in the keys' order
+    (the byte order of UTF-8 is code point order); as they are when the keys are already
+    sorted and unique, as a key column read in primary-key order is."""
+    if keys.null_count or not strictly_increasing(np.empty(0, dtype=object), keys):
+        order = pc.array_sort_indices(keys)
+        return tuple(a.take(order) for a in (keys, *others))
+    return (keys, *others)
+
+
 def duplicate_groups(keys: np.ndarray, arrow: Any = None) -> list[list[int]]:
     """Positions of ``keys`` grouped by collision key, for every group of two or more.
 
