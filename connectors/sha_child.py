@@ -38,7 +38,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-from connectors.sqlite_child import child_env
+from connectors.sqlite_child import binary_stdout, child_env
 
 _HEADER = 16
 _HEX = 64  # a digest's hex characters, the answer's bytes per row
@@ -231,7 +231,7 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
 def main() -> int:
     """Entry point of the helper process."""
     try:
-        return serve(sys.stdin.buffer, sys.stdout.buffer)
+        return serve(sys.stdin.buffer, binary_stdout())
     except (BrokenPipeError, KeyboardInterrupt):
         return 0
 

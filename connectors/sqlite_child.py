@@ -45,7 +45,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -63,6 +63,7 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 POOL_SIZE = 2
 IDLE_SECONDS = 120.0
 _OK = b"\0"
+_WRITE_BUFFER = 1 << 16
 _PARENT, _IDLE = "ICSYNC_READER_PARENT", "ICSYNC_READER_IDLE_SECONDS"  # parent to child
 _KEPT = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TMPDIR", "TZ", "SYSTEMROOT"})
 
@@ -88,6 +89,18 @@ def child_env() -> dict[str, str]:
         p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p),
         _PARENT: str(os.getpid()), _IDLE: repr(IDLE_SECONDS)})
     return env
+
+
+def binary_stdout() -> BinaryIO:
+    """A child's standard output as a BUFFERED binary stream, whatever the environment says.
+
+    Under ``PYTHONUNBUFFERED`` (the container image sets it, and a child inherits it)
+    ``sys.stdout.buffer`` is the raw file, whose ``write`` may write only part of what it is
+    given: a write to a full pipe or socket that a stop and resume (job control, a debugger, a
+    frozen cgroup) interrupts returns short, and the rest would be lost, mis-framing every
+    answer after it. A buffered writer writes it all."""
+    return open(sys.stdout.fileno(), "wb", buffering=_WRITE_BUFFER,
+                closefd=False)
 
 
 class _Child(subprocess.Popen[bytes]):
@@ -478,7 +491,7 @@ def main() -> int:
     import adbc_driver_sqlite  # noqa: F401
 
     idle = float(os.environ.get(_IDLE) or IDLE_SECONDS)
-    out = sys.stdout.buffer
+    out = binary_stdout()
     buffer = bytearray()
     while True:
         try:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import os
+import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -157,3 +161,46 @@ def test_the_helper_answers_only_well_formed_batches(request_bytes: bytes, code:
     out = io.BytesIO()
     assert sha_child.serve(io.BytesIO(request_bytes), out) == code
     assert out.getvalue() == answer
+
+
+def test_a_helper_stopped_and_resumed_while_it_writes_loses_no_answer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A helper paused and resumed (job control, a debugger, a frozen cgroup) while writing an
+    answer larger than the pipe, with standard output unbuffered by the environment (as the
+    container image sets it): a write cut short by the stop is finished, not dropped, so every
+    digest arrives in order and nothing stalls."""
+    monkeypatch.setenv("PYTHONUNBUFFERED", "1")
+    spawned = Spawned(monkeypatch)
+    given = [pa.array([f"{b}-{i}" for i in range(40_000)]) for b in range(12)]
+    got: list[Any] = []
+    done = threading.Event()
+
+    def consume() -> None:
+        for answer in sha_child.sha256_batches(given):
+            got.append(answer)
+            time.sleep(0.02)  # a slow reader: the helper's writes block on a full pipe
+        done.set()
+
+    def pause_and_resume() -> None:
+        while not done.is_set():
+            for proc in spawned.procs:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGSTOP)
+                    time.sleep(0.001)
+                    os.kill(proc.pid, signal.SIGCONT)
+            time.sleep(0.002)
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    pauser = threading.Thread(target=pause_and_resume, daemon=True)
+    consumer.start()
+    pauser.start()
+    consumer.join(60)
+    stalled = consumer.is_alive()
+    done.set()
+    for proc in spawned.procs:  # a stalled consumer ends (hashing here) once the helper dies
+        if proc.poll() is None:
+            proc.kill()
+    consumer.join(60)
+    pauser.join(10)
+    assert not stalled, "the consumer waited for answers the helper never sent"
+    assert got == [expected(b) for b in given]

@@ -7,10 +7,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any
 
@@ -336,3 +337,37 @@ def test_discard_drops_reads_not_yet_begun(erp: Path, monkeypatch: pytest.Monkey
     assert sqlite_child._queue == deque()
     close_idle()
     assert readers(os.getpid()) == []
+
+
+def test_a_reader_stopped_and_resumed_while_it_writes_loses_no_row(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader paused and resumed (job control, a debugger, a frozen cgroup) while its answer
+    fills the socket, with standard output unbuffered by the environment (as the container
+    image sets it): a write cut short by the stop is finished, so the stream arrives whole."""
+    monkeypatch.setenv("PYTHONUNBUFFERED", "1")
+    path = tmp_path / "big.db"
+    rows = [(f"S{i:06d}", f"supplier {i} " + "x" * (i % 200)) for i in range(120_000)]
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("CREATE TABLE s (Code TEXT, Name TEXT)")
+        db.executemany("INSERT INTO s VALUES (?, ?)", rows)
+    prewarm()
+    done = threading.Event()
+
+    def pause_and_resume() -> None:
+        while not done.is_set():
+            for pid in readers(os.getpid()):
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+                    time.sleep(0.001)
+                    os.kill(pid, signal.SIGCONT)
+            time.sleep(0.002)
+
+    pauser = threading.Thread(target=pause_and_resume, daemon=True)
+    pauser.start()
+    try:
+        table = read_query(str(path), "SELECT Code, Name FROM s ORDER BY Code", [], 30)
+    finally:
+        done.set()
+        pauser.join(10)
+    assert table is not None, "the stream arrived broken"
+    assert list(zip(table["Code"].to_pylist(), table["Name"].to_pylist(), strict=True)) == rows
