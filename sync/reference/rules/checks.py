@@ -235,6 +235,10 @@ def _check_sort_code(work: Work, spec: FieldSpec, validation: ValidationConfig) 
                  _severity(validation.bank))
 
 
+# The checks that change values (they upper-case codes): run before any digest is made. The
+# others only add findings.
+TRANSFORMING = frozenset({"iso_country", "currency"})
+
 CHECKS: dict[str, Callable[[Work, FieldSpec, ValidationConfig], None]] = {
     "iso_country": _check_country, "currency": _check_currency, "rate": _check_rate,
     "email": _check_email, "vat": _check_vat, "iban": _check_iban,

@@ -9,6 +9,7 @@ both sides are text, so the shortcut never changes the result.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -17,9 +18,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sync.foundation.entities import Kind
+from sync.reference.rules import keys
 from sync.reference.rules.columns import as_arrow, mask, none_mask
 from sync.reference.rules.findings import Work
-from sync.reference.rules.keys import Hasher, digests, positions, strictly_increasing
+from sync.reference.rules.keys import (
+    Hasher,
+    digests,
+    positions,
+    strictly_increasing,
+)
 from sync.reference.rules.values import canonical_json
 
 
@@ -87,6 +94,44 @@ def row_digests(work: Work, keys: np.ndarray, rows: np.ndarray,
         todo = np.flatnonzero(~same)
     out[todo] = digests(work.kind, work.cols, rows[todo], arrow=work.arrow, hasher=hasher)
     return out
+
+
+class DigestsAhead:
+    """The digests of a Work's rows, computed in a thread while the caller goes on validating
+    (the rows' values must be final: only findings may be added meanwhile). ``rows``: the
+    rows digested, in ascending order; :meth:`take` gives the digests of any of them (and
+    digests any other row it is asked for there and then), exactly what
+    :func:`sync.reference.rules.keys.digests` gives."""
+
+    def __init__(self, work: Work, rows: np.ndarray, hasher: Hasher | None) -> None:
+        self.kind, self.rows, self.hasher = work.kind, rows, hasher
+        self.cols, self.arrow = dict(work.cols), dict(work.arrow)  # as they are now
+        pool = ThreadPoolExecutor(1, thread_name_prefix="icsync-digest-ahead")
+        self._future: Future[list[str]] = pool.submit(
+            digests, self.kind, self.cols, rows, arrow=self.arrow, hasher=hasher)
+        pool.shutdown(wait=False)
+
+    @staticmethod
+    def worth(work: Work, hasher: Hasher | None) -> bool:
+        """Whether digesting ahead pays: a helper hashes, and there are several batches."""
+        return hasher is not None and work.n > keys.DIGEST_BATCH
+
+    def wait(self) -> None:
+        """Wait for the digests (a failure among them is raised by :meth:`take`)."""
+        self._future.exception()
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The digests of ``rows`` (any order)."""
+        found = np.array(self._future.result(), dtype=object)
+        at = np.searchsorted(self.rows, rows)
+        inside = at < len(self.rows)
+        inside[inside] = self.rows[at[inside]] == rows[inside]
+        out = np.empty(len(rows), dtype=object)
+        out[inside] = found[at[inside]]
+        others = np.flatnonzero(~inside)
+        if len(others):
+            out[others] = digests(self.kind, self.cols, rows[others], arrow=self.arrow)
+        return out
 
 
 def _equal_text(work: Work, name: str, rows: np.ndarray, known: pd.DataFrame,

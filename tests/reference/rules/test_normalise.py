@@ -377,8 +377,8 @@ def test_trim_false_keeps_spaces_and_matches_its_state() -> None:
 
 def test_the_raw_frame_is_let_go_before_digesting(monkeypatch: pytest.MonkeyPatch) -> None:
     """Given its last reference, normalise frees the raw columns once the rejected rows'
-    source digests are taken, before a million rows are digested; the rejected rows keep
-    theirs."""
+    source digests are taken, before the rows are digested here (without a helper process to
+    digest them beside the checks); the rejected rows keep theirs."""
     import sync.reference.rules.normalise as normalise_module
 
     text = pd.ArrowDtype(pa.string())
@@ -402,3 +402,50 @@ def test_the_raw_frame_is_let_go_before_digesting(monkeypatch: pytest.MonkeyPatc
     assert list(result.frame["Name"]) == ["Abbey", "Bell"]
     assert [r.row for r in result.rejected] == [3]
     assert result.rejected[0].source_digest
+
+
+def test_digests_made_beside_the_checks_are_those_made_after_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a hashing helper and several batches, the rows are digested while the checks run:
+    the frame (digests included), the rejections and the warnings are exactly those of
+    digesting after the checks. Among the rows: a lower-case IsoCode (the check upper-cases
+    it first), a duplicate pair (rejected by the checks after digesting began), a bad IBAN,
+    a missing code, a control character, a bad email (a warning)."""
+    from connectors import sha_child
+    from sync.reference.rules import frame as frame_module
+    from sync.reference.rules import keys
+
+    monkeypatch.setattr(keys, "DIGEST_BATCH", 8)
+    n = 40
+    columns: dict[str, list[Any]] = {
+        "Code": [f"S{i:03d}" for i in range(n)], "Name": [f"Supplier {i}" for i in range(n)],
+        "IsoCode": ["gb" if i % 3 else "IE" for i in range(n)],
+        "Email": [f"s{i}@example.com" for i in range(n)],
+        "BankAccountNumber": [None] * n, "PaymentDueDays": list(range(n))}
+    columns["Code"][5] = columns["Code"][6].lower()  # s006 and S006 collide
+    columns["BankAccountNumber"][9] = "GB33BUKB20201555555556"
+    columns["Code"][12] = None
+    columns["Name"][20] = "bad \x07 name"
+    columns["Email"][30] = "not an email"
+    validation = ValidationConfig(bank="reject")
+    taken: list[int] = []
+    real_take = frame_module.DigestsAhead.take
+
+    def take(self: Any, rows: Any) -> Any:
+        taken.append(len(rows))
+        return real_take(self, rows)
+
+    monkeypatch.setattr(frame_module.DigestsAhead, "take", take)
+    ahead = normalise(SUPPLIERS, source_frame(columns), validation=validation,
+                      hasher=sha_child.sha256_batches)
+    after = normalise(SUPPLIERS, source_frame(columns), validation=validation)
+    assert taken == [len(after.frame)]
+    assert rows(ahead.frame) == rows(after.frame)
+    assert ahead.rejected == after.rejected
+    assert ahead.warnings == after.warnings
+    assert {r.reason for r in after.rejected} == {"duplicate_key", "bad_iban", "missing_code",
+                                                  "control_chars"}
+    assert ahead.frame.at["S001", "IsoCode"] == "GB"
+    assert ahead.frame.at["S001", "_digest"] == record_digest(
+        SUPPLIERS, {"Code": "S001", "Name": "Supplier 1", "IsoCode": "GB",
+                    "Email": "s1@example.com", "PaymentDueDays": 1})
