@@ -69,7 +69,9 @@ class Work:
 
     def add(self, rows: Iterable[int], spec: FieldSpec, reason: str, detail: str,
             severity: Severity = "reject") -> None:
-        self.findings += [Finding(int(r), spec.name, reason, detail, severity) for r in rows]
+        # One extend: safe while several columns are checked at once (see ``normalise``).
+        self.findings.extend([Finding(int(r), spec.name, reason, detail, severity)
+                              for r in rows])
 
 
 def _show(key: str) -> str:

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +73,7 @@ from sync.reference.rules.mapping import MappingEntry, Rules, shape
 from sync.reference.rules.values import InvalidValue, canonical_value
 
 IMPLIED: dict[tuple[str, str], Any] = {("currencies", "IsBase"): False}
+_PARALLEL_ROWS = 65_536  # rows past which columns are made canonical two at a time
 DEFINITION_DEFAULTS: dict[str, Any] = {"Type": CUSTOM_FIELD_DEFAULT_TYPE, "Mandatory": False}
 
 
@@ -192,6 +194,21 @@ def _canonicalise(work: Work, spec: FieldSpec, mapping: KindMapping) -> None:
                  "is empty; every row needs one, fill it in the source")
 
 
+def _canonicalise_all(work: Work, mapping: KindMapping) -> None:
+    """Every field's column made canonical: at scale, two columns at a time (Arrow's compute
+    runs without Python's lock, so one column's scan overlaps another's str objects). The
+    result does not depend on the order: each column writes its own entries, findings are
+    only appended (and sorted later), and a failure is that of the first field in order."""
+    if work.n <= _PARALLEL_ROWS:
+        for spec in work.kind.fields:
+            _canonicalise(work, spec, mapping)
+        return
+    with ThreadPoolExecutor(2, thread_name_prefix="icsync-normalise") as pool:
+        done = [pool.submit(_canonicalise, work, spec, mapping) for spec in work.kind.fields]
+        for each in done:
+            each.result()
+
+
 def _keys(work: Work) -> np.ndarray:
     """Each row's record key, or None when a key part is missing."""
     parts = [work.cols[name] for name in work.kind.key]
@@ -245,8 +262,7 @@ def normalise(
     work = Work(kind, len(shaped.frame), _columns(kind, shaped.frame, KindMapping()),
                 origin=shaped.origin)
     del shaped
-    for spec in kind.fields:
-        _canonicalise(work, spec, mapping)
+    _canonicalise_all(work, mapping)
     clock.lap("normalise")
     for spec in kind.fields:
         if spec.check in TRANSFORMING:

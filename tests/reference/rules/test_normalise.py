@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 import weakref
 from typing import Any
 
@@ -449,3 +450,63 @@ def test_digests_made_beside_the_checks_are_those_made_after_them(
     assert ahead.frame.at["S001", "_digest"] == record_digest(
         SUPPLIERS, {"Code": "S001", "Name": "Supplier 1", "IsoCode": "GB",
                     "Email": "s1@example.com", "PaymentDueDays": 1})
+
+
+def parallel_case() -> pd.DataFrame:
+    """Suppliers with a finding in most columns, and a couple of clean ones."""
+    n = 30
+    columns: dict[str, list[Any]] = {
+        "Code": [f"S{i:03d}" for i in range(n)], "Name": [f" Supplier {i} " for i in range(n)],
+        "IsoCode": ["gb" if i % 3 else "XX" for i in range(n)],
+        "Email": [f"s{i}@example.com" if i % 7 else "nope" for i in range(n)],
+        "AddressLine1": ["caf\u00e9 \u00a0road" if i % 4 else "x" * 500 for i in range(n)],
+        "BankAccountNumber": [None if i % 5 else "GB33BUKB20201555555556" for i in range(n)],
+        "PaymentDueDays": [i if i % 6 else "soon" for i in range(n)]}
+    columns["Code"][3] = None
+    columns["Name"][8] = "bell \x07"
+    columns["Code"][11] = columns["Code"][12].lower()
+    return source_frame(columns)
+
+
+def test_columns_made_canonical_two_at_a_time_give_the_same_result(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the row threshold columns are made canonical in two threads: the frame, the
+    rejections (in their order) and the warnings are those made one column after another."""
+    import sync.reference.rules.normalise as normalise_module
+
+    validation = ValidationConfig(bank="reject")
+    one_by_one = normalise(SUPPLIERS, parallel_case(), validation=validation)
+    monkeypatch.setattr(normalise_module, "_PARALLEL_ROWS", 0)
+    threads: list[str] = []
+    real = normalise_module._canonicalise
+
+    def spy(*args: Any) -> None:
+        threads.append(threading.current_thread().name)
+        real(*args)
+
+    monkeypatch.setattr(normalise_module, "_canonicalise", spy)
+    two_at_a_time = normalise(SUPPLIERS, parallel_case(), validation=validation)
+    assert threads
+    assert all(t.startswith("icsync-normalise") for t in threads)
+    assert rows(two_at_a_time.frame) == rows(one_by_one.frame)
+    assert two_at_a_time.rejected == one_by_one.rejected
+    assert two_at_a_time.warnings == one_by_one.warnings
+    assert {r.reason for r in one_by_one.rejected} >= {
+        "missing_code", "control_chars", "duplicate_key", "bad_iso_country", "too_long",
+        "bad_value", "bad_iban"}
+
+
+def test_a_bad_default_is_reported_for_the_first_field_either_way(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two fields with bad defaults: the configuration error names the first field in the
+    kind's order, whether columns are made canonical one by one or two at a time."""
+    import sync.reference.rules.normalise as normalise_module
+
+    mapping = KindMapping(defaults={"PaymentDueDays": "soon", "Name": "a\x07b"})
+    with pytest.raises(ConfigError) as one:
+        normalise(SUPPLIERS, parallel_case(), mapping)
+    monkeypatch.setattr(normalise_module, "_PARALLEL_ROWS", 0)
+    with pytest.raises(ConfigError) as two:
+        normalise(SUPPLIERS, parallel_case(), mapping)
+    assert str(two.value) == str(one.value)
+    assert "Name" in str(one.value)
