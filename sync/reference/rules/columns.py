@@ -187,13 +187,20 @@ def text_objects(arr: Any) -> np.ndarray:
     values repeat (countries, towns, terms, bank names: judged on an even sample of its rows)
     is built from its distinct values, so equal cells share one str object: a million rows of
     a handful of values cost a handful of objects, not a million."""
-    n = len(arr)
-    if n > 2 * _SAMPLE:
-        sample = arr.take(pa.array(np.linspace(0, n - 1, _SAMPLE).astype(np.int64)))
-        if pc.count_distinct(sample, mode="only_valid").as_py() <= _SAMPLE // 4:
-            uniques, index = _codes(arr)
-            return _spread(uniques.to_numpy(zero_copy_only=False), index)
+    if repeats(arr):
+        uniques, index = _codes(arr)
+        return _spread(uniques.to_numpy(zero_copy_only=False), index)
     return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=object)
+
+
+def repeats(arr: Any) -> bool:
+    """Whether the values of a long Arrow column repeat enough that work done once per
+    distinct value pays (at most a quarter distinct in an even sample of its rows)."""
+    n = len(arr)
+    if n <= 2 * _SAMPLE:
+        return False
+    sample = arr.take(pa.array(np.linspace(0, n - 1, _SAMPLE).astype(np.int64)))
+    return bool(pc.count_distinct(sample, mode="only_valid").as_py() <= _SAMPLE // 4)
 
 
 def _any(flags: Any) -> bool:
