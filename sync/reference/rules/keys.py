@@ -412,12 +412,16 @@ def positions(values: np.ndarray, within: np.ndarray, *, values_arrow: Any = Non
               within_arrow: Any = None) -> np.ndarray:
     """For each of ``values``, its position in ``within`` (unique keys), or -1 if absent.
 
-    Sorted plain-ASCII keys on both sides are matched by binary search over fixed-width bytes;
-    other keys through Arrow's hash lookup, or a dict when they are not all text.
+    The very same keys on both sides match in place; sorted plain-ASCII keys on both sides
+    are matched by binary search over fixed-width bytes; other keys through Arrow's hash
+    lookup, or a dict when they are not all text.
     """
     left = values_arrow if values_arrow is not None else as_arrow(values)
     right = within_arrow if within_arrow is not None else as_arrow(within)
     if left is not None and right is not None:
+        if len(left) == len(right) and not left.null_count and not right.null_count and bool(
+                pc.all(pc.equal(left, right)).as_py()):
+            return np.arange(len(left), dtype=np.int64)  # the same keys (a run changing none)
         if strictly_increasing(within, right):
             found = _search(_fixed_width(left), _fixed_width(right))
             if found is not None:

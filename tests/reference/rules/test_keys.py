@@ -193,6 +193,18 @@ def test_positions_and_order_helpers() -> None:
     assert not strictly_increasing(np.array(["A", "A"], dtype=object))
 
 
+@given(st.lists(st.text(alphabet="AB\u00e9z0", max_size=4), unique=True, max_size=12),
+       st.sampled_from(["same", "reversed", "one_more", "one_less"]))
+def test_positions_equal_a_lookup_whichever_path(within: list[str], how: str) -> None:
+    """The position of each key in a unique key list, as a dict lookup gives it: for the very
+    same keys (matched in place), the keys reversed, one key more and one less."""
+    values = {"same": list(within), "reversed": within[::-1], "one_more": [*within, "new!"],
+              "one_less": within[1:]}[how]
+    lookup = {k: i for i, k in enumerate(within)}
+    found = positions(np.array(values, dtype=object), np.array(within, dtype=object))
+    assert found.tolist() == [lookup.get(k, -1) for k in values]
+
+
 @given(st.lists(st.one_of(st.none(), st.text(alphabet=" a\u00e9\u00a0\ufb01\u0301\x01B",
                                            max_size=6)), max_size=20))
 def test_arrow_column_equals_its_values(values: list[str | None]) -> None:
