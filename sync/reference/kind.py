@@ -351,16 +351,22 @@ class KindSync:
         kept = kind_diff.deletes if self.policy == "ignore" else ()
         return [*kind_diff.edited_keys, *kind_diff.held, *kept]
 
-    async def _filled(self, state: StateView, keys: Sequence[str]) -> StateView:
-        """``state`` with the stored records of ``keys`` read and set in its frame (their
-        digests as stored): a few records of a million, not the whole copy."""
+    async def _filled(self, state: StateView, keys: Sequence[str],
+                      edited: Sequence[str]) -> StateView:
+        """``state`` with the stored records of ``keys`` read (a few records of a million, not
+        the whole copy), those of the ``edited`` keys set in its frame (their digests as
+        stored) for the edits' before and after. Held and kept records are sent from the
+        records as read: without edits the frame stays as it is, with no million-row copy."""
         run = self.run
         records = await run.db(run.rt.store.remote_records_of, run.company.name,
                                run.kind.name, keys)
-        stored = state.frame["_digest"].reindex(list(records))
+        part = [k for k in dict.fromkeys(edited) if k in records]
+        if not part:
+            return StateView(records, state.digests, state.frame, state.copy)
+        stored = state.frame["_digest"].reindex(part)
         digests = {str(k): str(v) for k, v in stored.items()}
-        frame = await asyncio.to_thread(fill_frame, run.kind, state.frame, list(records.values()),
-                                        digests)
+        frame = await asyncio.to_thread(fill_frame, run.kind, state.frame,
+                                        [records[k] for k in part], digests)
         return StateView(records, state.digests, frame, state.copy)
 
     async def _read_source(self) -> SourceRead:
@@ -449,14 +455,18 @@ class KindSync:
                 kind_diff = await asyncio.to_thread(diff, run.kind, work, state.frame, hold=held)
             needed = self._needed(kind_diff) if state.light else []
             if needed:
+                by_key = len(needed) <= len(state.frame) // 2
                 with self._stage("state"):
                     # Most of the copy needed (a changed mapping edits every row): read it
                     # whole, one pass, rather than by key.
-                    state = (await self._filled(state, needed)
-                             if len(needed) <= len(state.frame) // 2 else await self._state())
-                with self._stage("plan"):
-                    kind_diff = await asyncio.to_thread(diff, run.kind, work, state.frame,
-                                                        hold=held)
+                    state = (await self._filled(state, needed, kind_diff.edited_keys)
+                             if by_key else await self._state())
+                # Stored values change only the edits' before and after: without edits, a
+                # copy read by key leaves the diff as it was.
+                if kind_diff.edits or not by_key:
+                    with self._stage("plan"):
+                        kind_diff = await asyncio.to_thread(diff, run.kind, work, state.frame,
+                                                            hold=held)
             with self._stage("plan"):
                 refresh = marker is not None or await self._targeted_unsupported(kind_diff)
                 # Off the event loop: at a million rows the plan takes about a second, which

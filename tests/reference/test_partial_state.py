@@ -116,6 +116,40 @@ def test_an_edit_beside_a_held_row_reads_two_records(
                 if r["Code"] == "S00003")["IsoCode"] != "ZZ"
 
 
+def test_a_held_row_alone_reads_its_record_and_fills_no_frame(
+        sandbox: SandboxServer, config: Config, erp: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One rejected supplier among 150 and no edit: the plan reads that one stored record and
+    makes no filled copy of the frame (stored values matter only to edits); it holds the row,
+    and the run sends nothing and leaves the remote record as it was."""
+    import sync.reference.kind as kind_module
+
+    sync(config)
+    reads = count_reads(monkeypatch)
+    filled: list[int] = []
+    real = kind_module.fill_frame
+
+    def spy(*args: Any) -> Any:
+        filled.append(len(args[2]))
+        return real(*args)
+
+    monkeypatch.setattr(kind_module, "fill_frame", spy)
+    before = next(r for r in remote(sandbox, "suppliers") if r["Code"] == "S00003")
+    erp_execute(erp, "UPDATE suppliers SET iso = 'ZZ' WHERE supplier_code = 'S00003'")
+    dry = sync(config, dry_run=True)
+    assert dry.plan is not None
+    kind = next(k for k in dry.plan.kinds if k.kind == "suppliers")
+    assert (kind.diff.held, kind.diff.edits, kind.diff.unchanged) == (("S00003",), (), 149)
+    assert (reads.whole, reads.by_key, filled) == (0, [1], [])
+    seq = last_seq(sandbox)
+    applied = sync(config)
+    suppliers = next(k for k in applied.kinds if k.kind == "suppliers")
+    assert (suppliers.edited, suppliers.rejected, suppliers.unchanged) == (0, 1, 149)
+    assert writes(sandbox, seq) == []
+    assert next(r for r in remote(sandbox, "suppliers") if r["Code"] == "S00003") == before
+    assert filled == []
+
+
 def test_a_refresh_resends_the_kept_records_read_by_key(
         sandbox: SandboxServer, erp: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
