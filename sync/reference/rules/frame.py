@@ -18,15 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sync.foundation.entities import Kind
-from sync.reference.rules import keys
+from sync.reference.rules import keys as key_rules
 from sync.reference.rules.columns import as_arrow, mask, none_mask
 from sync.reference.rules.findings import Work
-from sync.reference.rules.keys import (
-    Hasher,
-    digests,
-    positions,
-    strictly_increasing,
-)
+from sync.reference.rules.keys import Hasher, digests, positions, strictly_increasing
 from sync.reference.rules.values import canonical_json
 
 
@@ -104,7 +99,7 @@ class DigestsAhead:
     :func:`sync.reference.rules.keys.digests` gives."""
 
     def __init__(self, work: Work, rows: np.ndarray, hasher: Hasher | None) -> None:
-        self.kind, self.rows, self.hasher = work.kind, rows, hasher
+        self.kind, self.rows = work.kind, rows
         self.cols, self.arrow = dict(work.cols), dict(work.arrow)  # as they are now
         pool = ThreadPoolExecutor(1, thread_name_prefix="icsync-digest-ahead")
         self._future: Future[list[str]] = pool.submit(
@@ -114,7 +109,7 @@ class DigestsAhead:
     @staticmethod
     def worth(work: Work, hasher: Hasher | None) -> bool:
         """Whether digesting ahead pays: a helper hashes, and there are several batches."""
-        return hasher is not None and work.n > keys.DIGEST_BATCH
+        return hasher is not None and work.n > key_rules.DIGEST_BATCH
 
     def wait(self) -> None:
         """Wait for the digests (a failure among them is raised by :meth:`take`)."""

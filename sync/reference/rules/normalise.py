@@ -280,8 +280,8 @@ def normalise(
 
 def _digests_ahead(work: Work, hasher: Hasher | None) -> DigestsAhead | None:
     """Digests of the rows nothing has rejected yet, started now (their values are final) so
-    that they are made while the other checks run: on two cores, validating costs no wall time
-    at a million rows. None when that does not pay."""
+    that they are made while the other checks run, on the other core. None when that does not
+    pay."""
     if not DigestsAhead.worth(work, hasher):
         return None
     refused = {f.row for f in work.findings if f.severity == "reject"}
