@@ -510,3 +510,37 @@ def test_a_bad_default_is_reported_for_the_first_field_either_way(
         normalise(SUPPLIERS, parallel_case(), mapping)
     assert str(two.value) == str(one.value)
     assert "Name" in str(one.value)
+
+
+cells = st.one_of(st.none(), st.text(alphabet="aB1 \u00a0\u00e9\x07@.-", max_size=8),
+                  st.integers(-3, 300), st.sampled_from(["gb", "IE", "x" * 300, "s@e.co"]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["S1", "s1", "S2", "S3 ", None, "S4", "0S5"]),
+                          cells, cells, cells, cells, cells), max_size=14))
+def test_the_fast_paths_change_nothing_on_messy_rows(
+        rows_: list[tuple[Any, ...]]) -> None:
+    """Messy suppliers (missing, duplicate and padded codes, control characters, NBSP,
+    over-long text, numbers in text columns, lower-case countries): columns two at a time and
+    digests made beside the checks give exactly the frame, rejections and warnings of one
+    column at a time with digests made after."""
+    import sync.reference.rules.normalise as normalise_module
+    from connectors import sha_child
+    from sync.reference.rules import keys
+
+    def here(batches: Any) -> Any:  # the helper's answers, hashed in this process
+        return (None if b is None else sha_child.hash_locally(b) for b in batches)
+
+    names = ["Name", "IsoCode", "Email", "BankSortCode", "PaymentDueDays"]
+    frame = source_frame({"Code": [r[0] for r in rows_],
+                          **{n: [r[i + 1] for r in rows_] for i, n in enumerate(names)}})
+    validation = ValidationConfig(bank="reject")
+    plain = normalise(SUPPLIERS, frame.copy(), validation=validation)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(normalise_module, "_PARALLEL_ROWS", 0)
+        patch.setattr(keys, "DIGEST_BATCH", 3)
+        fast = normalise(SUPPLIERS, frame.copy(), validation=validation, hasher=here)
+    assert rows(fast.frame) == rows(plain.frame)
+    assert fast.rejected == plain.rejected
+    assert fast.warnings == plain.warnings
