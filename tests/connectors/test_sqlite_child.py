@@ -371,3 +371,26 @@ def test_a_reader_stopped_and_resumed_while_it_writes_loses_no_row(
         pauser.join(10)
     assert table is not None, "the stream arrived broken"
     assert list(zip(table["Code"].to_pylist(), table["Name"].to_pylist(), strict=True)) == rows
+
+
+@pytest.mark.parametrize(("text", "started"), [
+    ('[sources.erp]\ntype = "sql"\nurl = "sqlite:////data/erp.db"\n', 1),
+    ('[sources.erp]\ntype = "sql"\nurl = "sqlite:////data/erp.db"\narrow = false\n', 0),
+    ('[sources.erp]\ntype = "sql"\nurl = "postgresql://erp/db"\n', 0),
+    ('[sources.files]\ntype = "files"\ndirectory = "/data"\n', 0),
+    ('sources = "sqlite"\n', 0),
+    ("not toml [", 0),
+    (None, 0),
+], ids=["sqlite", "arrow-off", "postgresql", "files", "odd", "broken", "missing"])
+def test_a_sync_starts_the_reader_before_its_configuration_is_checked(
+        tmp_path: Path, text: str | None, started: int) -> None:
+    """``icsync sync`` starts the SQLite reader at once when its configuration file names a
+    SQLite source read as Arrow, and for nothing else; a file it cannot read starts none and
+    raises nothing (the configuration's own loading reports it)."""
+    from sync.cli.sync import start_reader
+
+    path = tmp_path / "icsync.toml"
+    if text is not None:
+        path.write_text(text, encoding="utf-8")
+    start_reader(path)
+    assert len(readers(os.getpid())) == started
