@@ -85,10 +85,13 @@ def start_reader(path: Path) -> None:
     the configuration file names a SQLite source read as Arrow, so it is ready when the rows
     are read ahead (its start-up, 0.2 s, is then no longer on the way to the first row). A
     quick look at the file's text only: whatever it misses, the reader starts at the first
-    read as before; a reader started for nothing goes at exit."""
+    read as before; a reader started for nothing goes at exit. Only a regular file is looked
+    at: a pipe (``--config <(...)``) can be read once, by the configuration's own loading."""
     import tomllib
 
     try:
+        if not path.is_file():
+            return
         sources = tomllib.loads(path.read_text(encoding="utf-8")).get("sources")
     except (OSError, ValueError, UnicodeError):
         return

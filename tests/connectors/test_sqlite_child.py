@@ -394,3 +394,28 @@ def test_a_sync_starts_the_reader_before_its_configuration_is_checked(
         path.write_text(text, encoding="utf-8")
     start_reader(path)
     assert len(readers(os.getpid())) == started
+
+
+def test_a_configuration_given_through_a_pipe_is_left_for_its_loading(tmp_path: Path) -> None:
+    """``--config <(...)``: the configuration arrives through a pipe, which can be read once.
+    The look for a SQLite source leaves it alone (it would otherwise wait for a writer here,
+    or take the text the configuration's loading then misses); the sync reads it whole."""
+    from sync.cli.sync import start_reader
+    from sync.foundation.config import load_config
+
+    fifo = tmp_path / "icsync.toml"
+    os.mkfifo(fifo)
+    looked = threading.Thread(target=start_reader, args=(fifo,), daemon=True)
+    looked.start()
+    looked.join(5)
+    assert not looked.is_alive(), "the look waited on the pipe"
+    assert readers(os.getpid()) == []
+    text = ('[sources.erp]\ntype = "sql"\nurl = "sqlite:////data/erp.db"\n'
+            '[[companies]]\nname = "uk"\ncompany_id = "c-1"\nsource = "erp"\n'
+            'kinds = ["suppliers"]\n[icompleat]\nbase_url = "http://127.0.0.1:9"\n'
+            'tenant_id = "t"\napi_key = "k"\n')
+    writer = threading.Thread(target=fifo.write_text, args=(text,), daemon=True)
+    writer.start()
+    config = load_config(fifo)
+    writer.join(5)
+    assert [c.name for c in config.settings.companies] == ["uk"]
