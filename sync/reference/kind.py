@@ -99,8 +99,9 @@ class StateView:
     A LIGHT view (``records`` None) has only keys and digests, which is all a diff needs to
     find creates, deletes and unchanged rows. When the diff finds edits (for their field-level
     before and after) or the plan must re-send kept records, the records of those keys alone
-    are read and set in the frame (``records`` then holds them only). ``copy``: the keys and
-    digests as they were read (Arrow arrays or lists) and their hash, for the fingerprint.
+    are read (``records`` then holds them only), and the edited ones are set in the frame.
+    ``copy``: the keys and digests as they were read (Arrow arrays or lists) and their hash,
+    for the fingerprint.
     """
 
     records: Records | None
@@ -360,7 +361,7 @@ class KindSync:
         run = self.run
         records = await run.db(run.rt.store.remote_records_of, run.company.name,
                                run.kind.name, keys)
-        part = [k for k in dict.fromkeys(edited) if k in records]
+        part = [k for k in edited if k in records]
         if not part:
             return StateView(records, state.digests, state.frame, state.copy)
         stored = state.frame["_digest"].reindex(part)
