@@ -38,7 +38,7 @@ def collisions(work: Work, keys: np.ndarray) -> None:
     arrow = work.arrow.get(work.kind.key[0]) if len(work.kind.key) == 1 else None
     label = " / ".join(work.kind.key)
     for members in duplicate_groups(keys, arrow):
-        listed = [f"{_raw_key(work, r)!r} (row {r + 1})" for r in members[:10]]
+        listed = [f"{_raw_key(work, r)!r} (row {work.number(r)})" for r in members[:10]]
         more = f" and {len(members) - 10} more" if len(members) > 10 else ""
         detail = (f"collides with other rows once case, spacing and leading zeros are ignored: "
                   f"{', '.join(listed)}{more}; all are held back until the {label} values are "

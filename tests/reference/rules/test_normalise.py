@@ -544,3 +544,18 @@ def test_the_fast_paths_change_nothing_on_messy_rows(
     assert rows(fast.frame) == rows(plain.frame)
     assert fast.rejected == plain.rejected
     assert fast.warnings == plain.warnings
+
+
+def test_a_duplicate_group_names_its_members_by_source_row() -> None:
+    """Rows left out before (a blank line, a row the ``where`` filter drops) do not shift the
+    row numbers a duplicate's message lists: they are the source's, as each rejection's own."""
+    raw = source_frame({"Code": [None, "OLD", "A1", "B2", "a1"],
+                        "Name": [None, "old", "a", "b", "c"],
+                        "Blocked": [None, "All", "No", "No", "No"]})
+    result = normalise(ACCOUNTS, raw, KindMapping(where="Blocked <> 'All'"))
+    assert (result.blank, result.filtered) == (1, 1)
+    duplicates = [r for r in result.rejected if r.reason == "duplicate_key"]
+    assert sorted(r.row for r in duplicates) == [3, 5]
+    for r in duplicates:
+        assert "'A1' (row 3)" in r.message
+        assert "'a1' (row 5)" in r.message
