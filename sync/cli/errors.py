@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
@@ -31,9 +31,13 @@ from rich.text import Text
 from sync.console.terminal import json_document, make_console
 from sync.foundation.config import Config, load_config
 from sync.foundation.errors import ConfigError
-from sync.runtime.context import open_store
-from sync.state.store import LedgerRow, QuarantineRow, StateStore
+from sync.runtime.context import open_reader, open_store
+from sync.state.peek import StateReader
+from sync.state.rows import LedgerRow, QuarantineRow
 from sync.transactions.rules import RESOLVED_PREFIX
+
+if TYPE_CHECKING:
+    from sync.state.store import StateStore
 
 # The ids may also follow the options (``errors retry --config F 3 4``): see sync.cli's parsing.
 TRAILING = "ids"
@@ -83,15 +87,16 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.company is not None:
         config.settings.company(args.company)
-    with open_store(config, check=args.action != "list") as store:
-        listed = find(store, config, args.company, args.kind)
-        if args.action == "list":
-            show(listed, config, args.json, args.limit)
-            return 0
-        return change(store, listed, args)
+    if args.action == "list":
+        with open_reader(config) as reader:
+            listed = find(reader, config, args.company, args.kind)
+        show(listed, config, args.json, args.limit)
+        return 0
+    with open_store(config) as store:
+        return change(store, find(store, config, args.company, args.kind), args)
 
 
-def find(store: StateStore, config: Config, company: str | None, kind: str | None) -> Listed:
+def find(store: StateReader, config: Config, company: str | None, kind: str | None) -> Listed:
     """Open and retry-pending records, and unresolved quarantined transactions."""
     records: list[QuarantineRow] = []
     if kind != TRANSACTIONS:

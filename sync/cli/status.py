@@ -23,8 +23,9 @@ from sync.console.terminal import json_document, make_console
 from sync.foundation.config import Config, load_config
 from sync.foundation.outcomes import counts_line
 from sync.runtime.capabilities import fallback_of
-from sync.runtime.context import open_store
-from sync.state.store import RunRow, StateStore
+from sync.runtime.context import open_reader
+from sync.state.peek import StateReader
+from sync.state.rows import RunRow
 
 _BACKLOG = ("seen", "posting", "posted", "quarantined")
 
@@ -38,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the status; exit 0 (the state is information, not a verdict)."""
     config = load_config(args.config)
-    with open_store(config, check=False) as store:
+    with open_reader(config) as store:
         doc = collect(store, config)
     if args.json:
         print(json_document(doc))
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def collect(store: StateStore, config: Config) -> dict[str, Any]:
+def collect(store: StateReader, config: Config) -> dict[str, Any]:
     """The whole status as plain data."""
     names = {c.company_id: c.name for c in config.settings.companies}
     backlog: Counter[tuple[str, str]] = Counter(

@@ -16,12 +16,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sync.foundation.clock import utcnow
 from sync.foundation.errors import ApiError, IcsyncError
 from sync.foundation.logs import get_logger
 from sync.state.rows import CapabilityRow
-from sync.state.store import StateStore
+
+if TYPE_CHECKING:
+    from sync.state.store import StateStore
 
 log = get_logger("icsync.capabilities")
 

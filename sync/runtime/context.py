@@ -22,13 +22,15 @@ from sync.foundation.config import Config
 from sync.foundation.errors import ConfigError, IcsyncError
 from sync.foundation.secrets import REDACTOR, Secret, read_secret_file
 from sync.runtime.capabilities import Capabilities
-from sync.state.store import LeaseLook, StateStore
+from sync.state.peek import Peek
+from sync.state.rows import LeaseLook
 
-if TYPE_CHECKING:  # the client (httpx) is imported when a runtime opens, not by status or errors
+if TYPE_CHECKING:  # httpx and SQLAlchemy are imported when used, not by status or errors list
     import httpx
 
     from connectors.base import Source, TransactionSink
     from connectors.icompleat.client import CallRecord, IcompleatClient
+    from sync.state.store import StateStore
 
 T = TypeVar("T")
 
@@ -97,10 +99,22 @@ def open_store(config: Config, *, check: bool = True, migrate: bool = True) -> S
     """Open (and migrate) the configured state database; blocking. ``check=False``: no
     integrity check (see :meth:`StateStore.open`), for commands that only read;
     ``migrate=False``: StateError unless the schema is already this version's."""
+    from sync.state.store import StateStore
+
     state = config.settings.state
     return StateStore.open(state.url,
                            password=file_secret(state.password_file, key="state.password_file"),
                            timeout=state.timeout_seconds, check=check, migrate=migrate)
+
+
+def open_reader(config: Config) -> Peek | StateStore:
+    """The configured state database for commands that only read it: a :class:`Peek` (no
+    SQLAlchemy) when it is a SQLite file at this version's schema, else the full store opened
+    as :func:`open_store` with ``check=False`` (which creates or migrates it as usual). Both
+    are context managers answering :class:`~sync.state.peek.StateReader`."""
+    state = config.settings.state
+    peek = Peek.open(state.url, timeout=state.timeout_seconds)
+    return peek if peek is not None else open_store(config, check=False)
 
 
 def look_lease(config: Config, name: str) -> LeaseLook | None:

@@ -36,9 +36,9 @@ from sqlalchemy.sql.elements import ClauseElement
 from sync.foundation.errors import ConfigError, StateCorrupt, StateError
 from sync.foundation.secrets import REDACTOR, Secret
 from sync.state.leases import check_fence
+from sync.state.peek import corrupt_message, is_corruption_code
 from sync.state.rows import Fence
 
-SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26
 _DRIVERS = {"sqlite": "sqlite", "sqlite+pysqlite": "sqlite", "postgresql": "postgresql+psycopg",
             "postgresql+psycopg": "postgresql+psycopg"}
 _WRITE = "icsync_write"  # execution option: BEGIN IMMEDIATE on SQLite
@@ -127,15 +127,7 @@ def _wal(conn: Connection) -> None:
 def is_sqlite_corruption(exc: BaseException) -> bool:
     """True when ``exc`` is SQLite saying the file is damaged or not a database at all."""
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    code = getattr(orig, "sqlite_errorcode", None)
-    return isinstance(code, int) and code & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB)
-
-
-def corrupt_message(where: str, detail: str) -> str:
-    """What StateCorrupt says: which file, what is wrong, and what to do."""
-    return (f"state database {where} is damaged ({detail}). icsync will not run on it: stop "
-            "every icsync instance, then restore the last good backup over it, or move it aside "
-            "(with its -wal and -shm files) so that a new one is built by a full read-back")
+    return is_corruption_code(getattr(orig, "sqlite_errorcode", None))
 
 
 _ADVICE: dict[type[SQLAlchemyError], str] = {

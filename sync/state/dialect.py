@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Float, cast, extract, func
 from sqlalchemy.sql.elements import ColumnElement
 
-_UNIX_EPOCH_JULIAN = 2440587.5
+from sync.state.peek import UNIX_EPOCH_JULIAN
+
 T = TypeVar("T")
 
 
@@ -17,7 +18,7 @@ def db_epoch(dialect: str) -> ColumnElement[float]:
     """Seconds since the epoch by the DATABASE's clock (on SQLite, that is the host's)."""
     if dialect == "postgresql":
         return cast(extract("epoch", func.clock_timestamp()), Float(precision=53))
-    return (func.julianday("now", type_=Float(precision=53)) - _UNIX_EPOCH_JULIAN) * 86400.0
+    return (func.julianday("now", type_=Float(precision=53)) - UNIX_EPOCH_JULIAN) * 86400.0
 
 
 def upsert_insert(dialect: str, model: Any) -> Any:

@@ -24,16 +24,13 @@ from sqlalchemy import (
 
 from sync.foundation.errors import StateError
 from sync.state.db import Database
+from sync.state.peek import HEAD as HEAD  # re-exported: the migrations and tests use them here
+from sync.state.peek import VERSION_TABLE as VERSION_TABLE
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-VERSION_TABLE = "icsync_schema_version"
-# The newest revision in sync/state/migrations/versions (a test keeps the two equal): a
-# database already there is opened without loading Alembic, which a short command such as
-# ``icsync status`` would otherwise spend a tenth of its time importing.
-HEAD = "0004"
 _LOCK_KEY = 0x1C5_7A7E  # pg_advisory_xact_lock key: "icsync state"
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from sqlalchemy import make_url
 
-from sync.state import StateStore
+from sync.state.store import StateStore
 from tests.fixtures.postgres import fresh_database
 
 OpenStore = Callable[[], StateStore]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-from sync.state import StateStore
 from sync.state.alerts import Finding
+from sync.state.store import StateStore
 from tests.state.conftest import OpenStore
 
 GUARD = Finding("guard_block:uk", "guard_block", "uk", "uk: guard blocked", "shrank 30%")

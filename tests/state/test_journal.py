@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sync.foundation.errors import StateError
-from sync.state import QuarantineEntry, StateStore
+from sync.state.store import QuarantineEntry, StateStore
 
 
 def test_run_start_finish_and_listing(store: StateStore) -> None:

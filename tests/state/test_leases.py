@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import text
 
 from sync.foundation.errors import LeaseLost
-from sync.state import Fence, QuarantineEntry, StateStore
 from sync.state.rows import LeaseLook
+from sync.state.store import Fence, QuarantineEntry, StateStore
 from tests.state.conftest import OpenStore
 from tests.state.test_ledger import race
 

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import pytest
 
-from sync.state import StateStore
+from sync.state.store import StateStore
 from tests.state.conftest import OpenStore
 
 T = TypeVar("T")

@@ -19,10 +19,10 @@ from sqlalchemy import inspect, text
 
 from sync.foundation.errors import ConfigError, StateCorrupt, StateError
 from sync.foundation.secrets import Secret
-from sync.state import StateStore
 from sync.state.db import Database, create_state_engine, state_url
 from sync.state.migrate import HEAD, VERSION_TABLE, head_revision, upgrade
 from sync.state.models import metadata
+from sync.state.store import StateStore
 
 FIRST = "0001"
 
@@ -49,7 +49,7 @@ def test_a_current_database_opens_without_alembic(tmp_path: Path) -> None:
     """Opening a database already at the head reads its revision by plain SQL."""
     url = f"sqlite:///{tmp_path / 'state.db'}"
     StateStore.open(url).close()
-    code = ("import sys; from sync.state import StateStore; "
+    code = ("import sys; from sync.state.store import StateStore; "
             f"StateStore.open({url!r}).close(); "
             "sys.exit(1 if any(m.startswith('alembic') for m in sys.modules) else 0)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
@@ -119,7 +119,7 @@ def test_a_new_database_is_created_as_the_migrations_build_it(state_url: str,
     """Opening an empty database creates the head schema from the models without Alembic;
     it is what replaying the migrations builds (constraint names and the revision table
     included), and Alembic can take it down and up again."""
-    code = ("import sys; from sync.state import StateStore; "
+    code = ("import sys; from sync.state.store import StateStore; "
             f"StateStore.open({state_url!r}).close(); "
             "sys.exit(1 if any(m.startswith('alembic') for m in sys.modules) else 0)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sync.state import StateStore
+from sync.state.store import StateStore
 
 EXOTIC = {
     "Code": "ZOË-1",
