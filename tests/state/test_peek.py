@@ -301,3 +301,22 @@ def test_times_read_back_as_aware_utc() -> None:
     assert utc_time(None) is None
     assert utc_time("2026-01-02 03:04:05") - timedelta(seconds=5) == datetime(
         2026, 1, 2, 3, 4, tzinfo=UTC)
+
+
+def test_paths_with_spaces_and_relative_paths_are_looked_at(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """A folder name with a space (escaped for SQLite's URI form) and a path relative to the
+    working directory, as the full store reads them."""
+    folder = tmp_path / "state files"
+    folder.mkdir()
+    absolute = f"sqlite:///{folder / 'my state.db'}"
+    with StateStore.open(absolute) as store:
+        store.start_run("uk", "reference", "suppliers")
+    monkeypatch.chdir(folder)
+    for url in (absolute, "sqlite:///my state.db"):
+        peek = Peek.open(url)
+        assert peek is not None, url
+        with peek:
+            assert [r.company for r in peek.last_runs()] == ["uk"]
+            assert peek.url_for_display == url
