@@ -121,7 +121,12 @@ def look_lease(config: Config, name: str) -> LeaseLook | None:
     """Lease ``name`` as it is now if no one holds it (:class:`LeaseLook`); None while it is
     held, and when the state database cannot tell (not created or migrated yet, unreachable,
     damaged: the run's own opening reports that). Blocking."""
+    state = config.settings.state
     try:
+        peek = Peek.open(state.url, timeout=state.timeout_seconds)
+        if peek is not None:  # a SQLite file at this schema: no engine to build first
+            with peek:
+                return peek.look_lease(name)
         with open_store(config, check=False, migrate=False) as store:
             return store.look_lease(name)
     except (IcsyncError, OSError):

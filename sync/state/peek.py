@@ -29,6 +29,7 @@ from sync.foundation.errors import StateCorrupt, StateError
 from sync.state.rows import (
     CapabilityRow,
     CursorRow,
+    LeaseLook,
     LeaseRow,
     LedgerRow,
     QuarantineRow,
@@ -42,6 +43,8 @@ HEAD: Final = "0004"
 VERSION_TABLE: Final = "icsync_schema_version"
 SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26
 UNIX_EPOCH_JULIAN: Final = 2440587.5
+# Seconds since the epoch by SQLite's clock, as sync.state.dialect.db_epoch writes it.
+_DB_EPOCH = f"(julianday('now') - {UNIX_EPOCH_JULIAN}) * 86400.0"
 _SQLITE_PREFIXES = ("sqlite:///", "sqlite+pysqlite:///")
 _ADVICE = "check that it is reachable, writable and not locked by another program"
 
@@ -74,7 +77,8 @@ def sqlite_file(url: str) -> str | None:
 
 
 class StateReader(Protocol):
-    """The reads the operator commands make; :class:`Peek` and the full store both answer."""
+    """The reads the operator commands and the read-ahead's lease look make; :class:`Peek` and
+    the full store both answer."""
 
     url_for_display: str
 
@@ -89,6 +93,8 @@ class StateReader(Protocol):
     def open_refreshes(self, company: str | None = None) -> list[RefreshRow]: ...
 
     def leases(self) -> list[LeaseRow]: ...
+
+    def look_lease(self, name: str) -> LeaseLook | None: ...
 
     def capabilities(self, tenant_id: str | None = None) -> list[CapabilityRow]: ...
 
@@ -245,13 +251,23 @@ class Peek:
     def leases(self) -> list[LeaseRow]:
         """Every lease with its holder, token, expiry and whether it is live now (by the
         database's clock, which on SQLite is the host's)."""
-        sql = ("SELECT name, holder, token, expires_at, expires_at > "
-               f"(julianday('now') - {UNIX_EPOCH_JULIAN}) * 86400.0 FROM leases ORDER BY name")
+        sql = (f"SELECT name, holder, token, expires_at, expires_at > {_DB_EPOCH} "
+               "FROM leases ORDER BY name")
         with self._errors("reading leases"):
             found = self._conn.execute(sql).fetchall()
         return [LeaseRow(name=name, holder=holder, token=int(token),
                          expires_at=datetime.fromtimestamp(expires, UTC), live=bool(live))
                 for name, holder, token, expires, live in found]
+
+    def look_lease(self, name: str) -> LeaseLook | None:
+        """Lease ``name`` with its token when no one holds it now (a lease never taken: token
+        0); None while a holder's lease is live (see :func:`sync.state.leases.look`)."""
+        sql = f"SELECT token, expires_at > {_DB_EPOCH} FROM leases WHERE name = ?"
+        with self._errors(f"looking at lease {name!r}"):
+            row = self._conn.execute(sql, (name,)).fetchone()
+        if row is None:
+            return LeaseLook(name, 0)
+        return None if row[1] else LeaseLook(name, int(row[0]))
 
     def capabilities(self, tenant_id: str | None = None) -> list[CapabilityRow]:
         """Every recorded capability, of one tenant or all, by tenant and operation."""

@@ -320,3 +320,34 @@ def test_paths_with_spaces_and_relative_paths_are_looked_at(tmp_path: Path,
         with peek:
             assert [r.company for r in peek.last_runs()] == ["uk"]
             assert peek.url_for_display == url
+
+
+def test_a_lease_is_looked_at_as_the_store_looks(filled: str, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Held (None), expired (its token, to compare with the next fence), never taken (0); the
+    read-ahead's look goes through the look, not the full store, when it can."""
+    from sync.foundation.config import load_config
+    from sync.foundation.tomlout import toml_text
+    from sync.runtime import context
+    from tests.reference.support import settings_dict
+
+    with StateStore.open(filled, check=False) as store, Peek.open(filled) as peek:
+        assert peek is not None
+        for name in ("live", "gone", "never"):
+            assert peek.look_lease(name) == store.look_lease(name), name
+        assert peek.look_lease("live") is None
+        assert peek.look_lease("never") == store.look_lease("never")
+    config = tmp_path / "icsync.toml"
+    settings = settings_dict("http://127.0.0.1:9", tmp_path / "erp.db", tmp_path / "state.db")
+    settings["state"]["url"] = filled
+    config.write_text(toml_text(settings))
+    loaded = load_config(config)
+
+    def no_store(*_args: Any, **_kwargs: Any) -> StateStore:
+        raise AssertionError("the full store was opened")
+
+    monkeypatch.setattr(context, "open_store", no_store)
+    gone = context.look_lease(loaded, "gone")
+    assert gone is not None
+    assert gone.token == 1
+    assert context.look_lease(loaded, "live") is None
