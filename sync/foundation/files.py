@@ -51,3 +51,21 @@ def write_private(path: Path, data: bytes) -> None:
             view = view[os.write(fd, view):]
     finally:
         os.close(fd)
+
+
+_SQLITE_PREFIXES = ("sqlite:///", "sqlite+pysqlite:///")
+
+
+def sqlite_url_file(url: str) -> str | None:
+    """The file a plain SQLite URL names (``sqlite:///relative.db``, ``sqlite:////abs.db``),
+    as SQLAlchemy's URL gives it, read without importing SQLAlchemy; None for any other URL,
+    an in-memory database, and URLs with query options, escapes or a ``file:`` URI, which
+    only SQLAlchemy's parser reads."""
+    for prefix in _SQLITE_PREFIXES:
+        if url.startswith(prefix):
+            database = url[len(prefix):]
+            if (database in ("", ":memory:") or database.startswith("file:")
+                    or any(c in database for c in "?%#")):
+                return None
+            return database
+    return None

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
 from sync.foundation.errors import StateCorrupt, StateError
+from sync.foundation.files import sqlite_url_file
 from sync.state.rows import (
     CapabilityRow,
     CursorRow,
@@ -45,7 +46,6 @@ SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26
 UNIX_EPOCH_JULIAN: Final = 2440587.5
 # Seconds since the epoch by SQLite's clock, as sync.state.dialect.db_epoch writes it.
 _DB_EPOCH = f"(julianday('now') - {UNIX_EPOCH_JULIAN}) * 86400.0"
-_SQLITE_PREFIXES = ("sqlite:///", "sqlite+pysqlite:///")
 _ADVICE = "check that it is reachable, writable and not locked by another program"
 
 Row = TypeVar("Row")
@@ -64,16 +64,8 @@ def is_corruption_code(code: object) -> bool:
 
 
 def sqlite_file(url: str) -> str | None:
-    """The file named by a plain SQLite URL (``sqlite:///relative.db``,
-    ``sqlite:////absolute.db``); None for any other URL, an in-memory database, and URLs with
-    query options or escapes, which only the full store's URL parser reads."""
-    for prefix in _SQLITE_PREFIXES:
-        if url.startswith(prefix):
-            database = url[len(prefix):]
-            if database in ("", ":memory:") or any(c in database for c in "?%#"):
-                return None
-            return database
-    return None
+    """The file of a plain SQLite URL (see :func:`sync.foundation.files.sqlite_url_file`)."""
+    return sqlite_url_file(url)
 
 
 class StateReader(Protocol):

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connectors import sqlite_child
 from connectors.base import CompanyRef
@@ -310,3 +312,44 @@ def test_the_gate_is_asked_only_when_something_can_be_read_ahead(erp: Path) -> N
     assert sqlite_child._ahead == {}
     assert read_ahead(config, ["suppliers"], COMPANY, gate=gate(True)) == ["suppliers"]
     assert asked == [False, True]
+
+
+_PIECES = st.sampled_from([*"ab_1 :\\'\"$%?é,()sx\n[]", ":a", ":b", "::", "\\:", ":é", ":1",
+                           "%(", ")s", "__[POSTCOMPILE_", "%%", ":company_id", "\\:x"])
+
+
+@given(st.lists(_PIECES, max_size=30).map("".join), st.sets(st.sampled_from(
+    ["a", "b", "é", "1", "company_id", "x", "s"])))
+def test_binds_are_read_as_sqlalchemy_compiles_them(query: str, given_names: set[str]) -> None:
+    """The read ahead's statement (no SQLAlchemy) equals the one the source's read compiles,
+    whenever it starts one: same SQL, same parameters in the same order, and no statement
+    when a parameter is missing. Text SQLAlchemy's own placeholders could be taken for is not
+    read ahead (the kind then reads when it runs)."""
+    from sqlalchemy import make_url, text
+
+    from connectors.sql_ahead import arrow_statement, qmark_statement
+
+    params = {name: f"v-{name}" for name in given_names}
+    mine = qmark_statement(query, params)
+    if mine is None and ("%(" in query or "__[POSTCOMPILE" in query):
+        return
+    assert mine == arrow_statement(make_url("sqlite:///x.db"), text(query), params)
+
+
+def test_starting_a_read_ahead_imports_no_sqlalchemy(erp: Path) -> None:
+    """In a fresh process: the read is on its way before SQLAlchemy is imported (the probe
+    can fail: the source's own read does import it)."""
+    probe = (
+        "import sys, json\n"
+        "from connectors.base import CompanyRef\n"
+        "from connectors.sql_ahead import read_ahead\n"
+        "from sync.foundation.config import SqlSourceConfig\n"
+        f"config = SqlSourceConfig(type='sql', url='sqlite:///{erp}', "
+        f"kinds={{'suppliers': {{'query': {QUERY!r}}}}})\n"
+        "started = read_ahead(config, ['suppliers'], CompanyRef('uk', 'c-1', {'ledger': 'L1'}))\n"
+        "before = 'sqlalchemy' in sys.modules\n"
+        "from connectors.sql import SqlSource\n"
+        "print(json.dumps([started, before, 'sqlalchemy' in sys.modules]))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert json.loads(out.stdout.splitlines()[-1]) == [["suppliers"], False, True], out.stderr
