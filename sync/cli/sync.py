@@ -141,7 +141,7 @@ def read_ahead(config: Config, args: argparse.Namespace) -> tuple[list[str], Lea
         """Look at the lease (only once something can be read ahead: a state database that
         does not answer is then waited for twice, not on every run)."""
         from sync.runtime.context import look_lease
-        from sync.state.leases import REFERENCE_JOB, lease_name
+        from sync.state.rows import REFERENCE_JOB, lease_name
 
         nonlocal look
         look = look_lease(config, lease_name(company.name, REFERENCE_JOB))

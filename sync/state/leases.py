@@ -23,14 +23,9 @@ from sqlalchemy.sql.elements import ColumnElement
 from sync.foundation.errors import LeaseLost
 from sync.state.dialect import db_epoch, upsert_insert
 from sync.state.models import Lease
+from sync.state.rows import REFERENCE_JOB as REFERENCE_JOB  # re-exported, as before
 from sync.state.rows import Fence, LeaseLook, LeaseRow
-
-REFERENCE_JOB = "reference"  # the reference sync's job (its lease: "<company>:reference")
-
-
-def lease_name(company: str, job: str) -> str:
-    """The lease (and lock) name of one company's job."""
-    return f"{company}:{job}"
+from sync.state.rows import lease_name as lease_name
 
 
 def _fenced(fence: Fence) -> list[ColumnElement[bool]]:

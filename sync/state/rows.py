@@ -20,6 +20,14 @@ LEDGER_FIELDS: Final = ("tx_type", "journal_number", "attempts", "next_attempt_a
                         "journal_channel")
 
 
+REFERENCE_JOB: Final = "reference"  # the reference sync's job (its lease: "<company>:reference")
+
+
+def lease_name(company: str, job: str) -> str:
+    """The lease (and lock) name of one company's job."""
+    return f"{company}:{job}"
+
+
 @dataclass(frozen=True)
 class Fence:
     """Proof of holding a lease: writes made with it fail once ``token`` is no longer current."""

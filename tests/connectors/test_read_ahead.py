@@ -353,3 +353,34 @@ def test_starting_a_read_ahead_imports_no_sqlalchemy(erp: Path) -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          timeout=120, check=False)
     assert json.loads(out.stdout.splitlines()[-1]) == [["suppliers"], False, True], out.stderr
+
+
+def test_a_run_asks_for_its_rows_before_importing_sqlalchemy(tmp_path: Path) -> None:
+    """In a fresh ``icsync sync`` (one that applies, so the lease is looked at first) on a
+    state database that exists: the first read ahead is asked for before SQLAlchemy, pandas
+    or pyarrow is imported (they load while the rows are read)."""
+    from sync.state.store import StateStore
+
+    erp = create_erp(tmp_path / "erp.db", suppliers_count=5)
+    data = settings("http://127.0.0.1:9", tmp_path / "state.db", source_settings(erp))
+    config = write_config(tmp_path / "icsync.toml", data)
+    StateStore.open(f"sqlite:///{tmp_path / 'state.db'}").close()
+    probe = (
+        "import json, sys\n"
+        "import connectors.sql_ahead as ahead\n"
+        "seen = []\n"
+        "real = ahead.child_read_ahead\n"
+        "def spy(*args, **kwargs):\n"
+        "    seen.append([m for m in ('sqlalchemy', 'pandas', 'pyarrow') if m in sys.modules])\n"
+        "    return real(*args, **kwargs)\n"
+        "ahead.child_read_ahead = spy\n"
+        "from sync.cli import main\n"
+        f"main(['sync', '--config', {str(config)!r}, '--json'])\n"
+        "print('SEEN ' + json.dumps(seen))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=300, check=False)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("SEEN ")]
+    assert lines, out.stderr
+    seen = json.loads(lines[-1][5:])
+    assert seen, out.stderr
+    assert seen[0] == []
