@@ -47,6 +47,11 @@ class Alerter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._send_lock = asyncio.Lock()
+        # One state check at a time: each reads the state, then records what it found, so
+        # a check that read before a change (an operator's resolve) must record before the
+        # check that read after it; otherwise its stale finding would start the condition
+        # again right after the newer check cleared it.
+        self._check_lock = asyncio.Lock()
         self._loop: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -108,19 +113,22 @@ class Alerter:
         self._wake.set()
 
     async def check_state(self, companies: Sequence[str] | None = None) -> None:
-        """Quarantine, journal mismatches and backlog of the companies (all by default)."""
-        try:
-            quarantined = await asyncio.to_thread(self.store.quarantined, None, None, "open")
-            ledger = await asyncio.to_thread(self.store.ledger_rows, None, OPEN_LEDGER)
-            now = datetime.now(UTC)
-            total = Check()
-            for company in self.settings.companies:
-                if companies is None or company.name in companies:
-                    total += check_state(company.name, company.company_id, quarantined,
-                                         ledger, now, self.alerts)
-            await self._record(total)
-        except Exception as exc:
-            log.warning("alert_check_failed", error=str(exc))
+        """Quarantine, journal mismatches and backlog of the companies (all by default); one
+        check at a time, in the order they read the state."""
+        async with self._check_lock:
+            try:
+                quarantined = await asyncio.to_thread(self.store.quarantined, None, None,
+                                                      "open")
+                ledger = await asyncio.to_thread(self.store.ledger_rows, None, OPEN_LEDGER)
+                now = datetime.now(UTC)
+                total = Check()
+                for company in self.settings.companies:
+                    if companies is None or company.name in companies:
+                        total += check_state(company.name, company.company_id, quarantined,
+                                             ledger, now, self.alerts)
+                await self._record(total)
+            except Exception as exc:
+                log.warning("alert_check_failed", error=str(exc))
 
     async def _record(self, check: Check) -> None:
         check = enabled(check, self.alerts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -373,3 +374,51 @@ async def test_a_hanging_channel_never_slows_a_run(
         receivers.http.delay = 0.0
         await arrived(receivers, lambda i: i.starts("guard blocked"), "the retried webhook")
     assert len(receivers.smtp.starts("guard blocked")) == 1
+
+
+def test_a_check_that_read_before_a_resolve_never_starts_the_alarm_again(
+        tmp_path: Path, receivers: Receivers, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two state checks overlap (one after a run, one on the timer): the first reads the ledger
+    while a journal mismatch is open, an operator resolves it, the second reads after that.
+    However late the first one records what it saw, the alarm has one start and one clear,
+    and ends clear (checks record in the order they read)."""
+    from sync.transactions.rules import journal_conflict
+
+    config = alert_config(tmp_path, _NoSandbox(), receivers)
+    company = config.settings.companies[0]
+    with state(tmp_path) as store:
+        store.ledger_seen(company.company_id, "tx1", "invoice")
+        store.ledger_transition(company.company_id, "tx1", expect=["seen"], to="quarantined",
+                                journal_number="J1", last_error=journal_conflict("tx1", "J1", "X"))
+        alerter = Alerter(store, config.settings, [], Metrics(), "host:1:a")
+        asyncio.run(alerter.check_state())
+        reading, go_on = threading.Event(), threading.Event()
+        real = store.ledger_rows
+        calls: list[int] = []
+
+        def slow_first(*args: Any, **kwargs: Any) -> Any:
+            rows = real(*args, **kwargs)
+            calls.append(1)
+            if len(calls) == 1:  # the first check has read the open mismatch: it waits here
+                reading.set()
+                go_on.wait(30)
+            return rows
+
+        monkeypatch.setattr(store, "ledger_rows", slow_first)
+
+        async def overlap() -> None:
+            first = asyncio.create_task(alerter.check_state())
+            assert await asyncio.to_thread(reading.wait, 30)
+            assert store.ledger_transition(company.company_id, "tx1", expect=["quarantined"],
+                                           to="quarantined", next_attempt_at=None,
+                                           last_error=f"{RESOLVED_PREFIX}: fixed in the ERP")
+            second = asyncio.create_task(alerter.check_state())
+            await asyncio.sleep(0.5)  # room for the second check to record before the first
+            go_on.set()
+            await asyncio.gather(first, second)
+
+        asyncio.run(overlap())
+        events = [m.event for m in store.alert_messages(limit=100)
+                  if m.key.startswith("journal_mismatch:")]
+        assert sorted(events) == ["clear", "start"]
+        assert not [c for c in store.alert_conditions() if c.key.startswith("journal_mismatch:")]
