@@ -47,10 +47,10 @@ class Alerter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._send_lock = asyncio.Lock()
-        # One state check at a time: each reads the state, then records what it found, so
-        # a check that read before a change (an operator's resolve) must record before the
-        # check that read after it; otherwise its stale finding would start the condition
-        # again right after the newer check cleared it.
+        # One check at a time: each reads the state (or a run's history), then records what
+        # it found, so a check that read before a change (an operator's resolve) records
+        # before the check that read after it; otherwise its stale finding would start the
+        # condition again right after the newer check cleared it.
         self._check_lock = asyncio.Lock()
         self._loop: asyncio.Task[None] | None = None
         self._closing = False
@@ -104,9 +104,10 @@ class Alerter:
 
     async def _after_run(self, company: str, job: str, outcome: str, error: str | None) -> None:
         try:
-            history = await asyncio.to_thread(self.store.last_runs, company, 50)
-            facts = RunFacts(company, job, outcome, error, history)
-            await self._record(check_run(facts, self.alerts))
+            async with self._check_lock:  # in the order the runs' histories were read
+                history = await asyncio.to_thread(self.store.last_runs, company, 50)
+                facts = RunFacts(company, job, outcome, error, history)
+                await self._record(check_run(facts, self.alerts))
             await self.check_state([company])
         except Exception as exc:  # an alert problem must never reach the job
             log.warning("alert_check_failed", company=company, job=job, error=str(exc))
