@@ -36,7 +36,7 @@ from sqlalchemy.sql.elements import ClauseElement
 from sync.foundation.errors import ConfigError, StateCorrupt, StateError
 from sync.foundation.secrets import REDACTOR, Secret
 from sync.state.leases import check_fence
-from sync.state.peek import corrupt_message, is_corruption_code
+from sync.state.peek import OPERATIONAL_ADVICE, corrupt_message, is_corruption_code
 from sync.state.rows import Fence
 
 _DRIVERS = {"sqlite": "sqlite", "sqlite+pysqlite": "sqlite", "postgresql": "postgresql+psycopg",
@@ -133,7 +133,7 @@ def is_sqlite_corruption(exc: BaseException) -> bool:
 _ADVICE: dict[type[SQLAlchemyError], str] = {
     IntegrityError: "the database refused the row (an id or key the schema does not allow)",
     DataError: "the value cannot be stored; reject it before it reaches the state database",
-    OperationalError: "check that it is reachable, writable and not locked by another program",
+    OperationalError: OPERATIONAL_ADVICE,
 }
 
 

@@ -1,7 +1,8 @@
 """A read-only look at a SQLite state database through the standard library alone.
 
-``icsync status`` and ``icsync errors list`` only read a handful of small tables. Opening the
-full :class:`~sync.state.store.StateStore` for them costs more than everything else they do:
+``icsync status`` and ``icsync errors list`` only read a handful of small tables, and ``icsync
+sync`` only looks at its lease before it starts reading its source ahead. Opening the full
+:class:`~sync.state.store.StateStore` for them costs more than everything else they do there:
 SQLAlchemy takes a fifth of a second to import on a small machine. :class:`Peek` answers the
 same reads (:class:`StateReader`) with the same value objects (:mod:`sync.state.rows`), in the
 same order, from a SQLite file already at this icsync's schema revision (:data:`HEAD`); for
@@ -46,7 +47,9 @@ SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26
 UNIX_EPOCH_JULIAN: Final = 2440587.5
 # Seconds since the epoch by SQLite's clock, as sync.state.dialect.db_epoch writes it.
 _DB_EPOCH = f"(julianday('now') - {UNIX_EPOCH_JULIAN}) * 86400.0"
-_ADVICE = "check that it is reachable, writable and not locked by another program"
+# What to do about a database that failed an operation (the full store says the same).
+OPERATIONAL_ADVICE: Final = ("check that it is reachable, writable and not locked by another "
+                             "program")
 
 Row = TypeVar("Row")
 
@@ -174,7 +177,7 @@ class Peek:
             if is_corruption_code(getattr(exc, "sqlite_errorcode", None)):
                 raise StateCorrupt(corrupt_message(self.url_for_display, detail)) from exc
             raise StateError(f"state database {self.url_for_display}: {action} failed: "
-                             f"{detail}; {_ADVICE}") from exc
+                             f"{detail}; {OPERATIONAL_ADVICE}") from exc
 
     def _rows(self, row: type[Row], action: str, where: Sequence[tuple[str, Any]] = (),
               order: str = "", limit: int | None = None) -> list[Row]:
