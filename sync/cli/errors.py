@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
-from sync.console.terminal import json_document, make_console
+from sync.console.terminal import cell, json_document, make_console
 from sync.foundation.config import Config, load_config
 from sync.foundation.errors import ConfigError
 from sync.runtime.context import open_reader, open_store
@@ -179,5 +179,5 @@ def _table(title: str, rows: list[dict[str, Any]], columns: Sequence[str],
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in shown:
-        table.add_row(*(Text("" if row[c] is None else str(row[c])) for c in columns))
+        table.add_row(*(Text(cell(row[c])) for c in columns))
     return table

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sync.console.terminal import json_document, make_console
+from sync.console.terminal import cell, json_document, make_console
 from sync.foundation.config import Config, load_config
 from sync.foundation.outcomes import counts_line
 from sync.runtime.capabilities import fallback_of
@@ -106,14 +106,15 @@ def _table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]]) ->
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*(Text("" if v is None else str(v)) for v in row))
+        table.add_row(*(Text(cell(v)) for v in row))
     return table
 
 
 def render(doc: dict[str, Any], console: Console) -> None:
     """The status as rich tables."""
     console.print(f"state database: {doc['state']}")
-    console.print(_table("Last runs", ("company", "job", "outcome", "started", "seconds",
+    console.print(_table("Last runs (times in UTC)", ("company", "job", "outcome", "started",
+                                                      "seconds",
                                        "missed", "counts", "holder", "error"),
                          ((r["company"], r["job"] + (f"/{r['kind']}" if r["kind"] else ""),
                            r["outcome"], r["started_at"], r["seconds"], r["missed"],

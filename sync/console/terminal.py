@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
@@ -28,6 +29,17 @@ class _Console(Console):
     def on_broken_pipe(self) -> None:
         self.quiet = True
         raise BrokenPipeError
+
+
+def cell(value: Any) -> str:
+    """A value as a table cell: blank for None, a time as ``YYYY-MM-DD HH:MM:SS`` UTC (the
+    whole value, to the microsecond, is in ``--json``), anything else as its text."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        utc = value.astimezone(UTC) if value.tzinfo is not None else value
+        return f"{utc:%Y-%m-%d %H:%M:%S}"
+    return str(value)
 
 
 def make_console(*, file: TextIO | None = None, **options: Any) -> Console:

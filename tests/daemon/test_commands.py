@@ -77,6 +77,10 @@ async def test_status_json_and_tables(tmp_path: Path, sandbox: SandboxServer,
     for title in ("Last runs", "Quarantined records", "Transaction ledger backlog", "Leases"):
         assert title in text
     assert "host-b:42:abcd" in text
+    # Times in the tables to the second, in UTC (the JSON keeps the whole value).
+    expires = datetime.fromisoformat(leases["acme:transactions"]["expires_at"])
+    assert f"{expires.astimezone(UTC):%Y-%m-%d %H:%M:%S}" in text
+    assert "+00:00" not in text
 
 
 def test_check_all_ok(tmp_path: Path, sandbox: SandboxServer,
