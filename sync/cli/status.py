@@ -113,9 +113,9 @@ def _table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]]) ->
 def render(doc: dict[str, Any], console: Console) -> None:
     """The status as rich tables."""
     console.print(f"state database: {doc['state']}")
-    console.print(_table("Last runs (times in UTC)", ("company", "job", "outcome", "started",
-                                                      "seconds",
-                                       "missed", "counts", "holder", "error"),
+    console.print(_table("Last runs (times in UTC)",
+                         ("company", "job", "outcome", "started", "seconds", "missed", "counts",
+                          "holder", "error"),
                          ((r["company"], r["job"] + (f"/{r['kind']}" if r["kind"] else ""),
                            r["outcome"], r["started_at"], r["seconds"], r["missed"],
                            r["counts"], r["holder"], r["error"]) for r in doc["runs"])))
