@@ -47,10 +47,11 @@ class Alerter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._send_lock = asyncio.Lock()
-        # One check at a time: each reads the state (or a run's history), then records what
-        # it found, so a check that read before a change (an operator's resolve) records
-        # before the check that read after it; otherwise its stale finding would start the
-        # condition again right after the newer check cleared it.
+        # One check at a time in this process: each reads the state (or a run's history),
+        # then records what it found, so a check that read before a change (an operator's
+        # resolve) records before the check that read after it; otherwise its stale finding
+        # would start the condition again right after the newer check cleared it. Across
+        # instances, each check's ``seen_at`` does the same (sync.state.alerts).
         self._check_lock = asyncio.Lock()
         self._loop: asyncio.Task[None] | None = None
         self._closing = False
@@ -105,9 +106,10 @@ class Alerter:
     async def _after_run(self, company: str, job: str, outcome: str, error: str | None) -> None:
         try:
             async with self._check_lock:  # in the order the runs' histories were read
+                seen_at = await asyncio.to_thread(self.store.alert_clock)
                 history = await asyncio.to_thread(self.store.last_runs, company, 50)
                 facts = RunFacts(company, job, outcome, error, history)
-                await self._record(check_run(facts, self.alerts))
+                await self._record(check_run(facts, self.alerts), seen_at)
             await self.check_state([company])
         except Exception as exc:  # an alert problem must never reach the job
             log.warning("alert_check_failed", company=company, job=job, error=str(exc))
@@ -118,6 +120,7 @@ class Alerter:
         check at a time, in the order they read the state."""
         async with self._check_lock:
             try:
+                seen_at = await asyncio.to_thread(self.store.alert_clock)
                 quarantined = await asyncio.to_thread(self.store.quarantined, None, None,
                                                       "open")
                 ledger = await asyncio.to_thread(self.store.ledger_rows, None, OPEN_LEDGER)
@@ -127,13 +130,16 @@ class Alerter:
                     if companies is None or company.name in companies:
                         total += check_state(company.name, company.company_id, quarantined,
                                              ledger, now, self.alerts)
-                await self._record(total)
+                await self._record(total, seen_at)
             except Exception as exc:
                 log.warning("alert_check_failed", error=str(exc))
 
-    async def _record(self, check: Check) -> None:
+    async def _record(self, check: Check, seen_at: float) -> None:
+        """Record what a check found; ``seen_at``: when it began reading (the database's
+        clock), so a stale check, recorded after a newer one, changes nothing."""
         check = enabled(check, self.alerts)
-        events = await asyncio.to_thread(self.store.alert_observe, check.scope, check.findings)
+        events = await asyncio.to_thread(self.store.alert_observe, check.scope, check.findings,
+                                         seen_at=seen_at)
         for event in events:
             log.info("alert_queued", alert=event)
         await self.refresh_gauges()

@@ -5,7 +5,11 @@ A condition (``guard_block:acme``, ``failing:acme:reference`` ...) is ``active``
 covers and, in the same transaction, queues one ``start`` message when a condition begins, one
 ``clear`` message when it ends, and an ``update`` when a digest condition (the quarantine) gains
 new items. Rows are read ``FOR UPDATE`` (PostgreSQL) or under ``BEGIN IMMEDIATE`` (SQLite), so
-two instances observing the same thing queue it once.
+two instances observing the same thing queue it once. A check says when it began reading what
+it judged (``seen_at``, on the database's clock: :meth:`AlertStore.alert_clock`), and a
+condition remembers the latest such time recorded for it; an observation older than that is
+stale and changes nothing, so a check that read before an operator resolved something, and
+records after a check that read the resolve, never starts the alarm again.
 
 The outbox is sent by whichever instance claims a message first (a claim expires, so a killed
 sender's messages are picked up again); a channel that took the message is remembered, so a
@@ -16,7 +20,7 @@ messages sent in the last hour by every instance.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,10 +28,11 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 
 from sync.foundation.clock import utcnow
 from sync.state.db import Database
-from sync.state.dialect import upsert_insert
+from sync.state.dialect import db_epoch, upsert_insert
 from sync.state.models import AlertCondition, AlertMessage
 
 ACTIVE, CLEAR = "active", "clear"
+SEEN_AT = "seen_at"  # in a condition's data: when the latest observation recorded began reading
 MAX_ITEMS_LISTED = 50
 
 
@@ -111,19 +116,31 @@ class AlertStore:
 
     _db: Database
 
-    def alert_observe(self, scope: Sequence[str], findings: Sequence[Finding]) -> list[str]:
+    def alert_clock(self) -> float:
+        """Seconds since the epoch by the database's clock (a check's ``seen_at``)."""
+        with self._db.read("reading the database clock") as conn:
+            return float(conn.execute(select(db_epoch(conn.dialect.name))).scalar_one())
+
+    def alert_observe(self, scope: Sequence[str], findings: Sequence[Finding], *,
+                      seen_at: float | None = None) -> list[str]:
         """Record the conditions of ``scope`` (the keys a check covered) as ``findings`` say;
-        the events queued (``start:key``, ``update:key``, ``clear:key``)."""
+        the events queued (``start:key``, ``update:key``, ``clear:key``). ``seen_at``: when
+        the check began reading (:meth:`alert_clock`); a condition already observed later
+        is left as it is (see the module docstring)."""
         found = {f.key: f for f in findings}
         keys = sorted(set(scope) | set(found))
         if not keys:
             return []
+        seen = {} if seen_at is None else {SEEN_AT: seen_at}
         with self._db.write("recording alert conditions") as conn:
             stmt = select(AlertCondition).where(AlertCondition.c.key.in_(keys))
             rows = {r.key: _row(r) for r in conn.execute(stmt.with_for_update())}
             events = []
             for key in keys:
-                event = _observe_one(conn, rows.get(key), found.get(key), key)
+                row = rows.get(key)
+                if row is not None and seen_at is not None and _seen(row) > seen_at:
+                    continue  # stale: a check that read later has recorded already
+                event = _observe_one(conn, row, found.get(key), key, seen)
                 if event:
                     events.append(f"{event}:{key}")
             return events
@@ -231,12 +248,22 @@ class AlertStore:
                 claimed_by=None, claimed_until=None))
 
 
+def _seen(row: AlertRow) -> float:
+    """When the latest observation recorded for ``row`` began reading (-inf: never said)."""
+    value = row.data.get(SEEN_AT)
+    return float(value) if isinstance(value, int | float) else float("-inf")
+
+
 def _observe_one(conn: Connection, row: AlertRow | None, finding: Finding | None,
-                 key: str) -> str | None:
+                 key: str, seen: Mapping[str, float]) -> str | None:
     now = utcnow()
     active = row is not None and row.status == ACTIVE
     if finding is not None and not active:
-        return _start(conn, row, finding, now, {"items": list(finding.items)})
+        return _start(conn, row, finding, now, {"items": list(finding.items), **seen})
+    if seen and row is not None and _seen(row) != seen[SEEN_AT]:
+        conn.execute(update(AlertCondition).where(AlertCondition.c.key == key)
+                     .values(data={**row.data, **seen}))  # the time only: no message
+        row = replace(row, data={**row.data, **seen})
     if finding is not None and row is not None:
         known = set(row.data.get("items", []))
         new = [i for i in finding.items if i not in known]

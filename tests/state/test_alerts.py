@@ -98,3 +98,28 @@ def test_sent_messages_are_pruned_after_the_given_days(store: StateStore) -> Non
     assert store.alert_prune(30) == 0
     assert store.alert_prune(-1) == 1
     assert [m.event for m in store.alert_messages()] == ["clear"]
+
+
+def test_a_stale_observation_changes_nothing(store: StateStore) -> None:
+    """Instances check the same state: one reads at t1 (the alarm holds), an operator resolves,
+    another reads at t2 and clears first. The first one's record, read earlier, neither starts
+    the alarm again nor updates a digest; a later read does start it."""
+    import time
+
+    scope = ["guard_block:uk"]
+    t0 = store.alert_clock()
+    assert abs(t0 - time.time()) < 60  # the database's clock, in seconds since the epoch
+    assert store.alert_observe(scope, [GUARD], seen_at=t0) == ["start:guard_block:uk"]
+    t1, t2 = t0 + 1, t0 + 2
+    assert store.alert_observe(scope, [], seen_at=t2) == ["clear:guard_block:uk"]
+    assert store.alert_observe(scope, [GUARD], seen_at=t1) == []
+    assert [c.key for c in store.alert_conditions()] == []
+    assert store.alert_observe(scope, [GUARD], seen_at=t2 + 1) == ["start:guard_block:uk"]
+    assert [m.event for m in reversed(store.alert_messages())] == ["start", "clear", "start"]
+
+    items = ["quarantine:uk"]
+    assert store.alert_observe(items, [digest("a")], seen_at=t0 + 10) == ["start:quarantine:uk"]
+    assert store.alert_observe(items, [digest("a", "b")], seen_at=t0 + 5) == []  # stale
+    assert store.alert_observe(items, [digest("a", "b")], seen_at=t0 + 11) == [
+        "update:quarantine:uk"]
+    assert store.alert_observe(items, [digest("a", "b")]) == []  # no time said: as before
