@@ -97,7 +97,9 @@ def start_reader(path: Path) -> None:
         return
     if not isinstance(sources, dict):
         return
-    if any(isinstance(s, dict) and str(s.get("url", "")).startswith("sqlite")
+    from sync.foundation.files import sqlite_url_file
+
+    if any(isinstance(s, dict) and sqlite_url_file(str(s.get("url", ""))) is not None
            and s.get("arrow", True) is not False for s in sources.values()):
         from connectors.sqlite_child import prewarm
 
