@@ -34,6 +34,9 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from sync.foundation.errors import StateCorrupt
+from sync.state.peek import corrupt_message
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -86,7 +89,14 @@ class JsonText(TypeDecorator[Any]):
         return None if value is None else dump_json(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
-        return None if value is None else json.loads(value)
+        if value is None:
+            return None
+        try:
+            return json.loads(value)
+        except ValueError as exc:  # text the store never writes: the file was changed
+            raise StateCorrupt(corrupt_message(
+                "in use", f"a stored JSON value {str(value)[:40]!r} does not read back "
+                f"({exc})")) from None
 
 
 metadata = MetaData(naming_convention=NAMING)

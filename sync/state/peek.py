@@ -66,11 +66,6 @@ def is_corruption_code(code: object) -> bool:
     return isinstance(code, int) and code & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB)
 
 
-def sqlite_file(url: str) -> str | None:
-    """The file of a plain SQLite URL (see :func:`sync.foundation.files.sqlite_url_file`)."""
-    return sqlite_url_file(url)
-
-
 class StateReader(Protocol):
     """The reads the operator commands and the read-ahead's lease look make; :class:`Peek` and
     the full store both answer."""
@@ -134,7 +129,7 @@ class Peek:
     def open(cls, url: str, *, timeout: float = 30.0) -> Peek | None:
         """A look at the SQLite file ``url`` names, or None when the full store must open it
         (see the module's docstring). Never creates, changes or migrates anything."""
-        database = sqlite_file(url)
+        database = sqlite_url_file(url)
         if database is None or not Path(database).is_file():
             return None
         try:
@@ -206,12 +201,17 @@ class Peek:
             params.append(limit)
         with self._errors(action):
             found = self._conn.execute(sql, params).fetchall()
-        steps = [(i, decoders[n]) for i, n in enumerate(names) if n in decoders]
+        steps = [(i, n, decoders[n]) for i, n in enumerate(names) if n in decoders]
         out = []
         for values in found:
             values = list(values)
-            for i, decode in steps:
-                values[i] = decode(values[i])
+            for i, name, decode in steps:
+                try:
+                    values[i] = decode(values[i])
+                except (ValueError, TypeError) as exc:  # text the store never writes
+                    raise StateCorrupt(corrupt_message(
+                        self.url_for_display, f"{table}.{name} holds {str(values[i])[:40]!r}, "
+                        f"which does not read back ({exc})")) from None
             out.append(row(*values))
         return out
 

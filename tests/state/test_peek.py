@@ -3,6 +3,7 @@ every database it cannot read as the store would to the store."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -16,8 +17,9 @@ import pytest
 from sqlalchemy import Boolean
 
 from sync.foundation.errors import StateCorrupt, StateError
+from sync.foundation.files import sqlite_url_file as sqlite_file
 from sync.state.models import JsonText, UtcDateTime, metadata
-from sync.state.peek import HEAD, TABLES, VERSION_TABLE, Peek, StateReader, sqlite_file, utc_time
+from sync.state.peek import HEAD, TABLES, VERSION_TABLE, Peek, StateReader, utc_time
 from sync.state.rows import LeaseRow, QuarantineEntry
 from sync.state.store import StateStore
 
@@ -351,3 +353,44 @@ def test_a_lease_is_looked_at_as_the_store_looks(filled: str, tmp_path: Path,
     assert gone is not None
     assert gone.token == 1
     assert context.look_lease(loaded, "live") is None
+
+
+@pytest.mark.parametrize(("column", "text"), [("counts", "{not json"),
+                                              ("started_at", "yesterday at noon")])
+def test_a_stored_value_that_does_not_read_back_is_state_corrupt(
+        own: str, column: str, text: str) -> None:
+    """Text the store never writes (the file was changed by hand or damaged) is StateCorrupt
+    naming the table, the column and the value, through the look and (for JSON) the store,
+    never a traceback from the decoder."""
+    path = Path(sqlite_file(own) or "")
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(f"UPDATE runs SET {column} = ? WHERE id = (SELECT max(id) FROM runs)",
+                     (text,))
+    peek = Peek.open(own)
+    assert peek is not None
+    with peek, pytest.raises(StateCorrupt, match=rf"runs\.{column} holds .* does not read back"):
+        peek.last_runs()
+    if column == "counts":
+        with StateStore.open(own, check=False) as store, pytest.raises(
+                StateCorrupt, match=re.escape("a stored JSON value '{not json' does not read")):
+            store.last_runs()
+
+
+def test_status_reports_a_damaged_value_without_a_traceback(own: str, tmp_path: Path) -> None:
+    """``icsync status`` on such a file: exit non-zero, one clear message, no traceback."""
+    from sync.foundation.tomlout import toml_text
+    from tests.reference.support import settings_dict
+
+    path = Path(sqlite_file(own) or "")
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE runs SET counts = '{not json'")
+    config = tmp_path / "icsync.toml"
+    settings = settings_dict("http://127.0.0.1:9", tmp_path / "erp.db", path)
+    settings["state"]["url"] = own
+    config.write_text(toml_text(settings))
+    done = subprocess.run([sys.executable, "-m", "sync.cli", "status", "--config", str(config)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert "runs.counts holds" in done.stderr
+    assert "restore the last good backup" in done.stderr
