@@ -39,6 +39,7 @@ from sync.foundation.errors import (
     UnknownTransaction,
     Unsupported,
 )
+from sync.reference.rules.columns import column_objects
 from sync.reference.rules.normalise import canonical_records
 from sync.runtime.context import Runtime
 from sync.state.rows import Fence, QuarantineEntry
@@ -109,9 +110,11 @@ def canonical(kind: Kind, records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 def frame_records(kind: Kind, frame: pd.DataFrame) -> tuple[Records, dict[str, str]]:
     """(key -> API record without None values, key -> digest) from a canonical frame."""
     sent = [f for f in kind.sent_fields if f in frame.columns]
-    rows = frame[sent].to_dict("index") if len(frame) else {}
-    records = {str(k): {str(f): v for f, v in r.items() if v is not None and not _is_nan(v)}
-               for k, r in rows.items()}
+    # Column by column (a text column may be Arrow-backed: see column_objects), then by row.
+    cells = [column_objects(frame[f]).tolist() for f in sent]
+    records = {str(k): {f: v for f, v in zip(sent, row, strict=True)
+                        if v is not None and not _is_nan(v)}
+               for k, *row in zip(frame.index.tolist(), *cells, strict=True)}
     digests = {str(k): str(v) for k, v in frame["_digest"].items()} if len(frame) else {}
     return records, digests
 

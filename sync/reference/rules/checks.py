@@ -28,7 +28,7 @@ from stdnum.exceptions import ValidationError
 
 from sync.foundation.config import ValidationConfig
 from sync.foundation.entities import FieldSpec
-from sync.reference.rules.columns import mask, none_mask, repeats
+from sync.reference.rules.columns import as_arrow, mask, none_mask, repeats
 from sync.reference.rules.findings import Severity, Work
 from sync.reference.rules.keys import duplicate_groups
 
@@ -81,10 +81,10 @@ _IBAN_SHAPE = r"^[A-Za-z]{2}[0-9]{2}[A-Za-z0-9 ]{11,}$"
 
 def _rows_matching(work: Work, name: str, pattern: str, match: bool = True) -> np.ndarray:
     """Rows whose (non-missing) value of field ``name`` does or does not match ``pattern``."""
-    values = work.cols[name]
     texts = work.arrow.get(name)
     if texts is None:
-        texts = pa.array([None if v is None else str(v) for v in values], type=pa.string())
+        texts = pa.array([None if v is None else str(v) for v in work.cols[name]],
+                         type=pa.string())
     if repeats(texts):  # sort codes, say: each distinct value is matched once
         distinct = pc.dictionary_encode(texts)
         hits = pc.take(pc.match_substring_regex(distinct.dictionary, pattern), distinct.indices)
@@ -94,17 +94,18 @@ def _rows_matching(work: Work, name: str, pattern: str, match: bool = True) -> n
     return np.flatnonzero(mask(pc.fill_null(wanted, False)))
 
 
-def _rows_failing(values: np.ndarray, rows: np.ndarray,
-                  problem: Callable[[str], str | None], texts: Any = None) -> dict[int, str]:
-    """Row -> problem text, calling ``problem`` once per distinct value among ``rows`` (text
-    values; ``texts``: the same column as Arrow, when it is, which finds them faster); only
-    the rows of failing values are visited one by one."""
+def _rows_failing(work: Work, name: str, rows: np.ndarray,
+                  problem: Callable[[str], str | None]) -> dict[int, str]:
+    """Row -> problem text, calling ``problem`` once per distinct value of field ``name``
+    among ``rows`` (as text; found in Arrow when the column is Arrow text); only the rows of
+    failing values are visited one by one."""
+    texts = work.arrow.get(name)
     if texts is not None:
         encoded = pc.dictionary_encode(texts.take(pa.array(rows, type=pa.int64())))
         codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.intp)
         distinct: list[Any] = encoded.dictionary.to_pylist()
     else:
-        codes, uniques = pd.factorize(values[rows].astype(str).astype(object))
+        codes, uniques = pd.factorize(work.cols[name][rows].astype(str).astype(object))
         distinct = uniques.tolist()
     found = [problem(str(v)) for v in distinct]
     failing = [i for i, p in enumerate(found) if p is not None]
@@ -130,12 +131,14 @@ def _currencies() -> frozenset[str]:
 
 def _upper_code(work: Work, spec: FieldSpec, known: frozenset[str], reason: str,
                 what: str) -> None:
-    values, arrow = work.cols[spec.name], work.arrow.get(spec.name)
+    arrow = work.arrow.get(spec.name)
     if arrow is not None:
         uniques = [u for u in pc.unique(arrow).to_pylist() if u is not None]
     else:
+        values = work.cols[spec.name]
         uniques = [str(u) for u in pd.unique(values[~none_mask(values)])]
     if any(u != u.upper() for u in uniques):
+        values = work.cols[spec.name]
         present = np.flatnonzero(~none_mask(values))
         values = values.copy()
         values[present] = np.array([str(v).upper() for v in values[present]], dtype=object)
@@ -147,6 +150,7 @@ def _upper_code(work: Work, spec: FieldSpec, known: frozenset[str], reason: str,
     hits = pc.is_in(arrow, value_set=pa.array(bad)) if arrow is not None else None
     rows = (np.flatnonzero(mask(pc.fill_null(hits, False))) if hits is not None else
             np.flatnonzero(pd.Series(values, dtype=object).isin(bad).to_numpy()))
+    values = work.cols[spec.name]
     for row in rows.tolist():
         work.add([row], spec, reason, f"{values[row]!r} is not {what}; correct it in the source")
 
@@ -194,15 +198,59 @@ def _vat_problem(number: str, country: str | None) -> str | None:
 def _check_vat(work: Work, spec: FieldSpec, validation: ValidationConfig) -> None:
     if validation.vat == "off":
         return
-    values = work.cols[spec.name]
+    for row, problem in _vat_failing(work, spec.name).items():
+        work.add([row], spec, "bad_vat", f"{problem}; correct it or set "
+                 "[validation] vat", _severity(validation.vat))
+
+
+def _vat_failing(work: Work, name: str) -> dict[int, str]:
+    """Row -> problem of each VAT number that fails (in row order), checking each distinct
+    (number, IsoCode) pair once: in Arrow when both columns are Arrow text, no value made
+    into an object."""
+    numbers, countries = work.arrow.get(name), None
+    if "IsoCode" in work.cols:
+        countries = work.arrow.get("IsoCode")
+        if countries is None:
+            countries = as_arrow(work.cols["IsoCode"])
+        if countries is None:
+            return _vat_failing_objects(work, name)
+    if numbers is None:
+        return _vat_failing_objects(work, name)
+    present = np.flatnonzero(mask(numbers.is_valid()))
+    if not len(present):
+        return {}
+    at = pa.array(present, type=pa.int64())
+    number_codes = pc.dictionary_encode(numbers.take(at))
+    pair = np.asarray(number_codes.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    country_values: list[Any] = [None]
+    if countries is not None:
+        country_codes = pc.dictionary_encode(countries.take(at))
+        country_values = [None, *country_codes.dictionary.to_pylist()]
+        # -1 for a missing country, shifted to 0: the pair's code is number * width + country
+        country = np.asarray(pc.fill_null(country_codes.indices, -1).to_numpy(
+            zero_copy_only=False), dtype=np.int64) + 1
+        pair = pair * len(country_values) + country
+    distinct, inverse = np.unique(pair, return_inverse=True)
+    texts = number_codes.dictionary.to_pylist()
+    width = len(country_values)
+    found = [_vat_problem(str(texts[int(code) // width]), country_values[int(code) % width])
+             for code in distinct.tolist()]
+    failing = [i for i, p in enumerate(found) if p is not None]
+    if not failing:
+        return {}
+    hit = np.flatnonzero(np.isin(inverse, failing))
+    return {int(present[j]): str(found[int(inverse[j])]) for j in hit.tolist()}
+
+
+def _vat_failing_objects(work: Work, name: str) -> dict[int, str]:
+    """:func:`_vat_failing` value by value (a column that is not Arrow text)."""
+    values = work.cols[name]
     countries = work.cols.get("IsoCode", np.full(work.n, None, dtype=object))
     rows = np.flatnonzero(~none_mask(values)).tolist()
     pairs = {(str(values[r]), countries[r]) for r in rows}
     found = {pair: _vat_problem(*pair) for pair in pairs}
-    for row in rows:
-        if (problem := found[(str(values[row]), countries[row])]) is not None:
-            work.add([row], spec, "bad_vat", f"{problem}; correct it or set "
-                     "[validation] vat", _severity(validation.vat))
+    return {row: problem for row in rows
+            if (problem := found[(str(values[row]), countries[row])]) is not None}
 
 
 @lru_cache(maxsize=1 << 16)
@@ -226,9 +274,9 @@ def _bic_problem(value: str) -> str | None:
 def _check_iban(work: Work, spec: FieldSpec, validation: ValidationConfig) -> None:
     if validation.bank == "off":
         return
-    values = work.cols[spec.name]
-    for row, problem in _rows_failing(values, _rows_matching(work, spec.name, _IBAN_SHAPE),
-                                      _iban_problem, work.arrow.get(spec.name)).items():
+    for row, problem in _rows_failing(work, spec.name,
+                                      _rows_matching(work, spec.name, _IBAN_SHAPE),
+                                      _iban_problem).items():
         work.add([row], spec, "bad_iban", f"{problem}; correct it or set [validation] bank",
                  _severity(validation.bank))
 
@@ -236,11 +284,13 @@ def _check_iban(work: Work, spec: FieldSpec, validation: ValidationConfig) -> No
 def _check_sort_code(work: Work, spec: FieldSpec, validation: ValidationConfig) -> None:
     if validation.bank == "off":
         return
-    values = work.cols[spec.name]
     other = _rows_matching(work, spec.name, _SORT_CODE, match=False)
     shaped = np.intersect1d(other, _rows_matching(work, spec.name, _BIC_SHAPE))
-    failing = _rows_failing(values, shaped, _bic_problem, work.arrow.get(spec.name))
-    for row in np.setdiff1d(other, shaped).tolist():
+    failing = _rows_failing(work, spec.name, shaped, _bic_problem)
+    neither = np.setdiff1d(other, shaped).tolist()
+    values = work.cols[spec.name] if neither else None
+    for row in neither:
+        assert values is not None
         failing[row] = f"{values[row]!r} is neither a UK sort code (12-34-56) nor a BIC"
     for row, problem in sorted(failing.items()):
         work.add([row], spec, "bad_bank", f"{problem}; correct it or set [validation] bank",

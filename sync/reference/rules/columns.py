@@ -8,6 +8,8 @@ small numpy/Arrow conversions the other vectorised code (keys, checks, frame) sh
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,11 +128,96 @@ def _native_column(spec: FieldSpec, values: Any) -> np.ndarray | None:
 @dataclass(frozen=True)
 class Column:
     """A canonical column: values, problems by position, and (when every cell came through
-    unchanged as text or None) the same values as an Arrow string array for reuse."""
+    unchanged as text or None) the same values as an Arrow string array for reuse. ``values``
+    is None only when it was asked for without objects (see :func:`column_of`) and every
+    cell is clean text: ``arrow`` then holds the column."""
 
-    values: np.ndarray
+    values: np.ndarray | None
     problems: dict[int, InvalidValue]
     arrow: Any = None
+
+
+class _Held:
+    """A text column held as Arrow until its values are asked for."""
+
+    __slots__ = ("arrow",)
+
+    def __init__(self, arrow: Any) -> None:
+        self.arrow = arrow
+
+
+class Columns(MutableMapping[str, np.ndarray]):
+    """Field -> canonical values (an object array, None where missing), where a clean text
+    column may be HELD as its Arrow string array instead (:meth:`hold`): its str objects
+    are made the first time its values are asked for (``columns[name]``, ``get``, ``items``,
+    ``values``), once. At a million rows a text column's str objects cost about a tenth of a
+    second and tens of MB each, and a run that changes nothing never needs them: the
+    digests are made from the Arrow text, and the frame keeps it as an Arrow-backed column
+    (see :func:`column_objects`). Anything that reads values gets them, so holding a column
+    never changes a result."""
+
+    def __init__(self, values: Mapping[str, np.ndarray] | None = None) -> None:
+        self._cols: dict[str, np.ndarray | _Held] = dict(values or {})
+        self._lock = threading.Lock()
+
+    def hold(self, name: str, arrow: Any) -> None:
+        """Keep the text column ``name`` as the Arrow string array ``arrow`` (no null-free
+        guarantee: a missing cell is a null) until its values are asked for."""
+        self._cols[name] = _Held(arrow)
+
+    def held(self, name: str) -> Any:
+        """The Arrow array of ``name`` while it is held (its values not made yet), else None."""
+        value = self._cols.get(name)
+        return value.arrow if isinstance(value, _Held) else None
+
+    def copy(self) -> Columns:
+        """A shallow copy: the same arrays, held columns still held (nothing is made)."""
+        out = Columns()
+        out._cols = dict(self._cols)
+        return out
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        value = self._cols[name]
+        if not isinstance(value, _Held):
+            return value
+        made = text_objects(value.arrow)
+        with self._lock:  # set unless another thread set the column meanwhile
+            current = self._cols[name]
+            if current is value:
+                self._cols[name] = made
+                return made
+        return self[name]
+
+    def __setitem__(self, name: str, values: np.ndarray) -> None:
+        self._cols[name] = values
+
+    def __delitem__(self, name: str) -> None:
+        del self._cols[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._cols
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._cols))
+
+    def __len__(self) -> int:
+        return len(self._cols)
+
+    def __repr__(self) -> str:
+        held = [n for n, v in self._cols.items() if isinstance(v, _Held)]
+        return f"Columns({list(self._cols)}, held={held})"
+
+
+def column_objects(column: pd.Series) -> np.ndarray:
+    """A canonical frame's column as an object array, None where missing, whether it holds
+    objects or Arrow text (an Arrow-backed column gives ``pd.NA`` through pandas' own
+    conversions, which no record may carry)."""
+    if isinstance(column.dtype, pd.ArrowDtype):
+        arr = pa.array(column)
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=object)
+    return column.to_numpy(dtype=object)
 
 
 def _text_arrow(values: Any) -> Any:
@@ -208,11 +295,13 @@ def _any(flags: Any) -> bool:
     return bool(pc.any(flags).as_py())
 
 
-def _ascii_column(spec: FieldSpec, arr: Any, trim: bool, strict: bool) -> Column:
+def _ascii_column(spec: FieldSpec, arr: Any, trim: bool, strict: bool,
+                  objects: bool = True) -> Column:
     """A text column in one Arrow pass: printable-ASCII cells are trimmed (spaces are the only
     whitespace they can hold) and emptied to missing right here, which is exactly what the
     scalar rules do to them; only the others (non-ASCII, control characters, too long) go
-    through :func:`canonical_value`, one by one."""
+    through :func:`canonical_value`, one by one. Without ``objects``, a column with no such
+    other cell comes back as Arrow only (``values`` None)."""
     fixed = arr
     if trim and _any(pc.or_(pc.starts_with(arr, " "), pc.ends_with(arr, " "))):
         fixed = pc.utf8_trim(arr, " ")  # copies the column: only when a cell needs it
@@ -224,10 +313,10 @@ def _ascii_column(spec: FieldSpec, arr: Any, trim: bool, strict: bool) -> Column
     limit = spec.max_length if strict else None
     if limit is not None:
         dirty = pc.or_(dirty, pc.fill_null(pc.greater(length, limit), False))
-    out = text_objects(fixed)
     rows = np.flatnonzero(mask(dirty))
     if not len(rows):
-        return Column(out, {}, fixed)
+        return Column(text_objects(fixed) if objects else None, {}, fixed)
+    out = text_objects(fixed)
     values, found = _each_distinct(spec, arr.take(pa.array(rows)), trim, strict)
     out[rows] = values
     problems = {int(rows[j]): exc for j, exc in found.items()}
@@ -247,8 +336,10 @@ def _json_column(spec: FieldSpec, arr: Any, trim: bool, strict: bool) -> Column:
 
 
 def column_of(spec: FieldSpec, values: Any, *, trim: bool = True,
-              strict: bool = True) -> Column:
-    """:func:`canonical_value` over a column (see :class:`Column`)."""
+              strict: bool = True, objects: bool = True) -> Column:
+    """:func:`canonical_value` over a column (see :class:`Column`). Without ``objects``, a
+    text column whose every cell is clean printable ASCII (or missing) is given as Arrow
+    only: ``values`` None, ``arrow`` set."""
     native = _native_column(spec, values)
     if native is not None:
         return Column(native, {})
@@ -258,7 +349,7 @@ def column_of(spec: FieldSpec, values: Any, *, trim: bool = True,
         if arr is not None:
             if spec.type == "json":
                 return _json_column(spec, arr, trim, strict)
-            return _ascii_column(spec, arr, trim, strict)
+            return _ascii_column(spec, arr, trim, strict, objects)
     if spec.type == "str":
         out = object_values(as_objects(values))
         clean = none_mask(out)
@@ -285,4 +376,5 @@ def canonical_column(
     A problem cell holds ``InvalidValue.value`` (None unless a usable form exists).
     """
     column = column_of(spec, values, trim=trim, strict=strict)
+    assert column.values is not None  # made with objects
     return column.values, column.problems

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from sync.foundation.entities import Kind
-from sync.reference.rules.columns import as_arrow
+from sync.reference.rules.columns import as_arrow, column_objects
 from sync.reference.rules.keys import collision_key, positions, strictly_increasing
 from sync.reference.rules.values import canonical_json
 
@@ -120,8 +120,8 @@ def _edits(kind: Kind, keys: np.ndarray, rows: np.ndarray, state: pd.DataFrame,
     """Field-level changes of the source ``rows`` whose state rows are ``before``."""
     changes: list[list[FieldChange]] = [[] for _ in rows]
     for name in kind.value_fields:
-        olds = state[name].to_numpy(dtype=object)[before]
-        news = source[name].to_numpy(dtype=object)[rows]
+        olds = column_objects(state[name])[before]
+        news = column_objects(source[name].iloc[rows])
         for i, (old, new) in enumerate(zip(olds.tolist(), news.tolist(), strict=True)):
             if old != new or (type(old) is not type(new)
                               and canonical_json(old) != canonical_json(new)):
@@ -166,7 +166,7 @@ def apply_diff(kind: Kind, state: pd.DataFrame, source: pd.DataFrame,
     data = {}
     for name in columns:
         values = np.empty(len(keys), dtype=object)
-        values[from_source] = source.loc[keys[from_source], name].to_numpy(dtype=object)
-        values[~from_source] = state.loc[keys[~from_source], name].to_numpy(dtype=object)
+        values[from_source] = column_objects(source.loc[keys[from_source], name])
+        values[~from_source] = column_objects(state.loc[keys[~from_source], name])
         data[name] = values
     return pd.DataFrame(data, index=pd.Index(keys, dtype=object, name="key"), dtype=object)

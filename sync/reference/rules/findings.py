@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from sync.foundation.entities import FieldSpec, Kind
+from sync.reference.rules.columns import Columns
 from sync.reference.rules.keys import KEY_SEP, sha256_hex
 from sync.reference.rules.values import canonical_json
 
@@ -52,16 +53,24 @@ class Finding(NamedTuple):
 
 @dataclass
 class Work:
-    """The columns being normalised and what was found wrong with them."""
+    """The columns being normalised and what was found wrong with them. ``cols`` may hold
+    clean text columns as Arrow until their values are read (see
+    :class:`~sync.reference.rules.columns.Columns`); ``arrow`` holds the text columns known
+    to be Arrow text, cell for cell equal to ``cols``."""
 
     kind: Kind
     n: int
     raw: dict[str, pd.Series]
-    cols: dict[str, np.ndarray] = field(default_factory=dict)
+    cols: Columns = field(default_factory=Columns)
     findings: list[Finding] = field(default_factory=list)
     arrow: dict[str, Any] = field(default_factory=dict)
     # The source position of each row, when rows were left out before (blank, filtered).
     origin: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        given: object = self.cols
+        if not isinstance(given, Columns):  # a plain mapping of object arrays
+            self.cols = Columns(self.cols)
 
     def number(self, row: int) -> int:
         """The 1-based row number in the frame the source returned."""

@@ -19,20 +19,28 @@ import pyarrow.compute as pc
 
 from sync.foundation.entities import Kind
 from sync.reference.rules import keys as key_rules
-from sync.reference.rules.columns import as_arrow, mask, none_mask
+from sync.reference.rules.columns import Columns, as_arrow, mask, none_mask
 from sync.reference.rules.findings import Work
 from sync.reference.rules.keys import Hasher, digests, positions, strictly_increasing
 from sync.reference.rules.values import canonical_json
 
 
-def make_frame(kind: Kind, cols: Mapping[str, np.ndarray], keys: np.ndarray,
+def make_frame(kind: Kind, cols: Mapping[str, Any], keys: np.ndarray,
                digest: Iterable[str]) -> pd.DataFrame:
-    """The frame of ``cols`` (already in ``keys`` order): non-sent fields blank, plus _digest."""
-    data = {name: cols[name] if kind.field(name).sent else np.full(len(keys), None, object)
-            for name in kind.field_names}
+    """The frame of ``cols`` (already in ``keys`` order): non-sent fields blank, plus _digest.
+    A column given as an Arrow-backed pandas array (see :func:`take`) stays one: read it
+    with :func:`~sync.reference.rules.columns.column_objects`; every other column holds
+    objects."""
+    blank = np.full(len(keys), None, object)
+    data = {name: cols[name] if kind.field(name).sent else blank for name in kind.field_names}
+    arrow = {n: v for n, v in data.items() if isinstance(v, pd.arrays.ArrowExtensionArray)}
+    data.update(dict.fromkeys(arrow, blank))  # in place below, after the object columns
     data["_digest"] = np.array(list(digest), dtype=object)
     index = pd.Index(keys, dtype=object, name="key")
-    return pd.DataFrame(data, index=index, dtype=object, copy=False)
+    frame = pd.DataFrame(data, index=index, dtype=object, copy=False)
+    for name, values in arrow.items():
+        frame[name] = values
+    return frame
 
 
 def _every_row(rows: np.ndarray, n: int) -> bool:
@@ -40,11 +48,21 @@ def _every_row(rows: np.ndarray, n: int) -> bool:
     return len(rows) == n and (n == 0 or (rows[0] == 0 and bool((np.diff(rows) == 1).all())))
 
 
-def take(cols: Mapping[str, np.ndarray], rows: np.ndarray, n: int) -> dict[str, np.ndarray]:
-    """``cols`` at ``rows``; the arrays themselves when ``rows`` is every row in order."""
-    if _every_row(rows, n):
-        return dict(cols)
-    return {name: values[rows] for name, values in cols.items()}
+def take(cols: Mapping[str, np.ndarray], rows: np.ndarray, n: int) -> dict[str, Any]:
+    """``cols`` at ``rows``; the arrays themselves when ``rows`` is every row in order. A
+    column still held as Arrow (:class:`~sync.reference.rules.columns.Columns`) is taken in
+    Arrow, as an Arrow-backed pandas array: its values are not made into objects."""
+    every = _every_row(rows, n)
+    out: dict[str, Any] = {}
+    for name in cols:
+        held = cols.held(name) if isinstance(cols, Columns) else None
+        if held is not None:
+            out[name] = pd.arrays.ArrowExtensionArray(
+                held if every else held.take(pa.array(rows, type=pa.int64())))
+        else:
+            values = cols[name]
+            out[name] = values if every else values[rows]
+    return out
 
 
 def _key_arrow(work: Work, rows: np.ndarray) -> Any:
@@ -100,7 +118,7 @@ class DigestsAhead:
 
     def __init__(self, work: Work, rows: np.ndarray, hasher: Hasher | None) -> None:
         self.kind, self.rows = work.kind, rows
-        self.cols, self.arrow = dict(work.cols), dict(work.arrow)  # as they are now
+        self.cols, self.arrow = work.cols.copy(), dict(work.arrow)  # as they are now
         pool = ThreadPoolExecutor(1, thread_name_prefix="icsync-digest-ahead")
         self._future: Future[list[str]] = pool.submit(
             digests, self.kind, self.cols, rows, arrow=self.arrow, hasher=hasher)

@@ -199,7 +199,8 @@ def _arrow_texts(kind: Kind, columns: Mapping[str, np.ndarray],
                 parts.append(fragments)
     large = pa.large_string()
     if not parts:  # no row has any value
-        n = len(next(iter(columns.values()))) if columns else 0
+        some = next(iter(columns.values()), None) if columns else None
+        n = len(some) if some is not None else len(next(iter(arrow.values()), []))
         return pa.array(["{}"] * n, type=large)
     # When the first field has a value in every row, the row opens with it: no comma before.
     opens = isinstance(parts[0], str)
@@ -261,21 +262,25 @@ def digests(kind: Kind, columns: Mapping[str, np.ndarray], rows: Iterable[int], 
     the same.
     """
     rows = np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows, dtype=np.intp)
-    n = len(next(iter(columns.values()))) if columns else 0
-    every = len(rows) == n and (n == 0 or bool((rows == np.arange(n)).all()))
     sent = kind.sent_fields
-    columns = {name: values for name, values in columns.items() if name in sent}
     texts = {name: a for name, a in (arrow or {}).items() if name in sent}
+    # Only the fields not given as Arrow text are read as values: a column held as Arrow
+    # (``columns.Columns``) is not made into objects here.
+    names = [name for name in columns if name in sent and name not in texts]
+    n = (len(columns[names[0]]) if names else
+         len(next(iter(texts.values()))) if texts else
+         len(next(iter(columns.values()))) if columns else 0)
+    every = len(rows) == n and (n == 0 or bool((rows == np.arange(n)).all()))
 
     def batch_texts(start: int) -> Any:
         """The Arrow texts of the batch at ``start``; None when it needs the general path."""
         batch = rows[start:start + DIGEST_BATCH]
         if every:
             stop = start + len(batch)
-            cols = {name: values[start:stop] for name, values in columns.items()}
+            cols = {name: columns[name][start:stop] for name in names}
             some = {name: a.slice(start, len(batch)) for name, a in texts.items()}
         else:
-            cols = {name: values[batch] for name, values in columns.items()}
+            cols = {name: columns[name][batch] for name in names}
             some = {name: a.take(pa.array(batch)) for name, a in texts.items()}
         try:
             return _arrow_texts(kind, cols, some)

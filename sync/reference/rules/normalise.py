@@ -59,7 +59,14 @@ from sync.foundation.config import KindSourceConfig, ValidationConfig
 from sync.foundation.entities import CUSTOM_FIELD_DEFAULT_TYPE, FieldSpec, Kind
 from sync.foundation.errors import ConfigError
 from sync.reference.rules.checks import CHECKS, TRANSFORMING, base_currency, collisions
-from sync.reference.rules.columns import canonical_column, column_of, mask, none_mask
+from sync.reference.rules.columns import (
+    Columns,
+    canonical_column,
+    column_of,
+    mask,
+    none_mask,
+    text_objects,
+)
 from sync.reference.rules.findings import Rejection, Work, rejections
 from sync.reference.rules.frame import (
     DigestsAhead,
@@ -74,6 +81,9 @@ from sync.reference.rules.values import InvalidValue, canonical_value
 
 IMPLIED: dict[tuple[str, str], Any] = {("currencies", "IsBase"): False}
 _PARALLEL_ROWS = 65_536  # rows past which columns are made canonical two at a time
+# Rows past which a clean text column is held as Arrow, its str objects made only when its
+# values are read (see ``columns.Columns``): a run that changes nothing never reads them.
+ARROW_TEXT_ROWS = 65_536
 DEFINITION_DEFAULTS: dict[str, Any] = {"Type": CUSTOM_FIELD_DEFAULT_TYPE, "Mandatory": False}
 
 
@@ -169,25 +179,35 @@ def _default(kind: Kind, spec: FieldSpec, mapping: KindMapping) -> Any:
 def _canonicalise(work: Work, spec: FieldSpec, mapping: KindMapping) -> None:
     source = work.raw.get(spec.name)
     default = _default(work.kind, spec, mapping)
+    values: np.ndarray | None
     if source is None:
-        work.cols[spec.name] = np.full(work.n, default, dtype=object)
-        values: np.ndarray = work.cols[spec.name]
+        values = np.full(work.n, default, dtype=object)
+        work.cols[spec.name] = values
     else:
-        column = column_of(spec, source, trim=mapping.trim)
+        # At scale a clean text column is held as Arrow (its str objects made only if read).
+        column = column_of(spec, source, trim=mapping.trim, objects=work.n <= ARROW_TEXT_ROWS)
         values, problems = column.values, column.problems
         for i, exc in problems.items():
             work.add([i], spec, exc.reason, str(exc))
-        empty = mask(column.arrow.is_null()) if column.arrow is not None else none_mask(values)
+        if column.arrow is not None:
+            empty = mask(column.arrow.is_null())
+        else:
+            assert values is not None  # only a column given as Arrow comes without values
+            empty = none_mask(values)
         if default is not None and empty.any():
             empty[list(problems)] = False
-            values = values.copy()
+            values = (text_objects(column.arrow) if values is None else values).copy()
             values[empty] = default
         elif column.arrow is not None:
             work.arrow[spec.name] = column.arrow
-        work.cols[spec.name] = values
+        if values is None:
+            work.cols.hold(spec.name, column.arrow)
+        else:
+            work.cols[spec.name] = values
     if spec.required:
         arrow = work.arrow.get(spec.name)
-        missing = np.flatnonzero(mask(arrow.is_null()) if arrow is not None else none_mask(values))
+        missing = np.flatnonzero(mask(arrow.is_null()) if arrow is not None else
+                                 none_mask(work.cols[spec.name]))
         bad = {f.row for f in work.findings if f.field == spec.name}
         reason = "missing_code" if spec.name in work.kind.key else "missing_value"
         work.add([r for r in missing.tolist() if r not in bad], spec, reason,
@@ -341,7 +361,7 @@ def canonical_records(kind: Kind, records: Iterable[Mapping[str, Any]], *, trim:
         implied = IMPLIED.get((kind.name, spec.name))
         if implied is not None:
             cols[spec.name] = np.where(none_mask(cols[spec.name]), implied, cols[spec.name])
-    work = Work(kind, len(items), {}, cols)
+    work = Work(kind, len(items), {}, Columns(cols))
     if kind.field_values:
         _field_definitions(work, warn=False)
     keys = _keys(work)

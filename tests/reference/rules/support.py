@@ -9,6 +9,7 @@ import pandas as pd
 from hypothesis import strategies as st
 
 from sync.foundation.entities import Kind, get_kind
+from sync.reference.rules.columns import column_objects
 from sync.reference.rules.diff import KindDiff
 from sync.reference.rules.keys import KEY_SEP
 from sync.reference.rules.normalise import canonical_records
@@ -26,8 +27,10 @@ def frame_of(kind: Kind, records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def rows(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """A canonical frame as plain data, for equality checks that ignore pandas details."""
-    return {str(k): {c: frame.at[k, c] for c in frame.columns} for k in frame.index}
+    """A canonical frame as plain data, for equality checks that ignore pandas details (an
+    Arrow-backed text column read as the product reads it: None where missing)."""
+    cells = {c: column_objects(frame[c]).tolist() for c in frame.columns}
+    return {str(k): {c: cells[c][i] for c in frame.columns} for i, k in enumerate(frame.index)}
 
 
 def suppliers(*codes: str, **values: Any) -> list[dict[str, Any]]:

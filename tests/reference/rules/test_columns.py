@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sync.reference.rules import checks, columns
-from sync.reference.rules.columns import text_objects
+from sync.reference.rules.columns import column_objects, text_objects
 from sync.reference.rules.findings import Work
 from tests.reference.rules.support import SUPPLIERS
 
@@ -61,7 +67,119 @@ def test_failing_values_are_found_alike_from_arrow_or_objects() -> None:
     values = np.array(ibans * 50, dtype=object)
     rows = np.flatnonzero([v is not None for v in values.tolist()])
     texts = pa.array(values.tolist(), type=pa.string())
-    from_objects = checks._rows_failing(values, rows, checks._iban_problem)
-    from_arrow = checks._rows_failing(values, rows, checks._iban_problem, texts)
+    as_objects = Work(SUPPLIERS, len(values), {}, {"Email": values})
+    as_texts = Work(SUPPLIERS, len(values), {}, {"Email": values}, arrow={"Email": texts})
+    from_objects = checks._rows_failing(as_objects, "Email", rows, checks._iban_problem)
+    from_arrow = checks._rows_failing(as_texts, "Email", rows, checks._iban_problem)
     assert from_arrow == from_objects
     assert sorted({r % 6 for r in from_arrow}) == [0, 3, 5]
+
+
+def test_a_held_column_is_made_once_when_read_and_equals_text_objects() -> None:
+    """A column held as Arrow answers ``in``, ``len`` and iteration without being made; read
+    (by ``[]``, ``get``, ``items``), it gives text_objects' values, once; a copy still holds
+    it; setting a column replaces what was held."""
+    texts = pa.array(["a", None, "b", "a"], type=pa.string())
+    cols = columns.Columns({"Code": np.array(["1", "2", "3", "4"], dtype=object)})
+    cols.hold("Name", texts)
+    assert "Name" in cols
+    assert len(cols) == 2
+    assert list(cols) == ["Code", "Name"]
+    assert cols.held("Name") is texts
+    assert cols.held("Code") is None
+    twin = cols.copy()
+    made = cols["Name"]
+    assert made.tolist() == text_objects(texts).tolist() == ["a", None, "b", "a"]
+    assert cols["Name"] is made
+    assert cols.get("Name") is made
+    assert cols.held("Name") is None
+    assert twin.held("Name") is texts  # the copy was taken before: still held there
+    assert dict(twin.items())["Name"].tolist() == made.tolist()
+    assert twin.held("Name") is None
+    cols.hold("Email", texts)
+    cols["Email"] = np.array([None] * 4, dtype=object)
+    assert cols.held("Email") is None
+    assert cols["Email"].tolist() == [None] * 4
+    assert cols.get("Missing") is None
+    assert "Missing" not in cols
+    assert "held=['Name']" not in repr(cols)
+    assert "Name" in repr(cols)
+
+
+def test_a_held_column_read_by_several_threads_gives_equal_values() -> None:
+    """Threads reading one held column at once all get its values; the column ends made."""
+    texts = pa.array([f"v{i % 97}" if i % 11 else None for i in range(50_000)], pa.string())
+    cols = columns.Columns()
+    cols.hold("Name", texts)
+    start = threading.Barrier(4)
+    got: list[list[Any]] = []
+
+    def read() -> None:
+        start.wait()
+        got.append(cols["Name"].tolist())
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 4
+    assert all(g == texts.to_pylist() for g in got)
+    assert cols.held("Name") is None
+
+
+@pytest.mark.parametrize(("column", "expected"), [
+    (pd.Series(["a", None, "c"], dtype=object), ["a", None, "c"]),
+    (pd.Series(["a", None, "c"], dtype=pd.ArrowDtype(pa.string())), ["a", None, "c"]),
+    (pd.Series([1, None, 2.5], dtype=object), [1, None, 2.5])])
+def test_column_objects_give_none_where_missing(column: pd.Series, expected: list[Any]) -> None:
+    """An object column as it is; an Arrow-backed one with None, never pd.NA."""
+    out = column_objects(column)
+    assert out.dtype == object
+    assert out.tolist() == expected
+    assert out[1] is None
+
+
+def test_vat_failures_in_arrow_name_each_failing_row_with_its_country() -> None:
+    """A number valid for one country and not another, a number with its own prefix, one
+    python-stdnum cannot check and a missing one: only the failing rows, in row order."""
+    numbers = ["980780684", "980780684", "GB123456789", None, "XX1234", "GB980780684"]
+    countries = ["GB", "DE", None, "GB", "GB", "FR"]
+    texts = pa.array(numbers, pa.string())
+    work = Work(SUPPLIERS, 6, {}, {"IsoCode": np.array(countries, dtype=object)},
+                arrow={"VatNumber": texts, "IsoCode": pa.array(countries, pa.string())})
+    work.cols.hold("VatNumber", texts)
+    found = checks._vat_failing(work, "VatNumber")
+    assert list(found) == [1, 2]
+    assert "'980780684' is not a valid VAT number" in found[1]
+    assert "'GB123456789'" in found[2]
+    assert work.cols.held("VatNumber") is texts  # checked in Arrow: no str objects made
+
+
+vat_numbers = st.sampled_from([None, "GB980780684", "GB123456789", "980780684", "DE136695976",
+                               "DE000000000", "EL094259216", "094259216", "FR40303265045",
+                               "XX1234", "gb 980 780 684"])
+iso_codes = st.sampled_from([None, "GB", "DE", "GR", "FR", "US"])
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(vat_numbers, iso_codes), max_size=30), st.booleans(),
+       st.booleans())
+def test_vat_failures_are_found_alike_in_arrow_or_in_objects(
+        pairs: list[tuple[Any, Any]], with_country: bool, country_as_objects: bool) -> None:
+    """The failing VAT numbers, their rows (in order) and their problems are the same whether
+    the (number, country) pairs are found in Arrow or value by value; with no IsoCode
+    column, or an IsoCode column held as objects only."""
+    numbers = np.array([p[0] for p in pairs], dtype=object)
+    countries = np.array([p[1] for p in pairs], dtype=object)
+    cols: dict[str, Any] = {"VatNumber": numbers}
+    arrow: dict[str, Any] = {"VatNumber": pa.array(numbers.tolist(), type=pa.string())}
+    if with_country:
+        cols["IsoCode"] = countries
+        if not country_as_objects:
+            arrow["IsoCode"] = pa.array(countries.tolist(), type=pa.string())
+    work = Work(SUPPLIERS, len(pairs), {}, dict(cols), arrow=arrow)
+    plain = Work(SUPPLIERS, len(pairs), {}, dict(cols))
+    found = checks._vat_failing(work, "VatNumber")
+    assert found == checks._vat_failing_objects(plain, "VatNumber")
+    assert list(found) == sorted(found)

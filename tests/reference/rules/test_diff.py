@@ -108,3 +108,41 @@ def test_held_rows_survive_apply(old: list[dict[str, Any]], new: list[dict[str, 
     before = rows(state)
     assert all(after[k] == before[k] for k in d.held)
     assert not set(d.held) & {*d.creates, *d.deletes, *d.edited_keys}
+
+
+def test_a_source_with_text_held_as_arrow_diffs_applies_and_sends_as_objects(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large source's frame keeps clean text columns Arrow-backed: its diff (edits' before
+    and after None where missing, never pd.NA), the state it leaves and the records it sends
+    are exactly those of the same frame made of objects."""
+    import pandas as pd
+
+    import sync.reference.rules.normalise as normalise_module
+    from sync.reference.apply import frame_records
+    from sync.reference.rules.normalise import normalise
+    from tests.reference.rules.support import source_frame
+
+    state = frame_of(SUPPLIERS, [
+        {"Code": "A", "Name": "Abbey", "Email": "a@x.com"},
+        {"Code": "B", "Name": "Bell", "Telephone": "0113"},
+        {"Code": "C", "Name": "Crane"}])
+    raw = source_frame({"Code": ["A", "B", "D"], "Name": ["Abbey", "Bell Ltd", "Dale"],
+                        "Email": [None, "b@x.com", None], "Telephone": [None, "0113", "0114"]})
+    objects = normalise(SUPPLIERS, raw.copy()).frame
+    monkeypatch.setattr(normalise_module, "ARROW_TEXT_ROWS", 0)
+    held = normalise(SUPPLIERS, raw.copy()).frame
+    assert {c for c, t in held.dtypes.items() if isinstance(t, pd.ArrowDtype)} == {
+        "Name", "Email", "Telephone"}
+    changed = diff(SUPPLIERS, held, state)
+    assert changed == diff(SUPPLIERS, objects, state)
+    assert changed.edits == (Edit("A", (FieldChange("Email", "a@x.com", None),)),
+                             Edit("B", (FieldChange("Name", "Bell", "Bell Ltd"),
+                                        FieldChange("Email", None, "b@x.com"))))
+    assert rows(apply_diff(SUPPLIERS, state, held, changed)) == rows(
+        apply_diff(SUPPLIERS, state, objects, changed))
+    records, digests = frame_records(SUPPLIERS, held)
+    assert (records, digests) == frame_records(SUPPLIERS, objects)
+    assert records["A"] == {"Code": "A", "Name": "Abbey"}
+    assert all(v is not pd.NA for r in records.values() for v in r.values())
+    assert frame_records(SUPPLIERS, held.loc[["D"]]) == frame_records(
+        SUPPLIERS, objects.loc[["D"]])

@@ -524,7 +524,7 @@ def test_the_fast_paths_change_nothing_on_messy_rows(
     """Messy suppliers (missing, duplicate and padded codes, control characters, NBSP,
     over-long text, numbers in text columns, lower-case countries): columns two at a time and
     digests made beside the checks give exactly the frame, rejections and warnings of one
-    column at a time with digests made after."""
+    column at a time with digests made after, clean text columns held as Arrow or not."""
     import sync.reference.rules.normalise as normalise_module
     from connectors import sha_child
     from sync.reference.rules import keys
@@ -539,6 +539,7 @@ def test_the_fast_paths_change_nothing_on_messy_rows(
     plain = normalise(SUPPLIERS, frame.copy(), validation=validation)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(normalise_module, "_PARALLEL_ROWS", 0)
+        patch.setattr(normalise_module, "ARROW_TEXT_ROWS", 0)
         patch.setattr(keys, "DIGEST_BATCH", 3)
         fast = normalise(SUPPLIERS, frame.copy(), validation=validation, hasher=here)
     assert rows(fast.frame) == rows(plain.frame)
@@ -559,3 +560,42 @@ def test_a_duplicate_group_names_its_members_by_source_row() -> None:
     for r in duplicates:
         assert "'A1' (row 3)" in r.message
         assert "'a1' (row 5)" in r.message
+
+
+def test_clean_text_columns_held_as_arrow_give_the_same_result(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the row threshold, a clean text column is held as Arrow and its str objects are
+    never made unless something reads them: the frame's values (None where missing), the
+    digests, the rejections and the warnings are those of object columns. Held here: the
+    clean, unchecked columns (one trimmed in Arrow) and the checked ones whose checks run in
+    Arrow (email, IBAN, VAT); made: the key, and a column with a cell the scalar rules mend
+    (non-ASCII)."""
+    import sync.reference.rules.normalise as normalise_module
+
+    n = 12
+    columns: dict[str, list[Any]] = {
+        "Code": [f"S{i:03d}" for i in range(n)], "Name": [f"Supplier {i}" for i in range(n)],
+        "AddressLine1": [f"{i} High Street" if i % 4 else None for i in range(n)],
+        "AddressLine2": [" padded " if i == 3 else "Unit 1" for i in range(n)],
+        "TownOrCity": ["K\u00f6ln" if i == 5 else "Leeds" for i in range(n)],
+        "IsoCode": ["GB" if i % 2 else "DE" for i in range(n)],
+        "Email": [f"s{i}@example.com" if i != 7 else "nope" for i in range(n)],
+        "BankAccountNumber": ["GB33BUKB20201555555556" if i == 2 else None for i in range(n)],
+        "VatNumber": ["GB980780684" if i % 2 else "DE123" for i in range(n)],
+        "PaymentDueDays": list(range(n))}
+    validation = ValidationConfig(bank="reject", vat="warn")
+    objects = normalise(SUPPLIERS, source_frame(columns), validation=validation)
+    monkeypatch.setattr(normalise_module, "ARROW_TEXT_ROWS", 0)
+    held = normalise(SUPPLIERS, source_frame(columns), validation=validation)
+    assert rows(held.frame) == rows(objects.frame)
+    assert held.rejected == objects.rejected
+    assert held.warnings == objects.warnings
+    assert {r.reason for r in [*held.rejected, *held.warnings]} == {
+        "bad_iban", "bad_email", "bad_vat"}
+    arrow = {c for c, t in held.frame.dtypes.items() if isinstance(t, pd.ArrowDtype)}
+    # VatNumber is checked, then blanked: never sent (its Arrow check: test_columns)
+    assert arrow == {"Name", "AddressLine1", "AddressLine2", "IsoCode", "Email",
+                     "BankAccountNumber"}
+    assert all(t is np.dtype(object) for t in objects.frame.dtypes)
+    assert held.frame.at["S004", "AddressLine1"] is pd.NA  # pandas' own read: use
+    assert rows(held.frame)["S004"]["AddressLine1"] is None  # column_objects, as the product
