@@ -216,6 +216,8 @@ def column_objects(column: pd.Series) -> np.ndarray:
         arr = pa.array(column)
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
+        if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+            return text_objects(arr)  # a repeated value's cells share one str
         return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=object)
     return column.to_numpy(dtype=object)
 
