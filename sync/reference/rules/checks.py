@@ -288,10 +288,10 @@ def _check_sort_code(work: Work, spec: FieldSpec, validation: ValidationConfig) 
     shaped = np.intersect1d(other, _rows_matching(work, spec.name, _BIC_SHAPE))
     failing = _rows_failing(work, spec.name, shaped, _bic_problem)
     neither = np.setdiff1d(other, shaped).tolist()
-    values = work.cols[spec.name] if neither else None
-    for row in neither:
-        assert values is not None
-        failing[row] = f"{values[row]!r} is neither a UK sort code (12-34-56) nor a BIC"
+    if neither:  # only then are the column's values made (it may be held as Arrow)
+        values = work.cols[spec.name]
+        for row in neither:
+            failing[row] = f"{values[row]!r} is neither a UK sort code (12-34-56) nor a BIC"
     for row, problem in sorted(failing.items()):
         work.add([row], spec, "bad_bank", f"{problem}; correct it or set [validation] bank",
                  _severity(validation.bank))
