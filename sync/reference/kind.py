@@ -29,7 +29,7 @@ from sync.foundation import clock
 from sync.foundation.config import Settings
 from sync.foundation.entities import WRITE_CHUNK_SIZE, Kind
 from sync.foundation.logs import get_logger
-from sync.reference import fingerprint, holds
+from sync.reference import checked, fingerprint, holds
 from sync.reference.apply import (
     ApplyOutcome,
     KindRun,
@@ -399,16 +399,19 @@ class KindSync:
         if unsent:
             log.info("mapping feeds a field never sent", note=unsent_note(kind, unsent))
         stages: dict[str, float] = {}
+        known = await checked.known(self.run)
 
         def run() -> Normalised:
             return normalise(kind, frames.pop(), mapping, settings.validation, stages=stages,
-                             digest_only=digest_only, hasher=sha256_batches)
+                             digest_only=digest_only, hasher=sha256_batches, checked=known)
 
         try:
-            return await asyncio.to_thread(run)
+            norm = await asyncio.to_thread(run)
         finally:
             for stage, seconds in stages.items():
                 self.run.result.timed(stage, seconds)
+        await checked.keep(self.run, norm.checked)
+        return norm
 
     @contextmanager
     def _stage(self, name: str) -> Iterator[None]:

@@ -26,6 +26,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -111,6 +112,19 @@ RemoteRecord = Table(
     Column("record", JsonText, nullable=False),
     Column("digest", String, nullable=False),
     Column("synced_at", UtcDateTime, nullable=False),
+)
+
+# The values a per-value check (IBAN, BIC, VAT: ``name``) found good in a kind's last run,
+# as an Arrow IPC stream of one text column, with the rules (library versions) that judged
+# them: the next run calls the libraries only for the values not among them.
+CheckedValues = Table(
+    "checked_values", metadata,
+    Column("company", String, primary_key=True),
+    Column("kind", String, primary_key=True),
+    Column("name", String, primary_key=True),
+    Column("rules", String, nullable=False),
+    Column("good", LargeBinary, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
 )
 
 # One run of one job for one company.

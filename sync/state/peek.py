@@ -41,7 +41,7 @@ from sync.state.rows import (
 
 # The newest revision in sync/state/migrations/versions (a test keeps the two equal): a
 # database already there is opened without loading Alembic.
-HEAD: Final = "0004"
+HEAD: Final = "0005"
 VERSION_TABLE: Final = "icsync_schema_version"
 SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26
 UNIX_EPOCH_JULIAN: Final = 2440587.5

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Select, Table, delete, func, select, update
 from sync.foundation import clock
 from sync.state.db import Database, sqlite_path
 from sync.state.dialect import batched, upsert_insert
-from sync.state.models import AppendToken, RefreshMarker, RemoteRecord
+from sync.state.models import AppendToken, CheckedValues, RefreshMarker, RemoteRecord
 from sync.state.rows import Fence, RefreshRow
 
 RemoteRow = tuple[str, Mapping[str, Any], str]
@@ -122,6 +122,31 @@ class RemoteStore:
         with self._db.write(f"replacing {company}/{kind} remote records", fence) as conn:
             conn.execute(delete(RemoteRecord).where(*_where(RemoteRecord, company, kind)))
             _upsert(conn, company, kind, rows)
+
+    def checked_values(self, company: str, kind: str) -> dict[str, tuple[str, bytes]]:
+        """Per check name (``iban``, ``bic``, ``vat``): the rules and the encoded good values
+        kept by :meth:`keep_checked_values` for ``kind``."""
+        with self._db.read("reading checked values") as conn:
+            rows = conn.execute(select(CheckedValues.c.name, CheckedValues.c.rules,
+                                       CheckedValues.c.good)
+                                .where(*_where(CheckedValues, company, kind)))
+            return {name: (rules, bytes(good)) for name, rules, good in rows}
+
+    def keep_checked_values(self, company: str, kind: str, rules: str,
+                            values: Mapping[str, bytes], *, fence: Fence | None = None) -> None:
+        """Keep, per check name, the encoded values its check found good (replacing what was
+        kept under that name), judged by ``rules``."""
+        if not values:
+            return
+        now = clock.utcnow()
+        with self._db.write(f"keeping {company}/{kind} checked values", fence) as conn:
+            stmt = upsert_insert(conn.dialect.name, CheckedValues)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["company", "kind", "name"],
+                set_={c: stmt.excluded[c] for c in ("rules", "good", "updated_at")})
+            conn.execute(stmt, [{"company": company, "kind": kind, "name": name,
+                                 "rules": rules, "good": good, "updated_at": now}
+                                for name, good in values.items()])
 
     def begin_refresh(self, company: str, kind: str, *, total_chunks: int, plan_hash: str,
                       fence: Fence | None = None) -> None:

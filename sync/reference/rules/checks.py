@@ -22,6 +22,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pycountry
+import schwifty
+import stdnum
 from schwifty import BIC, IBAN
 from stdnum import get_cc_module, vatin
 from stdnum.exceptions import ValidationError
@@ -94,25 +96,68 @@ def _rows_matching(work: Work, name: str, pattern: str, match: bool = True) -> n
     return np.flatnonzero(mask(pc.fill_null(wanted, False)))
 
 
+# The per-value checks (a library call per distinct value: IBAN, BIC, VAT with its country)
+# judge a value by the value alone and by these libraries: the values they find good are kept
+# from run to run under these rules (Work.known, Work.good), and only the others are judged
+# again. A real ERP's suppliers each have their own bank details and VAT number, tens of
+# microseconds a value: a minute a run at a million suppliers without it. Change the last
+# number when a check's own logic changes.
+CHECKED_RULES = f"python-stdnum {stdnum.__version__}; schwifty {schwifty.__version__}; 1"
+
+
+def _failing_values(work: Work, name: str, values: Any,
+                    problem: Callable[[str], str | None]) -> dict[int, str]:
+    """Position -> problem of each failing value among ``values`` (distinct, Arrow text),
+    judged by ``problem``; a value check ``name`` found good in an earlier run
+    (``work.known``) is not judged again. The good values are added to ``work.good``."""
+    n = len(values)
+    known = work.known.get(name)
+    old = (mask(pc.fill_null(pc.is_in(values, value_set=known), False))
+           if n and known is not None and len(known) else np.zeros(n, dtype=bool))
+    todo = np.flatnonzero(~old)
+    failing: dict[int, str] = {}
+    judged = values.take(pa.array(todo, type=pa.int64())).to_pylist() if len(todo) else []
+    for i, value in zip(todo.tolist(), judged, strict=True):
+        if (found := problem(str(value))) is not None:
+            failing[i] = found
+    good = np.ones(n, dtype=bool)
+    good[list(failing)] = False
+    work.good.setdefault(name, []).append(values.filter(pa.array(good)))
+    return failing
+
+
+def settled_checks(work: Work) -> dict[str, Any]:
+    """By check name, the values found good in this run (Arrow text, distinct) where they
+    differ from those known before (``work.known``): what to keep for the next run."""
+    out: dict[str, Any] = {}
+    for name, parts in work.good.items():
+        good = pa.concat_arrays([p.cast(pa.string()) for p in parts]).unique()
+        known = work.known.get(name)
+        if (known is not None and len(known) == len(good)
+                and (not len(good) or bool(pc.all(pc.is_in(good, value_set=known)).as_py()))):
+            continue  # the same set: nothing to keep
+        out[name] = good
+    return out
+
+
 def _rows_failing(work: Work, name: str, rows: np.ndarray,
-                  problem: Callable[[str], str | None]) -> dict[int, str]:
-    """Row -> problem text, calling ``problem`` once per distinct value of field ``name``
-    among ``rows`` (as text; found in Arrow when the column is Arrow text); only the rows of
-    failing values are visited one by one."""
+                  problem: Callable[[str], str | None], check: str) -> dict[int, str]:
+    """Row -> problem text, judging each distinct value of field ``name`` among ``rows`` (as
+    text; found in Arrow) once, and only when check ``check`` did not find it good before
+    (:func:`_failing_values`); only the rows of failing values are visited one by one."""
     texts = work.arrow.get(name)
     if texts is not None:
-        encoded = pc.dictionary_encode(texts.take(pa.array(rows, type=pa.int64())))
-        codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.intp)
-        distinct: list[Any] = encoded.dictionary.to_pylist()
+        taken = texts.take(pa.array(rows, type=pa.int64()))
     else:
-        codes, uniques = pd.factorize(work.cols[name][rows].astype(str).astype(object))
-        distinct = uniques.tolist()
-    found = [problem(str(v)) for v in distinct]
-    failing = [i for i, p in enumerate(found) if p is not None]
+        taken = pa.array([str(v) for v in work.cols[name][rows].tolist()], type=pa.string())
+    encoded = pc.dictionary_encode(taken)
+    codes = np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False),
+                       dtype=np.intp)
+    failing = _failing_values(work, check, encoded.dictionary, problem)
     if not failing:
         return {}
-    hit = np.flatnonzero(np.isin(codes, failing))
-    return {int(rows[j]): str(found[codes[j]]) for j in hit.tolist()}
+    hit = np.flatnonzero(np.isin(codes, list(failing)))
+    return {int(rows[j]): failing[int(codes[j])] for j in hit.tolist()}
 
 
 def _severity(setting: str) -> Severity:
@@ -204,9 +249,9 @@ def _check_vat(work: Work, spec: FieldSpec, validation: ValidationConfig) -> Non
 
 
 def _vat_failing(work: Work, name: str) -> dict[int, str]:
-    """Row -> problem of each VAT number that fails (in row order), checking each distinct
-    (number, IsoCode) pair once: in Arrow when both columns are Arrow text, no value made
-    into an object."""
+    """Row -> problem of each VAT number that fails (in row order), judging each distinct
+    (number, IsoCode) pair once (:func:`_failing_values`, check ``vat``): the pairs are found
+    in Arrow when both columns are Arrow text, no value made into an object."""
     numbers, countries = work.arrow.get(name), None
     if "IsoCode" in work.cols:
         countries = work.arrow.get("IsoCode")
@@ -222,35 +267,56 @@ def _vat_failing(work: Work, name: str) -> dict[int, str]:
     at = pa.array(present, type=pa.int64())
     number_codes = pc.dictionary_encode(numbers.take(at))
     pair = np.asarray(number_codes.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    country_values: list[Any] = [None]
+    country_texts = pa.array([""], type=pa.string())
     if countries is not None:
         country_codes = pc.dictionary_encode(countries.take(at))
-        country_values = [None, *country_codes.dictionary.to_pylist()]
+        country_texts = pa.concat_arrays([country_texts,
+                                          country_codes.dictionary.cast(pa.string())])
         # -1 for a missing country, shifted to 0: the pair's code is number * width + country
         country = np.asarray(pc.fill_null(country_codes.indices, -1).to_numpy(
             zero_copy_only=False), dtype=np.int64) + 1
-        pair = pair * len(country_values) + country
+        pair = pair * len(country_texts) + country
     distinct, inverse = np.unique(pair, return_inverse=True)
-    texts = number_codes.dictionary.to_pylist()
-    width = len(country_values)
-    found = [_vat_problem(str(texts[int(code) // width]), country_values[int(code) % width])
-             for code in distinct.tolist()]
-    failing = [i for i, p in enumerate(found) if p is not None]
+    width = len(country_texts)
+    keys = pc.binary_join_element_wise(
+        country_texts.take(pa.array(distinct % width)),
+        number_codes.dictionary.cast(pa.string()).take(pa.array(distinct // width)), _PAIR)
+    failing = _failing_values(work, "vat", keys, _vat_pair_problem)
     if not failing:
         return {}
-    hit = np.flatnonzero(np.isin(inverse, failing))
-    return {int(present[j]): str(found[int(inverse[j])]) for j in hit.tolist()}
+    hit = np.flatnonzero(np.isin(inverse, list(failing)))
+    return {int(present[j]): failing[int(inverse[j])] for j in hit.tolist()}
+
+
+_PAIR = "\t"  # between a VAT pair's country ("" when missing) and number: neither holds one
+
+
+def _vat_pair_problem(pair: str) -> str | None:
+    country, number = pair.split(_PAIR, 1)
+    return _vat_problem(number, country or None)
 
 
 def _vat_failing_objects(work: Work, name: str) -> dict[int, str]:
-    """:func:`_vat_failing` value by value (a column that is not Arrow text)."""
+    """:func:`_vat_failing` from the values (a column that is not Arrow text)."""
     values = work.cols[name]
     countries = work.cols.get("IsoCode", np.full(work.n, None, dtype=object))
-    rows = np.flatnonzero(~none_mask(values)).tolist()
-    pairs = {(str(values[r]), countries[r]) for r in rows}
-    found = {pair: _vat_problem(*pair) for pair in pairs}
-    return {row: problem for row in rows
-            if (problem := found[(str(values[row]), countries[row])]) is not None}
+    rows = np.flatnonzero(~none_mask(values))
+    if not len(rows):
+        return {}
+    texts = [f"{countries[r] or ''}{_PAIR}{values[r]}" for r in rows.tolist()]
+    try:
+        pairs = pa.array(texts, type=pa.string())
+    except (pa.ArrowException, UnicodeError):  # lone surrogates: judged here, every time
+        found = {text: _vat_pair_problem(text) for text in set(texts)}
+        return {int(r): p for r, text in zip(rows.tolist(), texts, strict=True)
+                if (p := found[text]) is not None}
+    encoded = pc.dictionary_encode(pairs)
+    codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.intp)
+    failing = _failing_values(work, "vat", encoded.dictionary, _vat_pair_problem)
+    if not failing:
+        return {}
+    hit = np.flatnonzero(np.isin(codes, list(failing)))
+    return {int(rows[j]): failing[int(codes[j])] for j in hit.tolist()}
 
 
 @lru_cache(maxsize=1 << 16)
@@ -276,7 +342,7 @@ def _check_iban(work: Work, spec: FieldSpec, validation: ValidationConfig) -> No
         return
     for row, problem in _rows_failing(work, spec.name,
                                       _rows_matching(work, spec.name, _IBAN_SHAPE),
-                                      _iban_problem).items():
+                                      _iban_problem, "iban").items():
         work.add([row], spec, "bad_iban", f"{problem}; correct it or set [validation] bank",
                  _severity(validation.bank))
 
@@ -286,7 +352,7 @@ def _check_sort_code(work: Work, spec: FieldSpec, validation: ValidationConfig) 
         return
     other = _rows_matching(work, spec.name, _SORT_CODE, match=False)
     shaped = np.intersect1d(other, _rows_matching(work, spec.name, _BIC_SHAPE))
-    failing = _rows_failing(work, spec.name, shaped, _bic_problem)
+    failing = _rows_failing(work, spec.name, shaped, _bic_problem, "bic")
     neither = np.setdiff1d(other, shaped).tolist()
     if neither:  # only then are the column's values made (it may be held as Arrow)
         values = work.cols[spec.name]

@@ -8,7 +8,7 @@ and warned rows reported to the operator, each with a digest of the row as read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -66,6 +66,10 @@ class Work:
     arrow: dict[str, Any] = field(default_factory=dict)
     # The source position of each row, when rows were left out before (blank, filtered).
     origin: np.ndarray | None = None
+    # Per-value checks (``checks.CHECKED_RULES``): by check name, the values found good in an
+    # earlier run (Arrow text; not judged again) and the values found good in this one.
+    known: Mapping[str, Any] = field(default_factory=dict)
+    good: dict[str, list[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         given: object = self.cols

@@ -58,7 +58,13 @@ import pandas as pd
 from sync.foundation.config import KindSourceConfig, ValidationConfig
 from sync.foundation.entities import CUSTOM_FIELD_DEFAULT_TYPE, FieldSpec, Kind
 from sync.foundation.errors import ConfigError
-from sync.reference.rules.checks import CHECKS, TRANSFORMING, base_currency, collisions
+from sync.reference.rules.checks import (
+    CHECKS,
+    TRANSFORMING,
+    base_currency,
+    collisions,
+    settled_checks,
+)
 from sync.reference.rules.columns import (
     Columns,
     canonical_column,
@@ -121,6 +127,9 @@ class Normalised:
     warnings: tuple[Rejection, ...] = ()
     blank: int = 0      # blank rows (an export's trailer line) skipped, never quarantined
     filtered: int = 0   # rows the kind's ``where`` filter left out
+    # By per-value check name, the values found good, when they differ from those given as
+    # ``checked`` (see ``checks.CHECKED_RULES``): what the next run should be given.
+    checked: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def held_keys(self) -> tuple[str, ...]:
@@ -260,7 +269,7 @@ def normalise(
     kind: Kind, raw: pd.DataFrame, mapping: KindMapping | None = None,
     validation: ValidationConfig | None = None, *, known: pd.DataFrame | None = None,
     stages: dict[str, float] | None = None, digest_only: Collection[str] | None = None,
-    hasher: Hasher | None = None,
+    hasher: Hasher | None = None, checked: Mapping[str, Any] | None = None,
 ) -> Normalised:
     """The canonical frame of ``raw`` plus the rejected and warned rows (see module docstring).
 
@@ -273,6 +282,9 @@ def normalise(
     digests are compared for keys the state holds and for nothing else.
     ``hasher`` (optional) hashes the rows' canonical texts (see
     :func:`sync.reference.rules.keys.digests`); the digests are the same.
+    ``checked`` (optional: by per-value check name, Arrow text) holds values the IBAN, BIC
+    and VAT checks found good in an earlier run under ``checks.CHECKED_RULES``: they are not
+    judged again. The result's ``checked`` gives this run's good values when they differ.
     """
     clock = _Clock(stages)
     mapping, validation = mapping or KindMapping(), validation or ValidationConfig()
@@ -280,7 +292,7 @@ def normalise(
     del raw  # with the caller's last reference given up, the raw frame goes with ``work.raw``
     blank, filtered = shaped.blank, shaped.filtered
     work = Work(kind, len(shaped.frame), _columns(kind, shaped.frame, KindMapping()),
-                origin=shaped.origin)
+                origin=shaped.origin, known=checked or {})
     del shaped
     _canonicalise_all(work, mapping)
     clock.lap("normalise")
@@ -340,7 +352,7 @@ def _validated(work: Work, validation: ValidationConfig, clock: _Clock,
     frame = make_frame(kind, take(work.cols, rows, work.n), take({"": keys}, rows, work.n)[""],
                        digest)
     clock.lap("digest")
-    return Normalised(frame, tuple(bad), tuple(warned), blank, filtered)
+    return Normalised(frame, tuple(bad), tuple(warned), blank, filtered, settled_checks(work))
 
 
 def canonical_records(kind: Kind, records: Iterable[Mapping[str, Any]], *, trim: bool = True,

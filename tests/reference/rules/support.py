@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pandas as pd
+import pytest
 from hypothesis import strategies as st
 
 from sync.foundation.entities import Kind, get_kind
@@ -64,3 +65,20 @@ def supplier_records(draw: st.DrawFn, max_size: int = 12) -> list[dict[str, Any]
     keys = draw(st.lists(codes, max_size=max_size, unique_by=str.casefold))
     return [{"Code": k, "Name": draw(names) or f"n{k}", "TownOrCity": draw(names),
              "PaymentDueDays": draw(days)} for k in keys]
+
+
+def judged(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """The values the IBAN, BIC and VAT libraries are asked about from now on, in order."""
+    from sync.reference.rules import checks
+
+    calls: list[tuple[str, str]] = []
+    for name, check in (("iban", "_iban_problem"), ("bic", "_bic_problem"),
+                        ("vat", "_vat_problem")):
+        real = getattr(checks, check).__wrapped__  # past the per-process cache
+
+        def spy(*args: Any, _name: str = name, _real: Any = real) -> Any:
+            calls.append((_name, " ".join(str(a) for a in args)))
+            return _real(*args)
+
+        monkeypatch.setattr(checks, check, spy)
+    return calls

@@ -69,9 +69,11 @@ def test_failing_values_are_found_alike_from_arrow_or_objects() -> None:
     texts = pa.array(values.tolist(), type=pa.string())
     as_objects = Work(SUPPLIERS, len(values), {}, {"Email": values})
     as_texts = Work(SUPPLIERS, len(values), {}, {"Email": values}, arrow={"Email": texts})
-    from_objects = checks._rows_failing(as_objects, "Email", rows, checks._iban_problem)
-    from_arrow = checks._rows_failing(as_texts, "Email", rows, checks._iban_problem)
+    from_objects = checks._rows_failing(as_objects, "Email", rows, checks._iban_problem, "iban")
+    from_arrow = checks._rows_failing(as_texts, "Email", rows, checks._iban_problem, "iban")
     assert from_arrow == from_objects
+    assert checks.settled_checks(as_texts)["iban"].to_pylist() == [
+        "GB33BUKB20201555555555", "DE89370400440532013000"]
     assert sorted({r % 6 for r in from_arrow}) == [0, 3, 5]
 
 

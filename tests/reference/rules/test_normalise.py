@@ -26,6 +26,7 @@ from tests.reference.rules.support import (
     SUPPLIERS,
     TAX,
     frame_of,
+    judged,
     rows,
     source_frame,
     supplier_records,
@@ -599,3 +600,72 @@ def test_clean_text_columns_held_as_arrow_give_the_same_result(
     assert all(t is np.dtype(object) for t in objects.frame.dtypes)
     assert held.frame.at["S004", "AddressLine1"] is pd.NA  # pandas' own read: use
     assert rows(held.frame)["S004"]["AddressLine1"] is None  # column_objects, as the product
+
+
+def bank_case() -> pd.DataFrame:
+    """Suppliers with good and bad IBANs, BICs and VAT numbers (with and without a country),
+    some repeated."""
+    return source_frame({
+        "Code": ["S1", "S2", "S3", "S4", "S5", "S6"], "Name": list("abcdef"),
+        "IsoCode": ["GB", "DE", None, "GB", "FR", "GB"],
+        "VatNumber": ["GB980780684", "DE136695977", "980780684", "GB980780684", "123", None],
+        "BankAccountNumber": ["GB33BUKB20201555555555", "GB33BUKB20201555555556",
+                              "DE89370400440532013000", None, "GB33BUKB20201555555555",
+                              "DE89370400440532013000"],
+        "BankSortCode": ["COBADEFFXXX", "BUKBXX22", None, "NWBKGB2L", "12-34-56",
+                         "COBADEFFXXX"]})
+
+
+@pytest.mark.parametrize("held", [False, True])
+def test_values_found_good_before_are_not_judged_again(monkeypatch: pytest.MonkeyPatch,
+                                                       held: bool) -> None:
+    """A run given the good values of an earlier one asks the libraries only about the
+    values not among them (the bad ones, every time), with exactly the same findings; it
+    gives back nothing to keep when the good values did not change. The good values are
+    distinct, those of this source only."""
+    import sync.reference.rules.normalise as normalise_module
+
+    if held:
+        monkeypatch.setattr(normalise_module, "ARROW_TEXT_ROWS", 0)
+    validation = ValidationConfig(bank="reject", vat="warn")
+    calls = judged(monkeypatch)
+    first = normalise(SUPPLIERS, bank_case(), validation=validation)
+    assert sorted(calls) == [
+        ("bic", "BUKBXX22"), ("bic", "COBADEFFXXX"), ("bic", "NWBKGB2L"),
+        ("iban", "DE89370400440532013000"), ("iban", "GB33BUKB20201555555555"),
+        ("iban", "GB33BUKB20201555555556"), ("vat", "123 FR"), ("vat", "980780684 None"),
+        ("vat", "DE136695977 DE"), ("vat", "GB980780684 GB")]  # each distinct value once
+    kept = {name: values.to_pylist() for name, values in first.checked.items()}
+    assert sorted(kept["iban"]) == ["DE89370400440532013000", "GB33BUKB20201555555555"]
+    assert sorted(kept["bic"]) == ["COBADEFFXXX", "NWBKGB2L"]
+    assert sorted(kept["vat"]) == ["\t980780684", "GB\tGB980780684"]  # no country: uncheckable
+    calls.clear()
+    again = normalise(SUPPLIERS, bank_case(), validation=validation, checked=first.checked)
+    assert sorted(calls) == [("bic", "BUKBXX22"), ("iban", "GB33BUKB20201555555556"),
+                             ("vat", "123 FR"), ("vat", "DE136695977 DE")]
+    assert again.rejected == first.rejected
+    assert again.warnings == first.warnings
+    assert {r.reason for r in [*first.rejected, *first.warnings]} == {
+        "bad_iban", "bad_bank", "bad_vat"}
+    assert again.checked == {}
+    calls.clear()
+    fewer = bank_case().iloc[:3]
+    third = normalise(SUPPLIERS, fewer, validation=validation, checked=first.checked)
+    assert set(third.checked) == {"bic"}  # the same good IBANs and VAT pairs: kept as they are
+    assert third.checked["bic"].to_pylist() == ["COBADEFFXXX"]  # NWBKGB2L left the source
+    assert sorted(calls) == [("bic", "BUKBXX22"), ("iban", "GB33BUKB20201555555556"),
+                             ("vat", "DE136695977 DE")]
+
+
+def test_a_good_value_given_is_trusted_and_a_bad_one_still_found() -> None:
+    """What is given as good is not judged (it is the caller's to give under the rules that
+    judged it); a value not given is judged as usual."""
+    validation = ValidationConfig(bank="reject")
+    raw = supplier(BankAccountNumber="GB33BUKB20201555555556")
+    assert reasons(normalise(SUPPLIERS, raw, validation=validation)) == {(1, "BankAccountNumber"):
+                                                                         "bad_iban"}
+    given = {"iban": pa.array(["GB33BUKB20201555555556"], pa.string())}
+    assert normalise(SUPPLIERS, raw, validation=validation, checked=given).rejected == ()
+    other = {"iban": pa.array(["GB33BUKB20201555555555"], pa.string())}
+    assert reasons(normalise(SUPPLIERS, raw, validation=validation, checked=other)) == {
+        (1, "BankAccountNumber"): "bad_iban"}
