@@ -85,6 +85,8 @@ def _rows_matching(work: Work, name: str, pattern: str, match: bool = True) -> n
     """Rows whose (non-missing) value of field ``name`` does or does not match ``pattern``."""
     texts = work.arrow.get(name)
     if texts is None:
+        texts = as_arrow(work.cols[name])  # text and None (all missing, say), in one call
+    if texts is None:
         texts = pa.array([None if v is None else str(v) for v in work.cols[name]],
                          type=pa.string())
     if repeats(texts):  # sort codes, say: each distinct value is matched once
@@ -122,7 +124,10 @@ def _failing_values(work: Work, name: str, values: Any,
             failing[i] = found
     good = np.ones(n, dtype=bool)
     good[list(failing)] = False
-    work.good.setdefault(name, []).append(values.filter(pa.array(good)))
+    # With the number of them that were known: all of them, as many as were known, and a
+    # single part (distinct values) mean the same set as before.
+    work.good.setdefault(name, []).append((values.filter(pa.array(good)),
+                                           int(np.count_nonzero(old))))
     return failing
 
 
@@ -131,11 +136,17 @@ def settled_checks(work: Work) -> dict[str, Any]:
     differ from those known before (``work.known``): what to keep for the next run."""
     out: dict[str, Any] = {}
     for name, parts in work.good.items():
-        good = pa.concat_arrays([p.cast(pa.string()) for p in parts]).unique()
         known = work.known.get(name)
+        if len(parts) == 1:
+            good, were_known = parts[0]
+            if known is not None and were_known == len(good) == len(known):
+                continue  # the same set: nothing to keep
+            out[name] = good.cast(pa.string())
+            continue
+        good = pa.concat_arrays([p.cast(pa.string()) for p, _ in parts]).unique()
         if (known is not None and len(known) == len(good)
                 and (not len(good) or bool(pc.all(pc.is_in(good, value_set=known)).as_py()))):
-            continue  # the same set: nothing to keep
+            continue
         out[name] = good
     return out
 
@@ -276,7 +287,10 @@ def _vat_failing(work: Work, name: str) -> dict[int, str]:
         country = np.asarray(pc.fill_null(country_codes.indices, -1).to_numpy(
             zero_copy_only=False), dtype=np.int64) + 1
         pair = pair * len(country_texts) + country
-    distinct, inverse = np.unique(pair, return_inverse=True)
+    if countries is None:  # the number's code is the pair's: already distinct and dense
+        distinct, inverse = np.arange(len(number_codes.dictionary)), pair
+    else:
+        distinct, inverse = np.unique(pair, return_inverse=True)
     width = len(country_texts)
     keys = pc.binary_join_element_wise(
         country_texts.take(pa.array(distinct % width)),

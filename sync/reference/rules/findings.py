@@ -69,7 +69,7 @@ class Work:
     # Per-value checks (``checks.CHECKED_RULES``): by check name, the values found good in an
     # earlier run (Arrow text; not judged again) and the values found good in this one.
     known: Mapping[str, Any] = field(default_factory=dict)
-    good: dict[str, list[Any]] = field(default_factory=dict)
+    good: dict[str, list[tuple[Any, int]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         given: object = self.cols
