@@ -112,7 +112,7 @@ def _failing_values(work: Work, name: str, values: Any,
     """Position -> problem of each failing value among ``values`` (distinct, Arrow text),
     judged by ``problem``; a value check ``name`` found good in an earlier run
     (``work.known``) is not judged again. The good values are added to ``work.good``."""
-    n = len(values)
+    n, values = len(values), values.cast(pa.string())  # the type the known values have
     known = work.known.get(name)
     old = (mask(pc.fill_null(pc.is_in(values, value_set=known), False))
            if n and known is not None and len(known) else np.zeros(n, dtype=bool))
