@@ -179,3 +179,18 @@ def test_the_key_digest_query_reads_the_same_pairs_in_another_process(store: Sta
     assert sorted(zip(*(table.column(i).to_pylist() for i in (0, 1)), strict=True)) == sorted(
         zip(keys, digests, strict=True))
     assert len(keys) == 300
+
+
+def test_checked_values_are_kept_per_company_kind_and_check(store: StateStore) -> None:
+    """Checked values read back byte for byte (every byte value, a few MB) per company, kind
+    and check name; keeping a name again replaces its rules and bytes, the others stay."""
+    big = bytes(range(256)) * 20_000
+    store.keep_checked_values("uk", "suppliers", "r1", {"iban": big, "vat": b"\x00v"})
+    store.keep_checked_values("ie", "suppliers", "r1", {"iban": b"other"})
+    store.keep_checked_values("uk", "suppliers", "r1", {})  # nothing to keep: no write
+    assert store.checked_values("uk", "suppliers") == {"iban": ("r1", big),
+                                                       "vat": ("r1", b"\x00v")}
+    store.keep_checked_values("uk", "suppliers", "r2", {"vat": b""})
+    assert store.checked_values("uk", "suppliers") == {"iban": ("r1", big), "vat": ("r2", b"")}
+    assert store.checked_values("ie", "suppliers") == {"iban": ("r1", b"other")}
+    assert store.checked_values("uk", "currencies") == {}
