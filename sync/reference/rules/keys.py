@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 
 from sync.foundation.entities import FieldSpec, Kind
 from sync.reference.rules.columns import (
+    Columns,
     as_arrow,
     as_objects,
     mask,
@@ -250,6 +251,14 @@ DIGEST_BATCH = 65_536
 Hasher = Callable[[Iterator[Any]], Iterable[list[str] | None]]
 
 
+def _length(columns: Mapping[str, np.ndarray]) -> int:
+    """The rows of ``columns`` (0 without any), a held column not made into objects."""
+    for name in columns:
+        held = columns.held(name) if isinstance(columns, Columns) else None
+        return len(held) if held is not None else len(columns[name])
+    return 0
+
+
 def digests(kind: Kind, columns: Mapping[str, np.ndarray], rows: Iterable[int], *,
             arrow: Mapping[str, Any] | None = None, hasher: Hasher | None = None) -> list[str]:
     """Digests of ``rows`` of canonical ``columns`` (field name -> object array).
@@ -268,8 +277,7 @@ def digests(kind: Kind, columns: Mapping[str, np.ndarray], rows: Iterable[int], 
     # (``columns.Columns``) is not made into objects here.
     names = [name for name in columns if name in sent and name not in texts]
     n = (len(columns[names[0]]) if names else
-         len(next(iter(texts.values()))) if texts else
-         len(next(iter(columns.values()))) if columns else 0)
+         len(next(iter(texts.values()))) if texts else _length(columns))
     every = len(rows) == n and (n == 0 or bool((rows == np.arange(n)).all()))
 
     def batch_texts(start: int) -> Any:

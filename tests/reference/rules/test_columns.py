@@ -185,3 +185,23 @@ def test_vat_failures_are_found_alike_in_arrow_or_in_objects(
     found = checks._vat_failing(work, "VatNumber")
     assert found == checks._vat_failing_objects(plain, "VatNumber")
     assert list(found) == sorted(found)
+
+
+def test_digests_read_held_text_as_arrow_and_never_make_it() -> None:
+    """Digests of rows whose text columns are held: those of the same values as objects,
+    with every held column still held afterwards (a held field never sent, too)."""
+    from sync.reference.rules.keys import digests, record_digest
+
+    names = pa.array(["Abbey", None, "Crane"], type=pa.string())
+    vat = pa.array(["GB1", "GB2", None], type=pa.string())
+    cols = columns.Columns({f: np.full(3, None, dtype=object) for f in SUPPLIERS.field_names})
+    cols["Code"] = np.array(["A", "B", "C"], dtype=object)
+    cols["PaymentDueDays"] = np.array([30, None, 7], dtype=object)
+    cols.hold("Name", names)
+    cols.hold("VatNumber", vat)
+    got = digests(SUPPLIERS, cols, [0, 1, 2], arrow={"Name": names, "VatNumber": vat})
+    assert got == [record_digest(SUPPLIERS, {"Code": "A", "Name": "Abbey", "PaymentDueDays": 30}),
+                   record_digest(SUPPLIERS, {"Code": "B"}),
+                   record_digest(SUPPLIERS, {"Code": "C", "Name": "Crane", "PaymentDueDays": 7})]
+    assert cols.held("Name") is names
+    assert cols.held("VatNumber") is vat
