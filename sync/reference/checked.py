@@ -4,8 +4,8 @@ from one run of a kind to the next, so that each value is judged by the librarie
 Each check's values are kept as one Arrow IPC stream of one text column, under the rules
 (``checks.CHECKED_RULES``: the libraries' versions) that judged them. Values kept under other
 rules, or that cannot be read back, are judged again: the cost of losing them is time, never a
-wrong verdict. A run keeps the good values of the source it read (those gone from the source
-are dropped), and only when they changed.
+wrong verdict. A run that applies keeps the good values of the source it read (those gone from
+the source are dropped), and only when they changed; a dry run uses them and writes nothing.
 """
 
 from __future__ import annotations

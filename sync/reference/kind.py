@@ -410,7 +410,8 @@ class KindSync:
         finally:
             for stage, seconds in stages.items():
                 self.run.result.timed(stage, seconds)
-        await checked.keep(self.run, norm.checked)
+        if not self.dry_run:  # a dry run uses the kept values and writes nothing
+            await checked.keep(self.run, norm.checked)
         return norm
 
     @contextmanager

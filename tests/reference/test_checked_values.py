@@ -90,3 +90,23 @@ def test_values_kept_under_other_rules_or_unreadable_are_judged_again(
     assert any(e["event"].startswith("kept check values unreadable") and e["check"] == "bic"
                for e in logs)
     assert all(rules == CHECKED_RULES and values for rules, values in kept(state).values())
+
+
+def test_a_dry_run_uses_the_kept_values_and_writes_none(
+        sandbox: SandboxServer, config: Config, erp: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before any run applied, a dry run judges every value and keeps nothing (a dry run
+    writes nothing); after one, a dry run judges no value again and leaves them as kept."""
+    calls = judged(monkeypatch)
+    sync(config, dry_run=True)
+    assert calls
+    assert kept(state_of(config)) == {}
+    sync(config)
+    before = kept(state_of(config))
+    assert set(before) == {"iban", "bic", "vat"}
+    calls.clear()
+    new = "DE89370400440532013000"
+    erp_execute(erp, "UPDATE suppliers SET iban = ? WHERE rowid = 2", (new,))
+    sync(config, dry_run=True)
+    assert calls == [("iban", new)]
+    assert kept(state_of(config)) == before
