@@ -31,10 +31,12 @@ def make_frame(kind: Kind, cols: Mapping[str, Any], keys: np.ndarray,
     A column given as an Arrow-backed pandas array (see :func:`take`) stays one: read it
     with :func:`~sync.reference.rules.columns.column_objects`; every other column holds
     objects."""
-    blank = np.full(len(keys), None, object)
-    data = {name: cols[name] if kind.field(name).sent else blank for name in kind.field_names}
+    def blank() -> np.ndarray:  # one array per column: no two columns share their cells
+        return np.full(len(keys), None, object)
+
+    data = {name: cols[name] if kind.field(name).sent else blank() for name in kind.field_names}
     arrow = {n: v for n, v in data.items() if isinstance(v, pd.arrays.ArrowExtensionArray)}
-    data.update(dict.fromkeys(arrow, blank))  # in place below, after the object columns
+    data.update({n: blank() for n in arrow})  # in place below, after the object columns
     data["_digest"] = np.array(list(digest), dtype=object)
     index = pd.Index(keys, dtype=object, name="key")
     frame = pd.DataFrame(data, index=index, dtype=object, copy=False)
