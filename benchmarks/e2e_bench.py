@@ -394,13 +394,17 @@ def main() -> int:
             results["startup"] = startup(sandbox.url)
         for n in args.sizes:
             results["sizes"].append(one_size(n, sandbox.url))
-    report = markdown(results)
-    print(report)
-    if not args.no_save:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / f"{args.tag}.json").write_text(json.dumps(results, indent=2) + "\n")
-        (RESULTS / f"{args.tag}.md").write_text(report)
+    publish(results, markdown(results), args.tag, save=not args.no_save)
     return 0
+
+
+def publish(results: dict[str, Any], report: str, tag: str, *, save: bool) -> None:
+    """Print ``report``; unless told not to, save it and ``results`` as ``tag``.md/.json."""
+    print(report)
+    if save:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"{tag}.json").write_text(json.dumps(results, indent=2) + "\n")
+        (RESULTS / f"{tag}.md").write_text(report)
 
 
 if __name__ == "__main__":

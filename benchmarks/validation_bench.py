@@ -38,12 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from e2e_bench import (
     COMPANY,
     KEY,
-    RESULTS,
     TENANT,
     child,
     icsync,
     make_erp,
     measure,
+    publish,
     sync_run,
     write_config,
 )
@@ -156,14 +156,8 @@ def main() -> int:
     with SandboxServer(tenant_id=TENANT, company_ids=[COMPANY], api_key=KEY) as sandbox:
         for n in args.sizes:
             results["sizes"].append(one_size(n, sandbox.url, args.before))
-            print(json.dumps({k: v for k, v in results["sizes"][-1].items()}, default=str)[:600],
-                  flush=True)
-    report = markdown(results)
-    print(report)
-    if not args.no_save:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / f"{args.tag}.json").write_text(json.dumps(results, indent=2) + "\n")
-        (RESULTS / f"{args.tag}.md").write_text(report)
+            print(json.dumps(results["sizes"][-1], default=str)[:600], flush=True)
+    publish(results, markdown(results), args.tag, save=not args.no_save)
     return 0
 
 
