@@ -203,10 +203,10 @@ def _upper_code(work: Work, spec: FieldSpec, known: frozenset[str], reason: str,
     bad = sorted({u.upper() for u in uniques} - known)
     if not bad:
         return
-    hits = pc.is_in(arrow, value_set=pa.array(bad)) if arrow is not None else None
-    rows = (np.flatnonzero(mask(pc.fill_null(hits, False))) if hits is not None else
+    values = work.cols[spec.name]  # made here only when a code is bad (they are named)
+    rows = (np.flatnonzero(mask(pc.fill_null(pc.is_in(arrow, value_set=pa.array(bad)), False)))
+            if arrow is not None else
             np.flatnonzero(pd.Series(values, dtype=object).isin(bad).to_numpy()))
-    values = work.cols[spec.name]
     for row in rows.tolist():
         work.add([row], spec, reason, f"{values[row]!r} is not {what}; correct it in the source")
 
