@@ -34,6 +34,10 @@ def run(job: dict[str, Any], out: Any, go: Any) -> None:
         for tx in transactions:
             posting = sink.post(tx, company)
             if job.get("die_after_post"):
+                # The queue writes from a feeder thread: flush "ready" to the pipe before the
+                # kill, or a quick post can leave it unsent and the parent waits in vain.
+                out.close()
+                out.join_thread()
                 os.kill(os.getpid(), signal.SIGKILL)
             out.put((posting.transaction_id, posting.journal_number, posting.created))
     finally:
