@@ -37,6 +37,7 @@ from sync.foundation.errors import (
 )
 from sync.foundation.logs import get_logger
 from sync.foundation.outcomes import worst
+from sync.foundation.reprs import brief_repr
 from sync.reference.apply import KindResult, KindRun
 from sync.reference.kind import KindSync, PlannedKind
 from sync.reference.readback import Drift
@@ -51,6 +52,8 @@ log = get_logger("icsync.engine")
 @dataclass
 class CompanyResult:
     """What one job did for one company."""
+
+    __repr__ = brief_repr
 
     company: str
     outcome: str = "ok"

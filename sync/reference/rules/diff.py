@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from sync.foundation.entities import Kind
+from sync.foundation.reprs import brief_repr
 from sync.reference.rules.columns import as_arrow, column_objects
 from sync.reference.rules.keys import collision_key, positions, strictly_increasing
 from sync.reference.rules.values import canonical_json
@@ -51,6 +52,8 @@ class KindDiff:
 
     ``held`` lists the state keys left untouched because their source row is held back.
     """
+
+    __repr__ = brief_repr
 
     kind: str
     creates: tuple[str, ...] = ()

@@ -35,6 +35,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from sync.foundation.entities import WRITE_CHUNK_SIZE, Kind, chunked
+from sync.foundation.reprs import brief_repr
 from sync.reference.rules.diff import KindDiff
 from sync.reference.rules.findings import Rejection
 from sync.reference.rules.keys import field_of, sha256_hex
@@ -66,6 +67,8 @@ class GuardVerdict:
 @dataclass(frozen=True)
 class KindPlan:
     """The chosen strategy for one kind, its call count, and the alternatives' counts."""
+
+    __repr__ = brief_repr
 
     kind: str
     strategy: Strategy
@@ -249,6 +252,8 @@ def plan_custom_fields(
 @dataclass(frozen=True)
 class Plan:
     """Everything one run would do for one company, and the rows it sets aside."""
+
+    __repr__ = brief_repr
 
     company: str
     kinds: tuple[KindPlan, ...] = ()
