@@ -21,6 +21,11 @@ from sync.foundation.errors import ExitCode, IcsyncError
 from sync.foundation.logs import configure
 from sync.foundation.secrets import REDACTOR
 
+# httpx loads its own command-line client (click, pygments and rich's syntax highlighting,
+# 50-80 ms) whenever click is installed, which uvicorn brings. icsync never runs that client:
+# marking it absent makes ``import httpx`` take its own fallback for a missing client.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # None: "not there"
+
 # name -> (module under sync.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "guided tour: sandbox, sample ERP, sync, changes, guard, transactions"),

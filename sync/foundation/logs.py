@@ -2,7 +2,7 @@
 
 Every line passes :func:`redact`, which masks each configured secret wherever it appears (in the
 event, in any bound value, in an exception's text). Bind ``run_id``, ``company``, ``job`` and
-``kind`` with ``structlog.contextvars.bound_contextvars``.
+``kind`` with :func:`bound` (it needs no structlog: a run that logs nothing never loads it).
 
 Repeated identical warnings and errors (the same event with the same values) are written once
 per :data:`REPEAT_SECONDS`: the repeats in between are counted, and the next line written for
@@ -15,7 +15,10 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from types import MappingProxyType
 from typing import Any, Literal, TextIO, cast
 
 from sync.foundation.secrets import REDACTOR
@@ -23,6 +26,32 @@ from sync.foundation.secrets import REDACTOR
 LogFormat = Literal["auto", "json", "console"]
 REPEAT_SECONDS = 10.0
 _LIMITED = frozenset({"warning", "error", "critical", "exception"})
+#: The level of each logging method of a structlog logger.
+_METHOD_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+                  "warn": logging.WARNING, "error": logging.ERROR,
+                  "exception": logging.ERROR, "critical": logging.CRITICAL,
+                  "fatal": logging.CRITICAL}
+_BOUND: ContextVar[Mapping[str, Any]] = ContextVar(
+    "icsync_log_values", default=MappingProxyType({}))
+
+
+@contextmanager
+def bound(**values: Any) -> Iterator[None]:
+    """Add ``values`` to every line logged in this context: this task, and the threads it
+    starts through ``asyncio.to_thread`` (which copy the context). A line's own values win."""
+    token = _BOUND.set(MappingProxyType({**_BOUND.get(), **values}))
+    try:
+        yield
+    finally:
+        _BOUND.reset(token)
+
+
+def merge_bound(_logger: Any, _method: str,
+                event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: the values of :func:`bound` (the line's own values win)."""
+    for key, value in _BOUND.get().items():
+        event.setdefault(key, value)
+    return event
 
 
 def _identity(exc_info: Any) -> str:
@@ -119,6 +148,7 @@ def _apply() -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            merge_bound,
             structlog.processors.add_log_level,
             RepeatLimiter(),
             structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -133,10 +163,24 @@ def _apply() -> None:
     )
 
 
+def _ignore(*_args: Any, **_kwargs: Any) -> None:
+    """A log call below the configured level, made before structlog is loaded."""
+
+
+def _below_level(method: str) -> bool:
+    """Whether a ``method`` line would be filtered out by the configuration not yet applied
+    (so structlog need not be loaded for it)."""
+    pending, wanted = _pending, _METHOD_LEVELS.get(method)
+    if pending is None or wanted is None or "structlog" in sys.modules:
+        return False
+    return wanted < logging.getLevelNamesMapping()[pending[1].upper()]
+
+
 class _Logger:
     """A structlog logger that imports structlog at its first use: most modules name their
-    logger at import, and a short command (``icsync status``) that logs nothing should not
-    pay a tenth of a second for it."""
+    logger at import, and a command that logs nothing (``icsync status``, a quiet ``icsync
+    sync``) should not pay a tenth of a second for it. Until then, a line below the configured
+    level is dropped without loading structlog, as structlog would drop it."""
 
     __slots__ = ("_name", "_real")
 
@@ -147,6 +191,8 @@ class _Logger:
     def __getattr__(self, attr: str) -> Any:
         real = self._real
         if real is None:
+            if _below_level(attr):
+                return _ignore
             import structlog
 
             _apply()

@@ -22,8 +22,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
-
 from sync.foundation.config import CompanyConfig, selected_kinds
 from sync.foundation.entities import get_kind
 from sync.foundation.errors import (
@@ -35,7 +33,7 @@ from sync.foundation.errors import (
     LeaseLost,
     SourceError,
 )
-from sync.foundation.logs import get_logger
+from sync.foundation.logs import bound, get_logger
 from sync.foundation.outcomes import worst
 from sync.foundation.reprs import brief_repr
 from sync.reference.apply import KindResult, KindRun
@@ -176,7 +174,7 @@ async def _run_kinds(rt: Runtime, company: CompanyConfig, names: list[str], opti
             result.kinds.append(kind_result)
             run = KindRun(rt, company, get_kind(name), None, options.fence, kind_result,
                           options.on_progress)
-            with structlog.contextvars.bound_contextvars(kind=name):
+            with bound(kind=name):
                 planned.append(await _one_kind(run, options, result))
     finally:
         result.plan = KindSync.company_plan(company.name, planned)

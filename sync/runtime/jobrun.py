@@ -26,10 +26,8 @@ from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-import structlog
-
 from sync.foundation.errors import ExitCode, IcsyncError, LeaseLost, exit_code_for
-from sync.foundation.logs import get_logger
+from sync.foundation.logs import bound, get_logger
 from sync.foundation.outcomes import FAILING, Outcome
 from sync.runtime.leases import LeaseKeeper, take_lease
 from sync.state.leases import lease_name
@@ -136,7 +134,7 @@ class LeasedJob:
         if fence is None:
             return report.fail(Outcome.SKIPPED, ExitCode.OK, "another instance holds the lease")
         report.token = fence.token
-        with structlog.contextvars.bound_contextvars(
+        with bound(
                 run_id=report.run_id, company=self.company, job=self.job):
             await self._run_fenced(fence, report)
         return report

@@ -1,11 +1,14 @@
 """Logs: secrets masked, and a replaced standard error never breaks logging."""
 
+import asyncio
 import io
+import json
+import subprocess
 import sys
 
 import pytest
 
-from sync.foundation.logs import configure, get_logger
+from sync.foundation.logs import bound, configure, get_logger
 from sync.foundation.secrets import REDACTOR
 
 
@@ -30,3 +33,57 @@ def test_registered_secret_is_masked_in_every_value(monkeypatch: pytest.MonkeyPa
     get_logger("t").warning("calling with log-canary-secret-42", url="x?k=log-canary-secret-42")
     assert "log-canary-secret-42" not in out.getvalue()
     assert "**********" in out.getvalue()
+
+
+def test_bound_values_reach_every_line_of_their_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Values bound with ``bound`` are on each line of their context, in the threads it
+    starts too; a line's own value wins; leaving the context unbinds them. Secrets in bound
+    values are masked like any other."""
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", out)
+    REDACTOR.add("bound-canary-secret-7")
+    configure("json", "info")
+    log = get_logger("t")
+
+    async def job() -> None:
+        with bound(company="acme", run_id="r1"):
+            with bound(kind="suppliers", note="bound-canary-secret-7"):
+                await asyncio.to_thread(log.info, "in_thread")
+                log.info("own_value", kind="currencies")
+            log.info("outer")
+        log.info("after")
+
+    asyncio.run(job())
+    lines = {line["event"]: line for line in map(json.loads, out.getvalue().splitlines())}
+    assert lines["in_thread"]["company"] == "acme"
+    assert lines["in_thread"]["kind"] == "suppliers"
+    assert lines["own_value"]["kind"] == "currencies"
+    assert lines["own_value"]["run_id"] == "r1"
+    assert "kind" not in lines["outer"]
+    assert lines["outer"]["company"] == "acme"
+    assert "company" not in lines["after"]
+    assert "bound-canary-secret-7" not in out.getvalue()
+
+
+def test_a_line_below_the_level_does_not_load_structlog() -> None:
+    """A command that logs nothing at its level never loads structlog (a tenth of a second of
+    its start), and the first line at the level still gets written, with its bound values."""
+    probe = (
+        "import sys\n"
+        "from sync.foundation.logs import bound, configure, get_logger\n"
+        "configure('json', 'warning', stream=sys.stdout)\n"
+        "log = get_logger('t')\n"
+        "with bound(company='acme'):\n"
+        "    log.info('quiet')\n"
+        "    log.debug('quieter')\n"
+        "    print('LOADED', 'structlog' in sys.modules)\n"
+        "    log.warning('loud')\n"
+        "print('LOADED', 'structlog' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.splitlines()
+    assert out[0] == "LOADED False"
+    assert json.loads(out[1])["event"] == "loud"
+    assert json.loads(out[1])["company"] == "acme"
+    assert out[2] == "LOADED True"
+    assert "quiet" not in "".join(out)
