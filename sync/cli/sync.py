@@ -23,6 +23,7 @@ from sync.foundation.errors import ConfigError, ExitCode
 if TYPE_CHECKING:  # the engine's imports (pandas, SQLAlchemy) load only when a command runs
     import httpx
 
+    from sync.console.progress import LiveProgress
     from sync.foundation.config import CompanyConfig, Config
     from sync.reference.engine import CompanyResult
     from sync.state.rows import LeaseLook
@@ -67,13 +68,12 @@ def run(args: argparse.Namespace) -> int:
             from connectors.sqlite_child import discard_ahead
 
             discard_ahead()
-    console = make_console(soft_wrap=False)
     if args.json:
         print(json_document(document(results)))
     else:
         from sync.console.progress import print_results
 
-        print_results(results, console, dry_run=args.dry_run)
+        print_results(results, make_console(soft_wrap=False), dry_run=args.dry_run)
     for result in results:  # a run that could not start or failed: one clear line on stderr
         if result.error and result.outcome in ("failed", "auth", "lease_lost", "error"):
             print(f"icsync sync: {result.company}: {result.error}", file=sys.stderr)
@@ -167,10 +167,11 @@ async def execute(config: Config, args: argparse.Namespace, *,
                   ahead: LeaseLook | None = None) -> list[CompanyResult]:
     """Run every selected company in turn (a progress bar on a terminal); stop after a
     rejected credential. ``ahead``: see :func:`read_ahead`."""
-    from sync.console.progress import LiveProgress
     from sync.reference.run import sync_companies
 
     def bar(company: str) -> LiveProgress:
+        from sync.console.progress import LiveProgress
+
         return LiveProgress(company, make_console())
 
     # A live bar when standard output is a terminal (and not --json).

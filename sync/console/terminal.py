@@ -9,26 +9,35 @@ columns and squeeze the plan and summary tables into ellipses, so there the widt
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
-from rich.console import Console
+
+if TYPE_CHECKING:  # rich loads with the first console: a --json document needs none
+    from rich.console import Console
 
 PIPED_WIDTH = 120
 
 
-class _Console(Console):
-    """A rich Console whose reader going away (``icsync status | head``) is the plain
-    BrokenPipeError every command's output gives, so the CLI answers it the one way (exit 141,
-    no traceback) instead of rich's own exit 1."""
+@functools.cache
+def _console_class() -> type[Console]:
+    from rich.console import Console
 
-    def on_broken_pipe(self) -> None:
-        self.quiet = True
-        raise BrokenPipeError
+    class _Console(Console):
+        """A rich Console whose reader going away (``icsync status | head``) is the plain
+        BrokenPipeError every command's output gives, so the CLI answers it the one way (exit
+        141, no traceback) instead of rich's own exit 1."""
+
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return _Console
 
 
 def cell(value: Any) -> str:
@@ -47,7 +56,7 @@ def make_console(*, file: TextIO | None = None, **options: Any) -> Console:
     stream = file if file is not None else sys.stdout
     if "width" not in options and "COLUMNS" not in os.environ and not stream.isatty():
         options["width"] = PIPED_WIDTH
-    return _Console(file=file, **options)
+    return _console_class()(file=file, **options)
 
 
 _JSON_OPTIONS = (orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME

@@ -10,23 +10,29 @@ from pathlib import Path
 
 import pytest
 
+from connectors.icompleat.sandbox import SandboxServer
 from sync.foundation.tomlout import toml_text
 from tests.reference.support import settings_dict
 
 HEAVY = ("pandas", "pyarrow", "numpy")
+# Loaded only for what they are for: a terminal's tables, a line of log, httpx's own client.
+UNNEEDED = ("rich", "structlog", "click", "pygments")
 PROBE = (
-    "import json, sys\n"
+    "import json, os, sys\n"
     "from sync.cli import main\n"
     "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as exc:\n    code = exc.code\n"
-    f"print('\\nMODULES ' + json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
+    "watch = json.loads(os.environ['WATCH'])\n"
+    "print('\\nMODULES ' + json.dumps([m for m in watch if m in sys.modules]))\n"
 )
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def imported(*args: str) -> tuple[list[str], str]:
-    """The heavy modules a fresh ``icsync *args`` process had imported when it returned."""
+def imported(*args: str, watch: tuple[str, ...] = HEAVY) -> tuple[list[str], str]:
+    """The modules of ``watch`` a fresh ``icsync *args`` process had imported when it
+    returned."""
     out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True,
-                         cwd=ROOT, timeout=120, check=False)
+                         cwd=ROOT, timeout=120, check=False,
+                         env={**os.environ, "WATCH": json.dumps(watch)})
     lines = [line for line in out.stdout.splitlines() if line.startswith("MODULES ")]
     assert lines, out.stderr
     return json.loads(lines[-1][len("MODULES "):]), out.stdout
@@ -61,6 +67,23 @@ def test_a_planning_command_does_import_them(config_file: Path) -> None:
     modules, _ = imported("sync", "--config", str(config_file), "--dry-run", "--kind",
                           "currencies")
     assert "pandas" in modules
+
+
+def test_a_quiet_json_dry_run_loads_no_terminal_or_log_library(
+        sandbox: SandboxServer, erp: Path, tmp_path: Path) -> None:
+    """``sync --dry-run --json`` that logs nothing at its level needs neither rich nor
+    structlog (nor httpx's own command-line client); the probe sees rich in a table, and
+    structlog once a warning is logged (iCompleat unreachable)."""
+    def dry_run(url: str, *extra: str) -> tuple[list[str], str]:
+        path = tmp_path / "icsync.toml"
+        path.write_text(toml_text(settings_dict(url, erp, tmp_path / "state.db")))
+        return imported("sync", "--config", str(path), "--dry-run", *extra, watch=UNNEEDED)
+
+    modules, out = dry_run(sandbox.url, "--json")
+    assert modules == [], out
+    assert '"outcome": "ok"' in out
+    assert dry_run(sandbox.url)[0] == ["rich"]
+    assert "structlog" in dry_run("http://127.0.0.1:9", "--json")[0]
 
 
 def test_the_console_entry_exits_with_the_commands_code_and_whole_output(
