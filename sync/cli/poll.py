@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Poll, print the summary, return the worst exit code."""
+    from connectors.icompleat.tls import prepare
+
+    prepare()  # the certificate authorities load on the other core meanwhile
     from sync.console.poll import render_poll  # the engine and the state DB: not for --help
     from sync.transactions.run import poll_all, posting_companies
 

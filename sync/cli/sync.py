@@ -53,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
     """Load the configuration, run, print, and return the worst exit code."""
 
     start_reader(args.config)  # before the configuration's own imports and checks
+    from connectors.icompleat.tls import prepare
+
+    prepare()  # the certificate authorities load on the other core meanwhile
     from sync.foundation.config import load_config
     from sync.foundation.logs import configure
 

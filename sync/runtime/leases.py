@@ -22,6 +22,7 @@ import httpx
 
 from connectors.base import CompanyRef, Posting, TransactionSink
 from connectors.icompleat.models import Transaction
+from connectors.icompleat.tls import tls_context
 from sync.foundation.errors import LeaseLost, StateError
 from sync.foundation.logs import get_logger
 from sync.state.store import Fence, StateStore
@@ -155,7 +156,7 @@ class LeaseGuardTransport(httpx.AsyncBaseTransport):
     """An httpx transport that refuses writes from a job whose lease is lost."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
-        self.inner = inner or httpx.AsyncHTTPTransport(trust_env=True)
+        self.inner = inner or httpx.AsyncHTTPTransport(verify=tls_context(), trust_env=True)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Check the lease (see :func:`check_lease`), then send the request."""
