@@ -81,21 +81,32 @@ _BIC_SHAPE = r"^[A-Za-z]{6}[A-Za-z0-9]{2}([A-Za-z0-9]{3})?$"
 _IBAN_SHAPE = r"^[A-Za-z]{2}[0-9]{2}[A-Za-z0-9 ]{11,}$"
 
 
-def _rows_matching(work: Work, name: str, pattern: str, match: bool = True) -> np.ndarray:
-    """Rows whose (non-missing) value of field ``name`` does or does not match ``pattern``."""
+def _matching(work: Work, name: str, *patterns: str) -> list[np.ndarray]:
+    """Per pattern, the mask of rows whose (non-missing) value of field ``name`` matches it,
+    and last the mask of rows with a value: one pass over the column, or over its distinct
+    values (encoded once) when they repeat."""
     texts = work.arrow.get(name)
     if texts is None:
         texts = as_arrow(work.cols[name])  # text and None (all missing, say), in one call
     if texts is None:
         texts = pa.array([None if v is None else str(v) for v in work.cols[name]],
                          type=pa.string())
+    masks = []
     if repeats(texts):  # sort codes, say: each distinct value is matched once
         distinct = pc.dictionary_encode(texts)
-        hits = pc.take(pc.match_substring_regex(distinct.dictionary, pattern), distinct.indices)
+        for pattern in patterns:
+            hits = pc.match_substring_regex(distinct.dictionary, pattern)
+            masks.append(mask(pc.fill_null(pc.take(hits, distinct.indices), False)))
     else:
-        hits = pc.match_substring_regex(texts, pattern)
-    wanted = hits if match else pc.invert(hits)
-    return np.flatnonzero(mask(pc.fill_null(wanted, False)))
+        masks += [mask(pc.fill_null(pc.match_substring_regex(texts, pattern), False))
+                  for pattern in patterns]
+    return [*masks, mask(pc.is_valid(texts))]
+
+
+def _rows_matching(work: Work, name: str, pattern: str, match: bool = True) -> np.ndarray:
+    """Rows whose (non-missing) value of field ``name`` does or does not match ``pattern``."""
+    hits, present = _matching(work, name, pattern)
+    return np.flatnonzero(hits if match else present & ~hits)
 
 
 # The per-value checks (a library call per distinct value: IBAN, BIC, VAT with its country)
@@ -364,10 +375,11 @@ def _check_iban(work: Work, spec: FieldSpec, validation: ValidationConfig) -> No
 def _check_sort_code(work: Work, spec: FieldSpec, validation: ValidationConfig) -> None:
     if validation.bank == "off":
         return
-    other = _rows_matching(work, spec.name, _SORT_CODE, match=False)
-    shaped = np.intersect1d(other, _rows_matching(work, spec.name, _BIC_SHAPE))
-    failing = _rows_failing(work, spec.name, shaped, _bic_problem, "bic")
-    neither = np.setdiff1d(other, shaped).tolist()
+    sort_code, bic_shaped, present = _matching(work, spec.name, _SORT_CODE, _BIC_SHAPE)
+    other = present & ~sort_code
+    failing = _rows_failing(work, spec.name, np.flatnonzero(other & bic_shaped), _bic_problem,
+                            "bic")
+    neither = np.flatnonzero(other & ~bic_shaped).tolist()
     if neither:  # only then are the column's values made (it may be held as Arrow)
         values = work.cols[spec.name]
         for row in neither:
