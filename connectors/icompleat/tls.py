@@ -17,6 +17,8 @@ import threading
 
 import certifi
 
+from sync.foundation.errors import ConfigError
+
 _lock = threading.Lock()
 _contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
 
@@ -27,25 +29,39 @@ def _settings() -> tuple[str | None, str | None]:
 
 def tls_context() -> ssl.SSLContext:
     """The verifying client context for the certificate settings in force (made once; a
-    caller that asks while :func:`prepare`'s thread makes it waits for that one). A file or
-    folder that cannot be loaded raises here (OSError, ssl.SSLError), as httpx would."""
+    caller that asks while :func:`prepare`'s thread makes it waits for that one). ConfigError,
+    naming the setting, when its file or folder cannot be loaded."""
     settings = _settings()
     with _lock:
         context = _contexts.get(settings)
         if context is None:
-            cafile, capath = settings
-            if cafile is not None:
-                context = ssl.create_default_context(cafile=cafile)
-            elif capath is not None:
-                context = ssl.create_default_context(capath=capath)
-            else:
-                context = ssl.create_default_context(cafile=certifi.where())
-            _contexts[settings] = context
+            context = _contexts[settings] = _load(*settings)
     return context
 
 
+def _load(cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    try:
+        if cafile is not None:
+            return ssl.create_default_context(cafile=cafile)
+        if capath is not None:
+            return ssl.create_default_context(capath=capath)
+        return ssl.create_default_context(cafile=certifi.where())
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+        if cafile is not None:
+            name, where, fix = "SSL_CERT_FILE", cafile, "a readable PEM bundle"
+        elif capath is not None:
+            name, where, fix = "SSL_CERT_DIR", capath, "a readable folder of PEM certificates"
+        else:
+            raise ConfigError(f"certifi's bundle {certifi.where()!r} cannot be loaded "
+                              f"({reason}): reinstall icsync, or set SSL_CERT_FILE") from None
+        raise ConfigError(f"the certificate authorities in {where!r} cannot be loaded "
+                          f"({reason}): point {name} at {fix}, or unset it to use certifi's "
+                          "bundle", key=name) from None
+
+
 def _make_quietly() -> None:
-    with contextlib.suppress(OSError, ValueError, ssl.SSLError):  # raised again when used
+    with contextlib.suppress(ConfigError):  # raised again where the context is used
         tls_context()
 
 

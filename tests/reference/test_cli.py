@@ -84,3 +84,19 @@ def test_demo_runs_the_tour(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         assert text in out
     made = {p.name for p in (tmp_path / "demo").iterdir()}
     assert {"erp.db", "icompleat_api_key", "icsync.toml", "state.db"} <= made
+
+
+def test_a_bad_bundle_is_one_clear_line_from_the_command(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        sandbox: SandboxServer, erp: Path) -> None:
+    """``icsync sync`` with SSL_CERT_FILE naming a missing file: exit 2 and one line naming
+    it, no traceback."""
+    config = tmp_path / "icsync.toml"
+    config.write_text(toml_text(settings_dict(sandbox.url, erp, tmp_path / "state.db")))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "nowhere.pem"))
+    code = main(["sync", "--config", str(config), "--dry-run", "--json"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "SSL_CERT_FILE" in err
+    assert "nowhere.pem" in err
+    assert "Traceback" not in err

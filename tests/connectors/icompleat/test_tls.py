@@ -13,6 +13,7 @@ import certifi
 import pytest
 
 from connectors.icompleat import tls
+from sync.foundation.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)
@@ -68,16 +69,25 @@ def test_prepared_in_a_thread_then_shared(fresh: list[dict[str, Any]]) -> None:
 
 def test_a_bad_setting_fails_where_it_is_used_not_in_the_thread(
         fresh: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+    """A bundle that is missing or holds no certificate is a ConfigError naming the setting
+    and the file, raised where the context is used; the early thread stays quiet."""
+    missing = tmp_path / "missing.pem"
+    monkeypatch.setenv("SSL_CERT_FILE", str(missing))
     errors: list[BaseException] = []
     monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
     tls.prepare()
     for thread in [t for t in threading.enumerate() if t.name == "icsync-tls"]:
         thread.join(5)
     assert errors == []
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ConfigError, match="No such file") as refused:
         tls.tls_context()
+    assert refused.value.key == "SSL_CERT_FILE"
+    assert str(missing) in str(refused.value)
     (tmp_path / "garbage.pem").write_text("not a certificate\n")
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "garbage.pem"))
-    with pytest.raises(ssl.SSLError):
+    with pytest.raises(ConfigError, match=r"garbage\.pem"):
         tls.tls_context()
+    monkeypatch.delenv("SSL_CERT_FILE")
+    monkeypatch.setenv("SSL_CERT_DIR", str(missing))
+    assert tls.tls_context().verify_mode == ssl.CERT_REQUIRED  # as ssl: a folder is searched
+    assert fresh[-1] == {"capath": str(missing)}  # at each handshake, not at load
