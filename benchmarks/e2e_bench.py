@@ -71,6 +71,16 @@ HWM = ("import atexit, sys\n"
        "atexit.register(_hwm)\n")
 
 
+# A fixed pure-Python loop timed in a fresh process: how fast this shared machine is running
+# just then (its speed drifts by a third or more from minute to minute). Higher is slower.
+SPEED_PROBE = "x = 0\nfor i in range(20_000_000):\n    x += i\n"
+
+
+def speed() -> float:
+    """Seconds of :data:`SPEED_PROBE` (start-up included, a few milliseconds)."""
+    return float(measure([sys.executable, "-c", SPEED_PROBE])["seconds"])
+
+
 def measure(argv: list[str], *, env: dict[str, str] | None = None,
             timeout: float = 900) -> dict[str, Any]:
     """Run ``argv`` as a fresh process: wall s, CPU s, peak RSS MB, exit code, stdout."""
@@ -267,7 +277,7 @@ def one_size(n: int, sandbox_url: str) -> dict[str, Any]:
         erp, config_file = work / "erp.db", work / "icsync.toml"
         make_erp(erp, n)
         write_config(config_file, sandbox_url, erp, work / "state.db")
-        out: dict[str, Any] = {"rows": n}
+        out: dict[str, Any] = {"rows": n, "speed_before": speed()}
         out["adbc"] = child("adbc", str(erp))
         out["baseline"] = child("baseline", str(erp))
         out["dry"] = sync_run(config_file, "--dry-run")
@@ -280,6 +290,7 @@ def one_size(n: int, sandbox_url: str) -> dict[str, Any]:
         out["bad"] = sync_run(config_file)
         out["bad_again"] = sync_run(config_file)
         print(f"{n}: bad rows {out['bad']['seconds']} s", file=sys.stderr)
+        out["speed_after"] = speed()
     return out
 
 
@@ -327,6 +338,15 @@ def startup(sandbox_url: str) -> dict[str, Any]:
     return out
 
 
+def _speed_lines(res: dict[str, Any]) -> list[str]:
+    timed = [size for size in res["sizes"] if "speed_before" in size]
+    if not timed:
+        return []
+    return ["", "Machine speed (a fixed pure-Python loop, seconds, higher is slower) before and "
+            "after each size: " + "; ".join(f"{size['rows']:,}: {size['speed_before']:.2f} / "
+                                            f"{size['speed_after']:.2f}" for size in timed) + "."]
+
+
 def markdown(res: dict[str, Any]) -> str:
     """The results as a short report."""
     m = res["machine"]
@@ -334,6 +354,7 @@ def markdown(res: dict[str, Any]) -> str:
              f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_mb']} MB; Python "
              f"{m['python']}, pandas {m['pandas']}, pyarrow {m['pyarrow']}; load average at "
              f"start {m['load_average']} (shared machine: compare the ratios within one run).",
+             *_speed_lines(res),
              "", "Each line is one fresh process: wall s / CPU s / peak RSS MB"
              + (" (the project's modules byte-compiled first, as installed)."
                 if res.get("byte_compiled") else "."), "",
