@@ -225,12 +225,16 @@ class KindSync:
         run = self.run
         with self._stage("read"):
             read = await self._read_source()
-        with self._stage("fingerprint"):
-            prints = (await asyncio.to_thread(fingerprint.source_hash, read.frame),
-                      fingerprint.kind_settings(run))
-            kept = None
-            if override is None and not self.full and read.complete:
-                kept = await fingerprint.unchanged(run, *prints, remote=ahead)
+        kept, prints = None, None
+        fast_path = override is None and not self.full and read.complete
+        # The fingerprint serves the fast path, and a run that applies keeps it; a dry run
+        # that cannot take the fast path (an empty state, --full) has no use for it.
+        if fast_path or not self.dry_run:
+            with self._stage("fingerprint"):
+                prints = (await asyncio.to_thread(fingerprint.source_hash, read.frame),
+                          fingerprint.kind_settings(run))
+                if fast_path:
+                    kept = await fingerprint.unchanged(run, *prints, remote=ahead)
         if kept is not None:
             return await self._nothing_to_do(kept)
         compared = await self._compared_keys(empty, override)
@@ -249,7 +253,7 @@ class KindSync:
         if run.result.rejected or run.result.failed:
             run.result.outcome = "partial" if run.result.outcome == "ok" else run.result.outcome
         repeatable, replay = self._repeatable(norm)
-        if repeatable:
+        if repeatable and prints is not None:
             remote = self.untouched.copy if self.untouched is not None else None
             await fingerprint.keep(run, *prints, remote=remote, replay=replay)
         return self.planned

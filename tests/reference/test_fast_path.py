@@ -296,3 +296,22 @@ def test_stored_replays_read_back_or_are_refused() -> None:
     assert old is not None
     assert old.quarantine == NO_QUARANTINE
     assert old.replay is None
+
+
+def test_a_dry_run_hashes_the_source_only_when_the_fast_path_may_apply(config: Config) -> None:
+    """The fingerprint serves the fast path and is kept by a run that applies: a dry run over
+    an empty state (read back, planned whole) does not compute it; one over a kept state does,
+    and takes the fast path; a --full dry run does not."""
+    planned = sync(config, dry_run=True)
+    first = next(k for k in planned.kinds if k.kind == "suppliers")
+    assert "fingerprint" not in first.stages
+    assert planned.plan is not None
+    plan = planned.plan.kind("suppliers")
+    assert plan is not None
+    assert len(plan.diff.creates) == 150
+    applied = next(k for k in sync(config).kinds if k.kind == "suppliers")
+    assert "fingerprint" in applied.stages
+    assert suppliers(sync(config, dry_run=True)) == (True, 150, 0)
+    full = next(k for k in sync(config, dry_run=True, full=True).kinds if k.kind == "suppliers")
+    assert "fingerprint" not in full.stages
+    assert full.unchanged == 150
