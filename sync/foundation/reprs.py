@@ -14,6 +14,7 @@ from typing import Any
 
 #: A collection longer than this is shown as its type and size.
 BRIEF_ITEMS = 6
+_PLAIN = (list, tuple, set, frozenset, dict)
 
 
 def brief_repr(obj: Any) -> str:
@@ -27,10 +28,12 @@ def brief_repr(obj: Any) -> str:
 def brief_value(value: Any) -> str:
     """``repr(value)``, with every collection of more than :data:`BRIEF_ITEMS` elements, at
     any depth, shown as ``<type of N>``."""
-    if not isinstance(value, list | tuple | set | frozenset | dict):
+    if not isinstance(value, _PLAIN):
         return repr(value)
     if len(value) > BRIEF_ITEMS:
         return f"<{type(value).__name__} of {len(value)}>"
+    if type(value) not in _PLAIN:  # a named tuple, say: a short one keeps its own repr
+        return repr(value)
     if isinstance(value, dict):
         return "{" + ", ".join(f"{brief_value(k)}: {brief_value(v)}"
                                for k, v in value.items()) + "}"

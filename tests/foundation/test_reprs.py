@@ -5,6 +5,7 @@ from __future__ import annotations
 from sync.foundation.reprs import BRIEF_ITEMS, brief_repr, brief_value
 from sync.reference.engine import CompanyResult
 from sync.reference.rules.diff import KindDiff
+from sync.reference.rules.findings import Finding
 from sync.reference.rules.plan import KindPlan, Plan
 
 
@@ -32,9 +33,13 @@ def test_brief_value_is_repr_up_to_the_limit() -> None:
     assert brief_value([*short, 1]) == f"<list of {BRIEF_ITEMS + 1}>"
     assert brief_value({i: i for i in range(BRIEF_ITEMS + 1)}) == f"<dict of {BRIEF_ITEMS + 1}>"
     assert brief_value("x" * 100) == repr("x" * 100)  # text is not a collection here
-    nested = ((1, 2), [tuple(range(10))], {"a": {1}}, frozenset(), set(), ("x",))
+    nested: tuple[object, ...] = ((1, 2), [tuple(range(10))], {"a": {1}}, frozenset(), set(),
+                                  ("x",))
     assert brief_value(nested) == (
         "((1, 2), [<tuple of 10>], {'a': {1}}, frozenset(), set(), ('x',))")
     assert brief_value([frozenset({2})]) == repr([frozenset({2})])
+    finding = Finding(3, "Email", "bad_email", "no @", "warn")
+    assert brief_value((finding,)) == f"({finding!r},)"  # a named tuple keeps its names
+    assert brief_value(tuple([finding] * 7)) == "<tuple of 7>"
     assert brief_repr(KindDiff("currencies")) == (
         "KindDiff(kind='currencies', creates=(), edits=(), deletes=(), unchanged=0, held=())")
