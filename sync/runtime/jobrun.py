@@ -155,7 +155,7 @@ class LeasedJob:
         counting = _RUN_CALLS.set(calls)
         try:
             run_row = await asyncio.to_thread(self.store.start_run, self.company, self.job,
-                                              None, fence=fence)
+                                              None, fence=fence, holder=self.holder)
             log.info("job_started", holder=self.holder, token=fence.token, slots=report.slots,
                      missed=report.missed, run_row=run_row)
             if self.on_started is not None:

@@ -52,10 +52,13 @@ class JournalStore:
     _db: Database
 
     def start_run(self, company: str, job: str, kind: str | None = None, *,
-                  fence: Fence | None = None) -> int:
-        """Record that a run started; returns its id."""
+                  fence: Fence | None = None, holder: str | None = None) -> int:
+        """Record that a run started; returns its id. ``holder`` (the instance running it) is
+        in the run's counts from the start, so a run that never finishes (its instance
+        killed) still says whose it was; the counts written at the end replace them."""
         values: dict[str, Any] = {"company": company, "job": job, "kind": kind,
-                                  "started_at": clock.utcnow(), "counts": {}}
+                                  "started_at": clock.utcnow(),
+                                  "counts": {"holder": holder} if holder else {}}
         with self._db.write(f"starting a {company}/{job} run", fence) as conn:
             return int(conn.execute(insert(Run).values(**values)
                                     .returning(Run.c.id)).scalar_one())

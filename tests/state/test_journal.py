@@ -27,6 +27,15 @@ def test_run_start_finish_and_listing(store: StateStore) -> None:
     assert len(store.last_runs(limit=1)) == 1
 
 
+def test_a_run_names_its_holder_from_the_start(store: StateStore) -> None:
+    """A run started by an instance says whose it is while it runs (and if its instance is
+    killed and never finishes it); the counts written at the end replace the start's."""
+    run = store.start_run("uk", "transactions", holder="vm:4242:abcd")
+    assert store.last_runs("uk")[0].counts == {"holder": "vm:4242:abcd"}
+    store.finish_run(run, "ok", {"holder": "vm:4242:abcd", "posted": 2})
+    assert store.last_runs("uk")[0].counts == {"holder": "vm:4242:abcd", "posted": 2}
+
+
 def test_finish_unknown_run_is_refused(store: StateStore) -> None:
     """Finishing a run id that does not exist is a caller error."""
     with pytest.raises(ValueError, match="no run 999"):
