@@ -126,7 +126,9 @@ def configure(fmt: LogFormat = "auto", level: str = "info", stream: Any = None) 
     that logs nothing never loads it).
     """
     global _pending
-    _pending = (fmt, level, stream)
+    # Decided now, not when the configuration is applied (structlog may load much later,
+    # when the stream given here, a test's capture say, is closed and replaced).
+    _pending = (fmt, level, None if stream is sys.stderr else stream)
     if "structlog" in sys.modules:
         _apply()
 

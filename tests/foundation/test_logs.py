@@ -87,3 +87,24 @@ def test_a_line_below_the_level_does_not_load_structlog() -> None:
     assert json.loads(out[1])["company"] == "acme"
     assert out[2] == "LOADED True"
     assert "quiet" not in "".join(out)
+
+
+def test_standard_error_given_is_followed_even_when_applied_later() -> None:
+    """``configure(stream=sys.stderr)`` means the current standard error, whatever it is when
+    a line is written: the configuration may be applied long after (structlog loads with the
+    first line at the level), when the stream that was sys.stderr then is closed."""
+    probe = (
+        "import io, sys\n"
+        "from sync.foundation.logs import configure, get_logger\n"
+        "first = io.StringIO()\n"
+        "sys.stderr = first\n"
+        "configure('json', 'warning', stream=sys.stderr)\n"
+        "first.close()  # what a finished test's capture does\n"
+        "second = io.StringIO()\n"
+        "sys.stderr = second\n"
+        "get_logger('t').warning('written_later')\n"
+        "sys.__stdout__.write(str('written_later' in second.getvalue()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert out.stdout == "True", out.stderr
