@@ -175,7 +175,12 @@ def _rows_failing(work: Work, name: str, rows: np.ndarray,
     encoded = pc.dictionary_encode(taken)
     codes = np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False),
                        dtype=np.intp)
-    failing = _failing_values(work, check, encoded.dictionary, problem)
+    return _rows_of(_failing_values(work, check, encoded.dictionary, problem), codes, rows)
+
+
+def _rows_of(failing: dict[int, str], codes: np.ndarray, rows: np.ndarray) -> dict[int, str]:
+    """Row -> problem, from the problems of failing distinct values (by position) and each
+    cell's value position ``codes[j]`` at row ``rows[j]``; only failing cells are visited."""
     if not failing:
         return {}
     hit = np.flatnonzero(np.isin(codes, list(failing)))
@@ -306,11 +311,7 @@ def _vat_failing(work: Work, name: str) -> dict[int, str]:
     keys = pc.binary_join_element_wise(
         country_texts.take(pa.array(distinct % width)),
         number_codes.dictionary.cast(pa.string()).take(pa.array(distinct // width)), _PAIR)
-    failing = _failing_values(work, "vat", keys, _vat_pair_problem)
-    if not failing:
-        return {}
-    hit = np.flatnonzero(np.isin(inverse, list(failing)))
-    return {int(present[j]): failing[int(inverse[j])] for j in hit.tolist()}
+    return _rows_of(_failing_values(work, "vat", keys, _vat_pair_problem), inverse, present)
 
 
 _PAIR = "\t"  # between a VAT pair's country ("" when missing) and number: neither holds one
@@ -337,11 +338,8 @@ def _vat_failing_objects(work: Work, name: str) -> dict[int, str]:
                 if (p := found[text]) is not None}
     encoded = pc.dictionary_encode(pairs)
     codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.intp)
-    failing = _failing_values(work, "vat", encoded.dictionary, _vat_pair_problem)
-    if not failing:
-        return {}
-    hit = np.flatnonzero(np.isin(codes, list(failing)))
-    return {int(rows[j]): failing[int(codes[j])] for j in hit.tolist()}
+    return _rows_of(_failing_values(work, "vat", encoded.dictionary, _vat_pair_problem), codes,
+                    rows)
 
 
 @lru_cache(maxsize=1 << 16)

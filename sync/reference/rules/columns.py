@@ -208,6 +208,12 @@ class Columns(MutableMapping[str, np.ndarray]):
         return f"Columns({list(self._cols)}, held={held})"
 
 
+def held_arrow(columns: Mapping[str, Any], name: str) -> Any:
+    """The Arrow array of column ``name`` while :class:`Columns` holds it (its values not
+    made yet); None for any other column or mapping."""
+    return columns.held(name) if isinstance(columns, Columns) else None
+
+
 def column_objects(column: pd.Series) -> np.ndarray:
     """A canonical frame's column as an object array, None where missing, whether it holds
     objects or Arrow text (an Arrow-backed column gives ``pd.NA`` through pandas' own

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from sync.foundation.entities import Kind
 from sync.reference.rules import keys as key_rules
-from sync.reference.rules.columns import Columns, as_arrow, mask, none_mask
+from sync.reference.rules.columns import as_arrow, held_arrow, mask, none_mask
 from sync.reference.rules.findings import Work
 from sync.reference.rules.keys import Hasher, digests, positions, strictly_increasing
 from sync.reference.rules.values import canonical_json
@@ -57,7 +57,7 @@ def take(cols: Mapping[str, np.ndarray], rows: np.ndarray, n: int) -> dict[str, 
     every = _every_row(rows, n)
     out: dict[str, Any] = {}
     for name in cols:
-        held = cols.held(name) if isinstance(cols, Columns) else None
+        held = held_arrow(cols, name)
         if held is not None:
             out[name] = pd.arrays.ArrowExtensionArray(
                 held if every else held.take(pa.array(rows, type=pa.int64())))

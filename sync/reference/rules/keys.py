@@ -36,9 +36,9 @@ import pyarrow.compute as pc
 
 from sync.foundation.entities import FieldSpec, Kind
 from sync.reference.rules.columns import (
-    Columns,
     as_arrow,
     as_objects,
+    held_arrow,
     mask,
     none_mask,
     object_values,
@@ -254,7 +254,7 @@ Hasher = Callable[[Iterator[Any]], Iterable[list[str] | None]]
 def _length(columns: Mapping[str, np.ndarray]) -> int:
     """The rows of ``columns`` (0 without any), a held column not made into objects."""
     for name in columns:
-        held = columns.held(name) if isinstance(columns, Columns) else None
+        held = held_arrow(columns, name)
         return len(held) if held is not None else len(columns[name])
     return 0
 
