@@ -149,7 +149,6 @@ def _apply() -> None:
                      else structlog.dev.ConsoleRenderer(colors=out.isatty()))
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
             merge_bound,
             structlog.processors.add_log_level,
             RepeatLimiter(),
